@@ -1,0 +1,59 @@
+"""What a store remembers about how its rows were made, and the calibrated defaults per base model.
+
+Adapters are only meaningful with the exact base model, LoRA shape and prompts they were trained with, so
+all of it is persisted in the store (``store_info['config']``) and reused on every later open.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+from .errors import InvalidInput
+from .knowledge.augment import AugmentSettings
+from .knowledge.train import TrainSettings
+
+FORMAT_VERSION = 1
+MODES = ("prag", "icl", "combine", "closed")
+
+# Calibrated on a fictional-facts set (tools/calibrate.py, README "Performance"). PRAG's published settings
+# (r=2, α=32, lr 3e-4, 1 epoch) inject nothing into a 135M model; these inject most facts.
+SMALL_MODEL_TRAINING = TrainSettings(rank=4, alpha=32.0, lr=5e-3, epochs=10, samples_per_step=4)
+# Not calibrated here (no such model on this machine): PRAG's rank and α with a stronger schedule.
+LARGE_MODEL_TRAINING = TrainSettings(rank=2, alpha=32.0, lr=1e-3, epochs=3, samples_per_step=4)
+SMALL_MODEL_PARAMS = 1_000_000_000
+
+
+def default_training(n_params: int) -> TrainSettings:
+    return SMALL_MODEL_TRAINING if n_params < SMALL_MODEL_PARAMS else LARGE_MODEL_TRAINING
+
+
+@dataclass
+class StoreConfig:
+    model: str                      # as given at creation ("default" for the packaged SmolLM2)
+    model_fingerprint: str
+    embedder: str
+    embedding_dim: int
+    training: TrainSettings
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "StoreConfig":
+        data = dict(data)
+        data["training"] = TrainSettings(**data["training"])
+        data["augment"] = AugmentSettings(**data.get("augment", {}))
+        return cls(**data)
+
+
+def apply_overrides(settings, overrides: dict | None, what: str):
+    """Replace fields of a frozen settings dataclass, naming any field that does not exist."""
+    if not overrides:
+        return settings
+    valid = {f.name for f in dataclasses.fields(settings)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise InvalidInput(f"unknown {what} setting {unknown[0]!r}; valid: {', '.join(sorted(valid))}")
+    return dataclasses.replace(settings, **overrides)

@@ -1,0 +1,359 @@
+"""ParamDB: a store whose rows are documents with their own LoRA adapters.
+
+Writes go blobs first (LMDB: adapter + embedding, committed), then the metadata row (SQL, committed), then
+the derived vector index. A crash at any point leaves at worst an orphan blob or a stale index (rebuilt on
+open), never a row that points at nothing. Each key of a blob is new, so an upsert never overwrites a live one.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from . import documents
+from .config import FORMAT_VERSION, MODES, StoreConfig, apply_overrides, default_training
+from .errors import DuplicateId, InvalidInput, ModelMismatch, UnknownId
+from .knowledge import prompts
+from .knowledge.augment import build_samples
+from .knowledge.embed import Embedder
+from .knowledge.generate import greedy
+from .knowledge.inject import AdapterCache, to_factors
+from .knowledge.lora import merge_factors, side_path
+from .knowledge.models import LoadedModel, load_model
+from .knowledge.train import train_adapters
+from .layout import Layout
+from .storage.blobs import BlobStore
+from .storage.codec import decode_tensors, decode_vector, encode_tensors, encode_vector
+from .storage.meta import MetaStore
+from .storage.vectors import VectorIndex
+from .types import Answer, Document, Hit
+
+Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
+
+
+class ParamDB:
+    """Open with :meth:`open`; use as a context manager so the index is saved and files are closed."""
+
+    def __init__(self, layout: Layout, meta: MetaStore, blobs: BlobStore, config: StoreConfig,
+                 lm: LoadedModel | str | None, embedder: Embedder | str | None, device: str | None):
+        self.path = layout.root
+        self._layout, self._meta, self._blobs, self.config = layout, meta, blobs, config
+        self._lm = lm if isinstance(lm, LoadedModel) else None
+        self._model_path = lm if isinstance(lm, str) else None
+        self._embedder = embedder if isinstance(embedder, Embedder) else None
+        self._embedder_path = embedder if isinstance(embedder, str) else None
+        self._device = device
+        self._index: VectorIndex | None = None
+        self._index_generation = -1
+        self._index_dirty = False
+        self.adapter_cache = AdapterCache()
+
+    # ---------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
+             embedder: Embedder | str | None = None, meta_url: str | None = None,
+             device: str | None = None, training: dict | None = None) -> "ParamDB":
+        """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
+
+        ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
+        it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
+        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``).
+        """
+        layout = Layout(Path(path))
+        if create and not layout.exists():
+            return cls._create(layout, model, embedder, meta_url, device, training)
+        if training:
+            raise InvalidInput("training settings are fixed when a store is created")
+        url = meta_url or layout.read(FORMAT_VERSION)
+        meta = MetaStore(url)
+        config = StoreConfig.from_json(meta.get_info("config"))
+        blobs = BlobStore(layout.blobs)
+        return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device)
+
+    @classmethod
+    def _create(cls, layout, model, embedder, meta_url, device, training) -> "ParamDB":
+        lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+        emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+        n_params = sum(p.numel() for p in lm.model.parameters())
+        config = StoreConfig(
+            model=str(model) if isinstance(model, str) else ("default" if model is None else lm.name),
+            model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
+            ("default" if embedder is None else emb.name), embedding_dim=emb.dim,
+            training=apply_overrides(default_training(n_params), training, "training"))
+        url = layout.create(FORMAT_VERSION, meta_url)
+        meta = MetaStore(url)
+        meta.create_all()
+        meta.set_info("config", config.to_json())
+        blobs = BlobStore(layout.blobs)
+        layout.commit_marker()
+        return cls(layout, meta, blobs, config, lm, emb, device)
+
+    def close(self) -> None:
+        if self._index is not None and self._index_dirty:
+            self._index.save(self._index_generation)
+            self._index_dirty = False
+        self._blobs.close()
+        self._meta.close()
+
+    def __enter__(self) -> "ParamDB":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- models (loaded on first need)
+    @property
+    def lm(self) -> LoadedModel:
+        if self._lm is None:
+            self._lm = load_model(self._model_path, self._device)
+        if self._lm.fingerprint != self.config.model_fingerprint:
+            raise ModelMismatch(
+                f"store {self.path} was trained on base model {self.config.model!r} (fingerprint "
+                f"{self.config.model_fingerprint}); the loaded model {self._lm.name!r} has fingerprint "
+                f"{self._lm.fingerprint}: its adapters cannot be applied")
+        return self._lm
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            path = self._embedder_path or (None if self.config.embedder == "default" else self.config.embedder)
+            self._embedder = Embedder(path)
+        if self._embedder.dim != self.config.embedding_dim:
+            raise ModelMismatch(f"embedder {self._embedder.name!r} gives {self._embedder.dim}-d vectors; "
+                                f"store {self.path} holds {self.config.embedding_dim}-d vectors")
+        return self._embedder
+
+    # ---------------------------------------------------------------- writing
+    def insert(self, docs: Iterable[Any] | Any, *, upsert: bool = False, batch_size: int = 8,
+               progress: Progress | None = None) -> list[str]:
+        """Parameterize and store documents (str, dict with text/id/metadata, or Document); returns ids.
+
+        The whole input is validated first (a bad item adds nothing); then documents are trained and
+        committed batch by batch, each batch atomically. A duplicate id is refused unless ``upsert``.
+        """
+        if isinstance(docs, (str, dict, Document)):
+            docs = [docs]
+        batch = documents.coerce_all((f"document {i}", d) for i, d in enumerate(docs, 1))
+        if not upsert:
+            taken = self._meta.existing_ids([d.id for d in batch])
+            if taken:
+                raise DuplicateId(next(d.id for d in batch if d.id in taken))
+        if batch_size < 1:
+            raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        for start in range(0, len(batch), batch_size):
+            self._write_batch(batch[start:start + batch_size], upsert)
+            if progress:
+                progress(min(start + batch_size, len(batch)), len(batch))
+        self._save_index()
+        return [d.id for d in batch]
+
+    def upsert(self, docs, **kwargs) -> list[str]:
+        return self.insert(docs, upsert=True, **kwargs)
+
+    def parameterize(self, batch: list[Document]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """Embeddings and trained adapters for a batch: the expensive step, with no store access."""
+        vectors = self.embedder.embed([d.text for d in batch])
+        samples = build_samples(self.lm, [d.text for d in batch], self.config.augment)
+        adapters = train_adapters(self.lm, samples, [d.id for d in batch], self.config.training)
+        return vectors, adapters
+
+    def _write_batch(self, batch: list[Document], upsert: bool) -> None:
+        vectors, adapters = self.parameterize(batch)
+        self._ensure_index()
+        gen_before = self._index_generation
+        keys = [uuid.uuid4().hex for _ in batch]
+        self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
+                        {k: encode_vector(v) for k, v in zip(keys, vectors)})
+        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time()}
+                for d, k in zip(batch, keys)]
+        try:
+            if upsert:
+                rowids, replaced = self._meta.upsert(rows)
+            else:
+                rowids, replaced = self._meta.insert(rows), []
+        except BaseException:
+            self._blobs.delete(keys)          # the row never existed: its blobs are orphans now
+            raise
+        self._blobs.delete(replaced)
+        for k in replaced:
+            self.adapter_cache.discard(k)
+        self._after_write(gen_before, lambda index: index.add(rowids, vectors))
+
+    def delete(self, ids: str | Iterable[str]) -> int:
+        """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        self._ensure_index()
+        gen_before = self._index_generation
+        removed = self._meta.delete(ids)
+        self._blobs.delete([k for _, k in removed])
+        for _, k in removed:
+            self.adapter_cache.discard(k)
+        self._after_write(gen_before, lambda index: index.remove([r for r, _ in removed]))
+        self._save_index()
+        return len(removed)
+
+    # ---------------------------------------------------------------- reading
+    def get(self, doc_id: str) -> Document:
+        rows = self._meta.get([doc_id])
+        if not rows:
+            raise UnknownId(doc_id)
+        return _document(rows[0])
+
+    def list(self, limit: int | None = None, offset: int = 0, where: dict | None = None) -> list[Document]:
+        return [_document(r) for r in self._meta.list(limit=limit, offset=offset, where=where)]
+
+    def count(self, where: dict | None = None) -> int:
+        return self._meta.count(where)
+
+    def __len__(self) -> int:
+        return self._meta.count()
+
+    def __contains__(self, doc_id: str) -> bool:
+        return bool(self._meta.existing_ids([doc_id]))
+
+    def query(self, text: str, k: int = 3, where: dict | None = None) -> list[Hit]:
+        """The k documents nearest to ``text`` by embedding, best first, optionally filtered by metadata."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInput("query text is empty")
+        if k < 1:
+            raise InvalidInput(f"k must be at least 1, got {k}")
+        allowed = set(self._meta.rowids_matching(where)) if where else None
+        if allowed is not None and not allowed:
+            return []
+        index = self._ensure_index()
+        found = index.search(self.embedder.embed([text])[0], k, allowed=allowed)
+        rows = {r["rowid"]: r for r in self._meta.get_by_rowids([label for label, _ in found])}
+        return [Hit(id=rows[label]["id"], score=float(score), text=rows[label]["text"],
+                    metadata=rows[label]["metadata"]) for label, score in found if label in rows]
+
+    def stats(self) -> dict:
+        c = self.config
+        meta_bytes, blob_bytes = self._meta.size_bytes(), self._blobs.size_bytes()
+        index_bytes = self._layout.vectors.stat().st_size if self._layout.vectors.exists() else 0
+        return {"path": str(self.path), "documents": len(self), "format_version": c.format_version,
+                "base_model": c.model, "model_fingerprint": c.model_fingerprint, "embedder": c.embedder,
+                "lora": {"rank": c.training.rank, "alpha": c.training.alpha,
+                         "targets": ["gate_proj", "up_proj", "down_proj"]},
+                "training": {"lr": c.training.lr, "epochs": c.training.epochs,
+                             "samples_per_step": c.training.samples_per_step},
+                "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
+                          "total": meta_bytes + blob_bytes + index_bytes}}
+
+    # ---------------------------------------------------------------- answering
+    def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
+                 max_new_tokens: int = 48) -> Answer:
+        """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode)."""
+        return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens)[0]
+
+    def generate_batch(self, questions: list[str], k: int = 3, mode: str = "prag", *,
+                       where: dict | None = None, max_new_tokens: int = 48) -> list[Answer]:
+        """Answer many questions in one batched generation, each with its own documents' adapters."""
+        if mode not in MODES:
+            raise InvalidInput(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        for q in questions:
+            if not isinstance(q, str) or not q.strip():
+                raise InvalidInput("question is empty")
+        lm = self.lm
+        t0 = time.perf_counter()
+        hits = [self.query(q, k, where) if mode != "closed" else [] for q in questions]
+        t1 = time.perf_counter()
+        factors = self._merged_factors(hits) if mode in ("prag", "combine") else None
+        t2 = time.perf_counter()
+        with_passages = mode in ("icl", "combine")
+        texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
+                                                    else None) for q, hs in zip(questions, hits)],
+                       max_new_tokens, factors=factors, scale=self.config.training.scale)
+        t3 = time.perf_counter()
+        n = len(questions)
+        timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
+        return [Answer(text=t, mode=mode, hits=h, timings=dict(timings)) for t, h in zip(texts, hits)]
+
+    def adapter_factors(self, doc_ids: list[str]) -> list:
+        """Each document's adapter as side-path factors on the compute device (cached)."""
+        rows = {r["id"]: r for r in self._meta.get(doc_ids)}
+        missing = [i for i in doc_ids if i not in rows]
+        if missing:
+            raise UnknownId(missing[0])
+        return self._load_factors([rows[i]["blob_key"] for i in doc_ids])
+
+    def _load_factors(self, keys: list[str]) -> list:
+        lm = self.lm
+        names = [n for n, _ in side_path(lm.model).modules]
+        dtype = next(lm.model.parameters()).dtype
+        out: dict[str, Any] = {}
+        todo = []
+        for k in keys:
+            cached = self.adapter_cache.get(k)
+            if cached is None:
+                todo.append(k)
+            else:
+                out[k] = cached
+        if todo:
+            with self._blobs.reader() as r:
+                for k in todo:
+                    buf = r.adapter(k)
+                    if buf is None:
+                        raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
+                    out[k] = to_factors(decode_tensors(buf), names, lm.device, dtype)
+                    self.adapter_cache.put(k, out[k])
+        return [out[k] for k in keys]
+
+    def _merged_factors(self, hits: list[list[Hit]]):
+        if not any(hits):
+            return None
+        per_q = [self.adapter_factors([h.id for h in hs]) if hs else [] for hs in hits]
+        lm = self.lm
+        return merge_factors(per_q, lm.device, next(lm.model.parameters()).dtype)
+
+    # ---------------------------------------------------------------- the derived vector index
+    def _ensure_index(self) -> VectorIndex:
+        """The index in step with the metadata: loaded from disk if fresh, else rebuilt from LMDB."""
+        gen = self._meta.generation()
+        if self._index is None:
+            self._index = VectorIndex(self._layout.vectors, self.config.embedding_dim)
+            if self._index.load_or_none(gen):
+                self._index_generation = gen
+        if self._index_generation != gen:
+            self._rebuild_index(gen)
+        return self._index
+
+    def _after_write(self, gen_before: int, apply: Callable[[VectorIndex], None]) -> None:
+        """Apply our own write to the index; if another process wrote meanwhile, rebuild instead."""
+        gen = self._meta.generation()
+        if gen == gen_before + 1 and self._index is not None:
+            apply(self._index)
+            self._mark_index(gen)
+        else:
+            self._index = None
+            self._ensure_index()
+
+    def _rebuild_index(self, gen: int) -> None:
+        keys = self._meta.all_rows_keys()
+        items = []
+        with self._blobs.reader() as r:
+            for rowid, _, key in keys:
+                buf = r.embedding(key)
+                if buf is not None:
+                    items.append((rowid, decode_vector(buf)))
+        self._index.build(items)
+        self._mark_index(gen)
+
+    def _mark_index(self, gen: int) -> None:
+        self._index_generation = gen
+        self._index_dirty = True
+
+    def _save_index(self) -> None:
+        if self._index is not None and self._index_dirty:
+            self._index.save(self._index_generation)
+            self._index_dirty = False
+
+
+def _stored_model(config: StoreConfig) -> str | None:
+    return None if config.model == "default" else config.model
+
+
+def _document(row: dict) -> Document:
+    return Document(text=row["text"], id=row["id"], metadata=row["metadata"])

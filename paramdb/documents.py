@@ -1,0 +1,64 @@
+"""Checking what users hand to insert, before any expensive work and before anything is written."""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any, Iterable
+
+from .errors import InvalidInput
+from .types import Document
+
+MAX_ID_BYTES = 256
+
+
+def _check_metadata(meta: Any, where: str) -> dict:
+    if not isinstance(meta, dict):
+        raise InvalidInput(f"{where}: metadata must be an object, got {type(meta).__name__}")
+    for k, v in meta.items():
+        if not isinstance(k, str) or not k:
+            raise InvalidInput(f"{where}: metadata keys must be non-empty strings, got {k!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidInput(f"{where}: metadata {k!r} is not a finite number")
+    try:
+        json.dumps(meta)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{where}: metadata is not JSON-serialisable ({exc})") from None
+    return meta
+
+
+def coerce(item: Any, where: str) -> Document:
+    """A str, dict or Document as a validated Document; ``where`` names it in errors (e.g. 'docs.jsonl:3')."""
+    if isinstance(item, str):
+        item = Document(text=item)
+    elif isinstance(item, dict):
+        unknown = sorted(set(item) - {"id", "text", "metadata"})
+        if unknown:
+            raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (fields: id, text, metadata)")
+        if "text" not in item:
+            raise InvalidInput(f"{where}: document has no 'text'")
+        item = Document(text=item["text"], id=item.get("id"), metadata=item.get("metadata") or {})
+    elif not isinstance(item, Document):
+        raise InvalidInput(f"{where}: expected a str, dict or Document, got {type(item).__name__}")
+    if not isinstance(item.text, str):
+        raise InvalidInput(f"{where}: text must be a string, got {type(item.text).__name__}")
+    if not item.text.strip():
+        raise InvalidInput(f"{where}: text is empty")
+    doc_id = item.id if item.id is not None else uuid.uuid4().hex
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise InvalidInput(f"{where}: id must be a non-empty string, got {doc_id!r}")
+    if len(doc_id.encode()) > MAX_ID_BYTES:
+        raise InvalidInput(f"{where}: id is longer than {MAX_ID_BYTES} bytes")
+    return Document(text=item.text, id=doc_id, metadata=dict(_check_metadata(item.metadata, where)))
+
+
+def coerce_all(located: Iterable[tuple[str, Any]]) -> list[Document]:
+    """Validate a batch of (where, item) pairs; an id repeated inside the batch names both places."""
+    docs, seen = [], {}
+    for where, item in located:
+        doc = coerce(item, where)
+        if doc.id in seen:
+            raise InvalidInput(f"{where}: duplicate id {doc.id!r} (also at {seen[doc.id]})")
+        seen[doc.id] = where
+        docs.append(doc)
+    return docs

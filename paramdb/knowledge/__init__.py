@@ -1,0 +1,1 @@
+"""Turning documents into weights and weights into answers: models, embedding, augmentation, LoRA."""

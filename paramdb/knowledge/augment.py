@@ -1,0 +1,67 @@
+"""Turn a document into training samples: the passage itself plus question-shaped samples.
+
+PRAG's lesson, measured again on the 135M model (DESIGN.md): training on the passage alone teaches the model
+to recite it, not to answer from it. So each sentence of the passage gets a question written by the base LLM
+(few-shot, all sentences of a batch in one batched generation) and the sample teaches "that question → that
+sentence". The answer is the document's own sentence, so a poor question costs little and an answer is never
+invented. A question the model botches is replaced by a cloze prompt built from the sentence itself.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from . import prompts
+from .generate import greedy
+from .models import LoadedModel
+from .train import Sample
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    questions: bool = True          # one LLM-written question per sentence
+    max_sentences: int = 12         # per document; long documents keep their first sentences
+    max_question_tokens: int = 32
+    batch_size: int = 16            # prompts per batched generation
+
+
+def sentences(text: str, limit: int) -> list[str]:
+    parts = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if len(s.strip()) > 3]
+    return parts[:limit]
+
+
+def _usable(question: str) -> bool:
+    return question.endswith("?") and 3 <= len(question.split()) <= 30
+
+
+def _cloze(sentence: str) -> str:
+    words = sentence.split()
+    return "Complete the fact: " + " ".join(words[: max(2, len(words) // 2)]) + " ..."
+
+
+def write_questions(lm: LoadedModel, sents: list[str], s: AugmentSettings) -> list[str]:
+    """One question per sentence, batched; unusable outputs fall back to a cloze prompt."""
+    out: list[str] = []
+    for i in range(0, len(sents), s.batch_size):
+        chunk = sents[i:i + s.batch_size]
+        raw = greedy(lm, [prompts.QUESTION_FEW_SHOT.format(sentence=x) for x in chunk], s.max_question_tokens)
+        out += [q if _usable(q) else _cloze(x) for q, x in zip(raw, chunk)]
+    return out
+
+
+def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
+    """Training samples for each text: the passage, then one question → sentence pair per sentence."""
+    eos = prompts.answer_suffix(lm.tokenizer)
+    per_doc = [sentences(t, s.max_sentences) for t in texts]
+    flat = [x for doc in per_doc for x in doc]
+    questions = write_questions(lm, flat, s) if s.questions else [_cloze(x) for x in flat]
+    out, pos = [], 0
+    for text, doc in zip(texts, per_doc):
+        samples = [Sample("", " ".join(text.split()) + eos)]
+        for sent in doc:
+            samples.append(Sample(prompts.question_prompt(lm.tokenizer, questions[pos]), sent + eos))
+            pos += 1
+        out.append(samples)
+    return out

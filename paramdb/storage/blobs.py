@@ -1,0 +1,213 @@
+"""LMDB environment holding each row's adapter bytes and embedding bytes.
+
+LMDB because adapters are read far more often than written: readers get zero-copy memoryviews straight
+from the memory map and never block the single writer. One environment with two named sub-databases
+(``adapters``, ``embeddings``) so a row's two blobs commit in the same transaction. The map size is grown
+on demand so callers never see ``MapFullError``.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import lmdb
+
+from paramdb.errors import InvalidInput, StoreNotFound
+
+KINDS = ("adapters", "embeddings")
+_T = TypeVar("_T")
+
+
+class BlobReader:
+    """Lookups bound to one read transaction.
+
+    The memoryviews point into LMDB's memory map: they are zero-copy and valid only inside the ``with
+    store.reader()`` block that produced this reader. Copy (``bytes(view)``) anything kept longer.
+    """
+
+    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database | None]):
+        self._txn, self._dbs = txn, dbs
+
+    def _get(self, kind: str, key: str) -> memoryview | None:
+        db = self._dbs[kind]
+        return None if db is None else self._txn.get(key.encode("utf-8"), db=db)
+
+    def adapter(self, key: str) -> memoryview | None:
+        return self._get("adapters", key)
+
+    def embedding(self, key: str) -> memoryview | None:
+        return self._get("embeddings", key)
+
+
+class BlobStore:
+    """Adapters and embeddings keyed by a row's ``blob_key``, in one LMDB environment directory.
+
+    Thread-safe: writes are serialized; growing the map waits until no other thread holds a read
+    transaction (remapping under a live reader would leave its memoryviews dangling). So do not write
+    from a thread that is itself inside ``reader()`` or iterating ``iter_embeddings()``.
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False, map_size: int = 64 << 20):
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly and not (self.path / "data.mdb").exists():
+            raise StoreNotFound(f"no LMDB environment at {self.path}")
+        if not readonly:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        data_file = self.path / "data.mdb"
+        if data_file.exists():  # never open with a map smaller than what is already on disk
+            map_size = max(map_size, data_file.stat().st_size)
+        self._env = lmdb.open(str(self.path), map_size=map_size, subdir=True, readonly=readonly,
+                              max_dbs=4, lock=True, mode=0o600)
+        self._write_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._growing = False
+        self._local = threading.local()
+        self._dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
+
+    def _open_db(self, name: str) -> lmdb._Database | None:
+        """A read-only env cannot create sub-databases; a missing one then simply reads as empty."""
+        try:
+            return self._env.open_db(name.encode(), create=not self.readonly)
+        except lmdb.NotFoundError:
+            return None
+
+    # -- transactions ---------------------------------------------------------------------------------
+    @contextmanager
+    def _read(self, buffers: bool = False) -> Iterator[lmdb.Transaction]:
+        with self._cond:
+            while self._growing:
+                self._cond.wait()
+            self._readers += 1
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+        try:
+            try:
+                txn = self._env.begin(buffers=buffers)
+            except lmdb.MapResizedError:  # another process grew the map: adopt its size
+                self._env.set_mapsize(0)
+                txn = self._env.begin(buffers=buffers)
+            with txn:
+                yield txn
+        finally:
+            self._local.depth -= 1
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    def _grow(self, new_size: int) -> None:
+        if getattr(self._local, "depth", 0):
+            raise RuntimeError("cannot grow the LMDB map while this thread holds a read transaction")
+        with self._cond:
+            self._growing = True
+            try:
+                while self._readers:
+                    self._cond.wait()
+                self._env.set_mapsize(new_size)
+            finally:
+                self._growing = False
+                self._cond.notify_all()
+
+    def _write(self, fn: Callable[[lmdb.Transaction], _T]) -> _T:
+        """Run ``fn`` in one write transaction; on a full map, abort, double the map and rerun it all."""
+        if self.readonly:
+            raise InvalidInput(f"blob store {self.path} is open read-only")
+        with self._write_lock:
+            while True:
+                try:
+                    with self._env.begin(write=True) as txn:
+                        return fn(txn)
+                except lmdb.MapFullError:
+                    self._grow(self._env.info()["map_size"] * 2)
+                except lmdb.MapResizedError:
+                    self._grow(0)
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def put(self, adapters: dict[str, bytes], embeddings: dict[str, bytes]) -> None:
+        """Write a batch atomically and durably: after return it is on disk, after a failure none is."""
+        def do(txn: lmdb.Transaction) -> None:
+            for kind, items in (("adapters", adapters), ("embeddings", embeddings)):
+                for key, value in items.items():
+                    txn.put(key.encode("utf-8"), value, db=self._dbs[kind])
+        self._write(do)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove keys from both sub-databases in one transaction; missing keys are not an error."""
+        encoded = [k.encode("utf-8") for k in keys]
+
+        def do(txn: lmdb.Transaction) -> None:
+            for kind in KINDS:
+                for key in encoded:
+                    txn.delete(key, db=self._dbs[kind])
+        self._write(do)
+
+    # -- reads ----------------------------------------------------------------------------------------
+    @contextmanager
+    def reader(self) -> Iterator[BlobReader]:
+        """One consistent snapshot; its memoryviews are valid only inside this ``with`` block."""
+        with self._read(buffers=True) as txn:
+            yield BlobReader(txn, self._dbs)
+
+    def _get(self, kind: str, key: str) -> bytes | None:
+        db = self._dbs[kind]
+        if db is None:
+            return None
+        with self._read() as txn:
+            return txn.get(key.encode("utf-8"), db=db)
+
+    def get_adapter(self, key: str) -> bytes | None:
+        return self._get("adapters", key)
+
+    def get_embedding(self, key: str) -> bytes | None:
+        return self._get("embeddings", key)
+
+    def _db(self, kind: str) -> lmdb._Database | None:
+        if kind not in KINDS:
+            raise InvalidInput(f"unknown blob kind {kind!r}; valid: {', '.join(KINDS)}")
+        return self._dbs[kind]
+
+    def keys(self, kind: str = "adapters") -> list[str]:
+        db = self._db(kind)
+        if db is None:
+            return []
+        with self._read() as txn, txn.cursor(db=db) as cur:
+            return [bytes(k).decode("utf-8") for k in cur.iternext(keys=True, values=False)]
+
+    def count(self, kind: str = "adapters") -> int:
+        db = self._db(kind)
+        if db is None:
+            return 0
+        with self._read() as txn:
+            return int(txn.stat(db)["entries"])
+
+    def iter_embeddings(self) -> Iterator[tuple[str, bytes]]:
+        """All (key, embedding bytes) from one snapshot, for rebuilding the vector index."""
+        db = self._dbs["embeddings"]
+        if db is None:
+            return
+        with self._read() as txn, txn.cursor(db=db) as cur:
+            for key, value in cur:
+                yield key.decode("utf-8"), value
+
+    # -- maintenance ----------------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        """Apparent size of the environment's files (LMDB files are sparse; this is the upper bound)."""
+        return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    def copy_to(self, path: str | Path, compact: bool = True) -> None:
+        """A consistent hot copy into an empty directory; ``compact`` drops free pages."""
+        target = Path(path)
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._env.copy(str(target), compact=compact)
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __enter__(self) -> BlobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

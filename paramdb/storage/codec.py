@@ -1,0 +1,142 @@
+"""Adapter tensors <-> bytes in the safetensors format, and embeddings <-> raw float32 bytes.
+
+Safetensors rather than pickle: stored bytes are never executable, and any safetensors reader can open an
+exported adapter. Decoding returns zero-copy views so that reading an adapter straight out of an LMDB
+memoryview costs no copy; the CRC32 in ``__metadata__`` catches bit rot that LMDB itself would not see.
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from collections.abc import Mapping
+
+import numpy as np
+
+from paramdb.errors import CorruptData, InvalidInput
+
+# Safetensors dtype names <-> little-endian numpy dtypes (the format is little-endian by definition).
+_TO_NUMPY: dict[str, np.dtype] = {
+    "F16": np.dtype("<f2"), "F32": np.dtype("<f4"), "F64": np.dtype("<f8"),
+    "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
+    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+}
+_FROM_NUMPY: dict[np.dtype, str] = {v.newbyteorder("<"): k for k, v in _TO_NUMPY.items()}
+_METADATA = "__metadata__"
+
+Buffer = bytes | bytearray | memoryview
+
+
+def encode_tensors(
+    tensors: Mapping[str, np.ndarray],
+    dtype: np.dtype | type = np.float16,
+    metadata: Mapping[str, str] | None = None,
+) -> bytes:
+    """Serialize ``tensors`` (cast to ``dtype``) as one safetensors file image.
+
+    Names are laid out in sorted order so equal inputs give equal bytes (handy for dedup and tests).
+    """
+    target = np.dtype(dtype).newbyteorder("<")
+    if target not in _FROM_NUMPY:
+        raise InvalidInput(f"cannot encode tensors as {np.dtype(dtype)}; use float16 or float32")
+    header: dict[str, object] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        if name == _METADATA:
+            raise InvalidInput(f"tensor name {_METADATA!r} is reserved by safetensors")
+        arr = np.ascontiguousarray(np.asarray(tensors[name]), dtype=target)
+        data = arr.tobytes()
+        header[name] = {"dtype": _FROM_NUMPY[target], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    body = b"".join(chunks)
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta["crc32"] = format(zlib.crc32(body), "08x")
+    header[_METADATA] = meta
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # pad so the data section starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def _parse_header(buf: Buffer) -> tuple[dict, memoryview]:
+    """Return (header, data section) or raise CorruptData; never any other exception type."""
+    try:
+        view = memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+    except (TypeError, ValueError) as e:
+        raise CorruptData(f"adapter bytes are not a contiguous byte buffer: {e}") from None
+    if len(view) < 8:
+        raise CorruptData(f"adapter bytes too short ({len(view)} bytes) for a safetensors header")
+    (n,) = struct.unpack("<Q", view[:8])
+    if n > len(view) - 8:
+        raise CorruptData(f"adapter header length {n} exceeds the {len(view)} bytes given (truncated?)")
+    try:
+        header = json.loads(bytes(view[8:8 + n]).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise CorruptData(f"adapter header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise CorruptData("adapter header is not a JSON object")
+    meta = header.get(_METADATA, {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CorruptData("adapter header __metadata__ is not a string map")
+    return header, view[8 + n:]
+
+
+def read_metadata(buf: Buffer) -> dict[str, str]:
+    """The ``__metadata__`` string map (includes ``crc32``), without touching the data section."""
+    header, _ = _parse_header(buf)
+    return dict(header.get(_METADATA, {}))
+
+
+def decode_tensors(buf: Buffer, verify: bool = True) -> dict[str, np.ndarray]:
+    """Parse a safetensors image into read-only arrays that are views into ``buf`` (no copy).
+
+    The views keep ``buf`` alive, but an LMDB memoryview is only valid inside its read transaction:
+    copy (``arr.copy()`` / ``torch.tensor``) before the transaction ends. With ``verify`` the data section
+    must match its recorded CRC32; bytes written by other tools carry none, so decode those with
+    ``verify=False``.
+    """
+    header, data = _parse_header(buf)
+    if verify:
+        want = header.get(_METADATA, {}).get("crc32")
+        if want is None:
+            raise CorruptData("adapter bytes carry no crc32 checksum in __metadata__")
+        if format(zlib.crc32(data), "08x") != want:
+            raise CorruptData("adapter bytes fail their checksum (crc32 mismatch)")
+    out: dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == _METADATA:
+            continue
+        try:
+            dt = _TO_NUMPY[info["dtype"]]
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CorruptData(f"adapter tensor {name!r} has a malformed header entry") from None
+        count = math.prod(shape)
+        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data) or end - begin != count * dt.itemsize:
+            raise CorruptData(f"adapter tensor {name!r} has offsets out of range for its shape")
+        arr = np.frombuffer(data, dtype=dt, count=count, offset=begin).reshape(shape)
+        arr.flags.writeable = False
+        out[name] = arr
+    return out
+
+
+def encode_vector(v: np.ndarray) -> bytes:
+    """An embedding as raw little-endian float32: the compact form stored in LMDB."""
+    arr = np.asarray(v)
+    if arr.ndim != 1:
+        raise InvalidInput(f"an embedding must be one vector, got shape {arr.shape}")
+    return arr.astype("<f4").tobytes()
+
+
+def decode_vector(buf: Buffer) -> np.ndarray:
+    """A float32 copy (so it outlives any LMDB transaction the bytes came from)."""
+    n = memoryview(buf).nbytes
+    if n % 4:
+        raise CorruptData(f"embedding bytes ({n}) are not a whole number of float32 values")
+    return np.frombuffer(buf, dtype="<f4").astype(np.float32)

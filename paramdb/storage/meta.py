@@ -1,0 +1,388 @@
+"""Row metadata in SQL through SQLAlchemy Core: SQLite by default, any SQLAlchemy URL (e.g. PostgreSQL).
+
+SQL rather than LMDB for metadata because ``where=`` filters, counts and paging are what SQL does well,
+and a shared server database lets several machines see one store. Every write is one transaction and
+bumps ``generation`` inside it, so the derived vector index can tell cheaply whether it is stale.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from paramdb.errors import DuplicateId, InvalidFilter, InvalidInput, UnknownId
+
+__all__ = ["MetaStore", "where_clause"]
+
+_CHUNK = 500  # stays well under SQLite's bound-parameter limit
+_ROW_KEYS = ("id", "text", "metadata", "blob_key", "created_at")
+
+_md = sa.MetaData()
+store_info = sa.Table(
+    "store_info", _md,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+documents = sa.Table(
+    "documents", _md,
+    sa.Column("rowid", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(256), unique=True, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("blob_key", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sqlite_autoincrement=True,  # never reuse a deleted rowid: a stale index must not point at a new row
+)
+_COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS)]
+
+
+def _chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(seq), _CHUNK):
+        yield seq[i:i + _CHUNK]
+
+
+def _clean(rows: Sequence[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        missing = [k for k in _ROW_KEYS if k not in row]
+        if missing:
+            raise InvalidInput(f"row {row.get('id')!r} lacks {', '.join(missing)}")
+        out.append({k: row[k] for k in _ROW_KEYS})
+    return out
+
+
+class MetaStore:
+    """The ``documents`` and ``store_info`` tables behind one SQLAlchemy engine."""
+
+    def __init__(self, url: str):
+        self.url = sa.make_url(url)
+        self._sqlite = self.url.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}} if self._sqlite else {}
+        self._engine = sa.create_engine(self.url, **kwargs)
+        if self._sqlite:
+            sa.event.listen(self._engine, "connect", _sqlite_connect)
+            sa.event.listen(self._engine, "begin", _sqlite_begin)
+
+    def create_all(self) -> None:
+        _md.create_all(self._engine)
+        with self._tx(write=True) as conn:
+            if conn.execute(sa.select(store_info.c.key).where(store_info.c.key == "generation")).first() is None:
+                conn.execute(sa.insert(store_info).values(key="generation", value="0"))
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Connection]:
+        """One transaction; on SQLite writes take the write lock up front so check-then-write is safe."""
+        with self._engine.connect() as conn:
+            if write:
+                conn.execution_options(paramdb_write=True)
+            with conn.begin():
+                yield conn
+
+    def _bump(self, conn: Connection) -> None:
+        q = sa.select(store_info.c.value).where(store_info.c.key == "generation").with_for_update()
+        cur = conn.execute(q).scalar()
+        if cur is None:
+            conn.execute(sa.insert(store_info).values(key="generation", value="1"))
+        else:
+            conn.execute(sa.update(store_info).where(store_info.c.key == "generation")
+                         .values(value=json.dumps(int(json.loads(cur)) + 1)))
+
+    # -- store_info -----------------------------------------------------------------------------------
+    def get_info(self, key: str, default: Any = None) -> Any:
+        with self._tx() as conn:
+            raw = conn.execute(sa.select(store_info.c.value).where(store_info.c.key == key)).scalar()
+        return default if raw is None else json.loads(raw)
+
+    def set_info(self, key: str, value: Any) -> None:
+        """Upsert one JSON value. Does not bump ``generation``: info does not affect the vector index."""
+        raw = json.dumps(value)
+        with self._tx(write=True) as conn:
+            res = conn.execute(sa.update(store_info).where(store_info.c.key == key).values(value=raw))
+            if res.rowcount == 0:
+                conn.execute(sa.insert(store_info).values(key=key, value=raw))
+
+    def all_info(self) -> dict[str, Any]:
+        with self._tx() as conn:
+            return {k: json.loads(v) for k, v in conn.execute(sa.select(store_info.c.key, store_info.c.value))}
+
+    def generation(self) -> int:
+        return int(self.get_info("generation", 0))
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def _rowids(self, conn: Connection, ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for chunk in _chunks(ids):
+            q = sa.select(documents.c.id, documents.c.rowid).where(documents.c.id.in_(chunk))
+            out.update({i: r for i, r in conn.execute(q)})
+        return out
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> builtins.list[int]:
+        """Add new rows; any id already stored or repeated in ``rows`` raises DuplicateId, writing nothing."""
+        clean = _clean(rows)
+        if not clean:
+            return []
+        ids = [r["id"] for r in clean]
+        seen: set[str] = set()
+        for i in ids:
+            if i in seen:
+                raise DuplicateId(i)
+            seen.add(i)
+        try:
+            with self._tx(write=True) as conn:
+                present = self._rowids(conn, ids)
+                if present:
+                    raise DuplicateId(next(i for i in ids if i in present))
+                conn.execute(sa.insert(documents), clean)
+                self._bump(conn)
+                got = self._rowids(conn, ids)
+        except sa_exc.IntegrityError:  # a concurrent writer on a server database won the race
+            dup = self.existing_ids(ids)
+            if dup:
+                raise DuplicateId(next(i for i in ids if i in dup)) from None
+            raise
+        return [got[i] for i in ids]
+
+    def upsert(self, rows: Sequence[dict[str, Any]]) -> tuple[builtins.list[int], builtins.list[str]]:
+        """Insert new ids, update existing ones in place (same rowid).
+
+        Returns (rowids in order, blob keys that were replaced); the caller deletes those blobs only after
+        this commits, so a crash leaves an orphan blob, never a row pointing at nothing.
+        """
+        clean = _clean(rows)
+        ids = [r["id"] for r in clean]
+        if len(set(ids)) != len(ids):
+            dup = next(i for n, i in enumerate(ids) if i in ids[:n])
+            raise InvalidInput(f"id {dup!r} appears more than once in one upsert batch")
+        if not clean:
+            return [], []
+        with self._tx(write=True) as conn:
+            old: dict[str, str] = {}
+            for chunk in _chunks(ids):
+                q = sa.select(documents.c.id, documents.c.blob_key).where(documents.c.id.in_(chunk))
+                old.update({i: k for i, k in conn.execute(q)})
+            updates = [{f"b_{k}": r[k] for k in _ROW_KEYS} for r in clean if r["id"] in old]
+            inserts = [r for r in clean if r["id"] not in old]
+            if updates:
+                stmt = (sa.update(documents).where(documents.c.id == sa.bindparam("b_id"))
+                        .values({k: sa.bindparam(f"b_{k}") for k in _ROW_KEYS if k != "id"}))
+                conn.execute(stmt, updates)
+            if inserts:
+                conn.execute(sa.insert(documents), inserts)
+            self._bump(conn)
+            got = self._rowids(conn, ids)
+        replaced = [old[r["id"]] for r in clean if r["id"] in old and old[r["id"]] != r["blob_key"]]
+        return [got[i] for i in ids], replaced
+
+    def delete(self, ids: Sequence[str]) -> builtins.list[tuple[int, str]]:
+        """Remove rows; returns (rowid, blob_key) per id. Any unknown id raises UnknownId, deleting nothing."""
+        ids = builtins.list(dict.fromkeys(ids))
+        if not ids:
+            return []
+        with self._tx(write=True) as conn:
+            found: dict[str, tuple[int, str]] = {}
+            for chunk in _chunks(ids):
+                q = sa.select(documents.c.id, documents.c.rowid, documents.c.blob_key).where(documents.c.id.in_(chunk))
+                found.update({i: (r, k) for i, r, k in conn.execute(q)})
+            for i in ids:
+                if i not in found:
+                    raise UnknownId(i)
+            for chunk in _chunks(ids):
+                conn.execute(sa.delete(documents).where(documents.c.id.in_(chunk)))
+            self._bump(conn)
+        return [found[i] for i in ids]
+
+    # -- reads ----------------------------------------------------------------------------------------
+    def _fetch(self, col: sa.Column, keys: Sequence[Any]) -> builtins.list[dict[str, Any]]:
+        by: dict[Any, dict[str, Any]] = {}
+        with self._tx() as conn:
+            for chunk in _chunks(builtins.list(dict.fromkeys(keys))):
+                for row in conn.execute(sa.select(*_COLS).where(col.in_(chunk))):
+                    by[row._mapping[col.name]] = dict(row._mapping)
+        return [by[k] for k in keys if k in by]
+
+    def get(self, ids: Sequence[str]) -> builtins.list[dict[str, Any]]:
+        """Rows in the order of ``ids``; missing ids are simply absent."""
+        return self._fetch(documents.c.id, ids)
+
+    def get_by_rowids(self, rowids: Sequence[int]) -> builtins.list[dict[str, Any]]:
+        return self._fetch(documents.c.rowid, [int(r) for r in rowids])
+
+    def count(self, where: dict[str, Any] | None = None) -> int:
+        q = sa.select(sa.func.count()).select_from(documents)
+        if where is not None:
+            q = q.where(where_clause(documents, where))
+        with self._tx() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        with self._tx() as conn:
+            return set(self._rowids(conn, builtins.list(ids)))
+
+    def rowids_matching(self, where: dict[str, Any]) -> builtins.list[int]:
+        q = sa.select(documents.c.rowid).where(where_clause(documents, where)).order_by(documents.c.rowid)
+        with self._tx() as conn:
+            return builtins.list(conn.execute(q).scalars())
+
+    def all_rows_keys(self) -> builtins.list[tuple[int, str, str]]:
+        """(rowid, id, blob_key) for every row: what rebuilds and ``check`` compare against LMDB."""
+        q = sa.select(documents.c.rowid, documents.c.id, documents.c.blob_key).order_by(documents.c.rowid)
+        with self._tx() as conn:
+            return [tuple(r) for r in conn.execute(q)]
+
+    def size_bytes(self) -> int:
+        """SQLite: the database file plus its WAL; server databases report 0 (not ours to measure)."""
+        if not self._sqlite or not self.url.database or self.url.database == ":memory:":
+            return 0
+        base = Path(self.url.database)
+        return sum(p.stat().st_size for p in (base, Path(f"{base}-wal")) if p.exists())
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def list(self, limit: int | None = None, offset: int = 0,
+             where: dict[str, Any] | None = None) -> builtins.list[dict[str, Any]]:
+        """Rows ordered by rowid (insertion order), for paging."""
+        q = sa.select(*_COLS).order_by(documents.c.rowid).limit(limit).offset(offset)
+        if where is not None:
+            q = q.where(where_clause(documents, where))
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+
+# -- where filters (Chroma style) ---------------------------------------------------------------------
+_CMP = {"$eq": "__eq__", "$ne": "__ne__", "$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
+_OPS = (*_CMP, "$in", "$nin")
+_Scalar = (str, int, float, bool)
+
+
+class _JsonIs(FunctionElement[bool]):
+    """True when ``metadata[key]`` holds a JSON value of one kind (subclasses pick it).
+
+    Guards each typed accessor inside a CASE: without it SQLite casts 'abc' to 0.0 and ``true`` to 1,
+    and PostgreSQL aborts the whole query casting a string to float.
+    """
+
+    type = sa.Boolean()
+    inherit_cache = True
+    sqlite_types: tuple[str, ...] = ()
+    pg_type = ""
+
+
+class _IsStr(_JsonIs):
+    name, sqlite_types, pg_type = "paramdb_is_str", ("text",), "string"
+    inherit_cache = True
+
+
+class _IsNum(_JsonIs):
+    name, sqlite_types, pg_type = "paramdb_is_num", ("integer", "real"), "number"
+    inherit_cache = True
+
+
+class _IsBool(_JsonIs):
+    name, sqlite_types, pg_type = "paramdb_is_bool", ("true", "false"), "boolean"
+    inherit_cache = True
+
+
+@compiles(_JsonIs)
+def _is_default(el: _JsonIs, compiler: Any, **kw: Any) -> str:
+    return "1 = 1"  # other dialects: trust the accessor's cast
+
+
+@compiles(_JsonIs, "sqlite")
+def _is_sqlite(el: _JsonIs, compiler: Any, **kw: Any) -> str:
+    col, path, _key = el.clauses
+    types = ", ".join(f"'{t}'" for t in el.sqlite_types)
+    return f"json_type({compiler.process(col, **kw)}, {compiler.process(path, **kw)}) IN ({types})"
+
+
+@compiles(_JsonIs, "postgresql")
+def _is_pg(el: _JsonIs, compiler: Any, **kw: Any) -> str:
+    col, _path, key = el.clauses
+    return f"json_typeof({compiler.process(col, **kw)} -> {compiler.process(key, **kw)}) = '{el.pg_type}'"
+
+
+def _typed(col: sa.Column, key: str, sample: Any) -> ColumnElement[Any]:
+    """``metadata[key]`` read as the type of ``sample``; NULL when absent or of another JSON type."""
+    guard, access = ((_IsBool, col[key].as_boolean()) if isinstance(sample, bool) else
+                     (_IsNum, col[key].as_float()) if isinstance(sample, (int, float)) else
+                     (_IsStr, col[key].as_string()))
+    args = (col, sa.literal(f'$."{key}"', sa.String), sa.literal(key, sa.String))
+    return sa.case((guard(*args), access))
+
+
+def _check_value(key: str, op: str, v: Any) -> None:
+    if not isinstance(v, _Scalar) or (op in ("$gt", "$gte", "$lt", "$lte") and isinstance(v, (str, bool))):
+        kinds = "a number" if op in ("$gt", "$gte", "$lt", "$lte") else "a str, int, float or bool"
+        raise InvalidFilter(f"where filter {key!r} {op}: value {v!r} must be {kinds}")
+
+
+def _field(col: sa.Column, key: str, cond: Any) -> ColumnElement[bool]:
+    if not isinstance(cond, dict):
+        cond = {"$eq": cond}
+    if not cond:
+        raise InvalidFilter(f"where filter {key!r}: empty operator dict")
+    parts = []
+    for op, v in cond.items():
+        if op in _CMP:
+            _check_value(key, op, v)
+            if op == "$ne":  # negation of $eq: also matches rows lacking the key or of another type
+                parts.append(sa.not_(sa.func.coalesce(_typed(col, key, v) == v, False)))
+            else:
+                parts.append(getattr(_typed(col, key, v), _CMP[op])(v))
+        elif op in ("$in", "$nin"):
+            if not isinstance(v, (list, tuple)):
+                raise InvalidFilter(f"where filter {key!r} {op}: value must be a list, got {type(v).__name__}")
+            for x in v:
+                _check_value(key, op, x)
+            kinds = {bool: [x for x in v if isinstance(x, bool)], str: [x for x in v if isinstance(x, str)],
+                     float: [x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool)]}
+            hit = sa.or_(sa.false(), *(_typed(col, key, xs[0]).in_(xs) for xs in kinds.values() if xs))
+            parts.append(hit if op == "$in" else sa.not_(sa.func.coalesce(hit, False)))
+        else:
+            raise InvalidFilter(f"unknown operator {op!r} in where filter; valid: {', '.join(_OPS)}")
+    return sa.and_(*parts)
+
+
+def where_clause(table: sa.Table, where: dict[str, Any]) -> ColumnElement[bool]:
+    """Translate a Chroma-style ``where`` dict to SQL over ``table.c.metadata`` (SQLite and PostgreSQL)."""
+    if not isinstance(where, dict):
+        raise InvalidFilter(f"where filter must be a dict, got {type(where).__name__}")
+    col = table.c["metadata"]
+    parts = []
+    for key, cond in where.items():
+        if key in ("$and", "$or"):
+            if not isinstance(cond, list) or not cond:
+                raise InvalidFilter(f"where filter {key} needs a non-empty list of filters")
+            subs = [where_clause(table, c) for c in cond]
+            parts.append(sa.and_(*subs) if key == "$and" else sa.or_(*subs))
+        elif not isinstance(key, str) or key.startswith("$"):
+            raise InvalidFilter(f"unknown operator {key!r} in where filter; valid: $and, $or")
+        elif '"' in key:
+            raise InvalidFilter(f"where filter key {key!r} may not contain a double quote")
+        else:
+            parts.append(_field(col, key, cond))
+    return sa.and_(sa.true(), *parts)
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    """WAL so readers never block the writer; driver autocommit so ``_sqlite_begin`` owns BEGIN."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("paramdb_write") else "BEGIN")
