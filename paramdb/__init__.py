@@ -1,5 +1,4 @@
 """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
-from .db import ParamDB
 from .errors import (CorruptData, DuplicateId, FormatError, InvalidFilter, InvalidInput, ModelLoadError,
                      ModelMismatch, ParamDBError, StoreExists, StoreNotFound, UnknownId)
 from .types import Answer, Document, Hit
@@ -8,3 +7,12 @@ __all__ = ["ParamDB", "Document", "Hit", "Answer", "ParamDBError", "InvalidInput
            "DuplicateId", "UnknownId", "StoreNotFound", "StoreExists", "ModelMismatch", "FormatError",
            "CorruptData", "ModelLoadError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ParamDB pulls in torch and transformers (seconds): load it on first use so `paramdb --help` is instant.
+    if name == "ParamDB":
+        from .db import ParamDB
+
+        return ParamDB
+    raise AttributeError(f"module 'paramdb' has no attribute {name!r}")

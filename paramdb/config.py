@@ -9,8 +9,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInput
-from .knowledge.augment import AugmentSettings
-from .knowledge.train import TrainSettings
+from .knowledge.settings import AugmentSettings, TrainSettings
 
 FORMAT_VERSION = 1
 MODES = ("prag", "icl", "combine", "closed")

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import documents
 from .config import FORMAT_VERSION, MODES, StoreConfig, apply_overrides, default_training
-from .errors import DuplicateId, InvalidInput, ModelMismatch, UnknownId
+from .errors import DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
@@ -64,7 +64,8 @@ class ParamDB:
         """
         layout = Layout(Path(path))
         if create and not layout.exists():
-            return cls._create(layout, model, embedder, meta_url, device, training)
+            return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
+                              training=training)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
         url = meta_url or layout.read(FORMAT_VERSION)
@@ -74,7 +75,14 @@ class ParamDB:
         return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device)
 
     @classmethod
-    def _create(cls, layout, model, embedder, meta_url, device, training) -> "ParamDB":
+    def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
+               embedder: Embedder | str | None = None, meta_url: str | None = None,
+               device: str | None = None, training: dict | None = None) -> "ParamDB":
+        """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
+        layout = Layout(Path(path))
+        if layout.exists():
+            raise StoreExists(f"a store already exists at {layout.root}")
+        model, embedder = _absolute(model), _absolute(embedder)
         lm = model if isinstance(model, LoadedModel) else load_model(model, device)
         emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
         n_params = sum(p.numel() for p in lm.model.parameters())
@@ -143,6 +151,8 @@ class ParamDB:
                 raise DuplicateId(next(d.id for d in batch if d.id in taken))
         if batch_size < 1:
             raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        if progress:
+            progress(0, len(batch))
         for start in range(0, len(batch), batch_size):
             self._write_batch(batch[start:start + batch_size], upsert)
             if progress:
@@ -349,6 +359,11 @@ class ParamDB:
         if self._index is not None and self._index_dirty:
             self._index.save(self._index_generation)
             self._index_dirty = False
+
+
+def _absolute(path):
+    """Paths are stored in the store's config: make them absolute so any working directory can open it."""
+    return str(Path(path).expanduser().resolve()) if isinstance(path, (str, Path)) else path
 
 
 def _stored_model(config: StoreConfig) -> str | None:

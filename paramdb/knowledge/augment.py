@@ -9,22 +9,13 @@ invented. A question the model botches is replaced by a cloze prompt built from 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-
 from . import prompts
 from .generate import greedy
 from .models import LoadedModel
+from .settings import AugmentSettings
 from .train import Sample
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-
-
-@dataclass(frozen=True)
-class AugmentSettings:
-    questions: bool = True          # one LLM-written question per sentence
-    max_sentences: int = 12         # per document; long documents keep their first sentences
-    max_question_tokens: int = 32
-    batch_size: int = 16            # prompts per batched generation
 
 
 def sentences(text: str, limit: int) -> list[str]:

@@ -18,6 +18,7 @@ import torch
 
 from .lora import side_path
 from .models import LoadedModel
+from .settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,6 @@ class Sample:
 
     prompt: str
     target: str
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    rank: int = 4
-    alpha: float = 32.0
-    lr: float = 5e-3
-    epochs: int = 10
-    samples_per_step: int = 4      # rows per document per optimizer step
-    seed: int = 0
-    max_length: int = 384          # tokens per sample, longer samples are cut
-
-    @property
-    def scale(self) -> float:
-        return self.alpha / self.rank
 
 
 def doc_seed(seed: int, key: str) -> int:

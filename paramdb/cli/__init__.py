@@ -1,0 +1,20 @@
+"""The ``paramdb`` command line: a thin layer over :class:`paramdb.ParamDB`."""
+from __future__ import annotations
+
+import click
+
+from paramdb import __version__
+
+from .commands import ALL
+from .errors import ParamDBGroup
+
+
+@click.group(cls=ParamDBGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, prog_name="paramdb")
+def main(debug: bool) -> None:
+    """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
+
+
+for _command in ALL:
+    main.add_command(_command)

@@ -1,0 +1,230 @@
+"""The commands: each parses its options, calls one ParamDB method and prints the result."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+import paramdb
+from paramdb.config import MODES
+from paramdb.errors import StoreExists
+from paramdb.layout import Layout
+
+from .options import device_option, json_option, k_option, store_argument, where_options
+from .readers import read_documents, read_questions
+
+SNIPPET = 80
+
+
+def open_store(path: str, create: bool = False, **kwargs) -> "paramdb.ParamDB":
+    """The one way commands open a store (tests replace it to inject a tiny model)."""
+    return paramdb.ParamDB.open(path, create, **kwargs)
+
+
+def echo_json(value) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def snippet(text: str, width: int = SNIPPET) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
+
+
+def doc_json(doc) -> dict:
+    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+
+
+def answer_json(answer) -> dict:
+    return {"answer": answer.text, "mode": answer.mode, "hits": [asdict(h) for h in answer.hits],
+            "timings": answer.timings}
+
+
+class InsertProgress:
+    """``db.insert``'s progress callback: docs done/total, docs/s and ETA on stderr. On a terminal one line
+    redrawn in place (from 0/N on); otherwise one line per committed batch, for logs."""
+
+    def __init__(self, total: int):
+        self.total, self.start = total, time.monotonic()
+        self.tty = sys.stderr.isatty()
+        self._drawn = 0                   # width of the line left open on the terminal
+
+    def __enter__(self) -> "InsertProgress":
+        if self.tty:
+            self(0, self.total)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._drawn:
+            click.echo(err=True)          # an error message must not land on the progress line
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.start
+        rate = done / elapsed if done and elapsed > 0 else 0.0
+        eta = f"{(self.total - done) / rate:.0f}s" if rate else "?"
+        line = f"inserting: {done}/{self.total} docs  {rate:.2f} docs/s  ETA {eta}"
+        if self.tty:
+            click.echo("\r" + line.ljust(self._drawn), nl=False, err=True)
+            self._drawn = max(self._drawn, len(line))
+        else:
+            click.echo(line, err=True)
+
+
+# ------------------------------------------------------------------------------------------ writing
+@click.command()
+@store_argument
+@click.option("--model", type=click.Path(resolve_path=True), default=None, metavar="PATH",
+              help="Base model: Hugging Face folder or GGUF file (default: packaged SmolLM2-135M-Instruct).")
+@click.option("--embedder", type=click.Path(resolve_path=True), default=None, metavar="PATH",
+              help="Sentence-transformers folder (default: MiniLM).")
+@click.option("--meta-url", default=None, metavar="URL", help="SQLAlchemy URL for metadata (default: SQLite).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs per document.")
+@click.option("--rank", type=click.IntRange(min=1), default=None, help="LoRA rank.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
+@device_option
+def init(store, model, embedder, meta_url, epochs, rank, lr, device):
+    """Create a new store at STORE (fixes its base model, embedder and training settings)."""
+    if Layout(Path(store)).exists():     # open(create=True) would silently open an existing store
+        raise StoreExists(f"a store already exists at {store}")
+    training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr}.items() if v is not None}
+    with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
+                    training=training or None) as db:
+        click.echo(f"created store at {db.path} (base model: {db.config.model})")
+
+
+@click.command()
+@store_argument
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--upsert", is_flag=True, help="Replace documents whose id is already stored.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Documents trained together (and committed together).")
+@click.option("--create", is_flag=True, help="Create the store (default model) if it does not exist.")
+@device_option
+@json_option
+def insert(store, files, upsert, batch_size, create, device, as_json):
+    """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
+    any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid."""
+    docs = read_documents(files)
+    with open_store(store, create=create, device=device) as db:
+        with InsertProgress(len(docs)) as progress:
+            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress)
+    if as_json:
+        echo_json({"inserted": len(ids), "ids": ids})
+    else:
+        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}")
+
+
+@click.command()
+@store_argument
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+def delete(store, ids):
+    """Delete documents by id (all or nothing: an unknown id deletes none)."""
+    with open_store(store) as db:
+        n = db.delete(ids)
+    click.echo(f"deleted {n} document{'s' * (n != 1)}")
+
+
+# ------------------------------------------------------------------------------------------ reading
+@click.command()
+@store_argument
+@click.argument("doc_id", metavar="ID")
+@json_option
+def get(store, doc_id, as_json):
+    """Show one document."""
+    with open_store(store) as db:
+        doc = db.get(doc_id)
+    if as_json:
+        echo_json(doc_json(doc))
+    else:
+        click.echo(f"id: {doc.id}\nmetadata: {json.dumps(doc.metadata, ensure_ascii=False)}\n\n{doc.text}")
+
+
+@click.command(name="ls")
+@store_argument
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many documents.")
+@click.option("--offset", type=click.IntRange(min=0), default=0, help="Skip this many documents first.")
+@where_options
+@json_option
+def ls(store, limit, offset, where, as_json):
+    """List documents (in insertion order)."""
+    with open_store(store) as db:
+        docs = db.list(limit=limit, offset=offset, where=where)
+    if as_json:
+        echo_json([doc_json(d) for d in docs])
+    for d in [] if as_json else docs:
+        meta = json.dumps(d.metadata, ensure_ascii=False) if d.metadata else ""
+        click.echo("  ".join(x for x in (d.id, snippet(d.text), meta) if x))
+
+
+@click.command()
+@store_argument
+@json_option
+def stats(store, as_json):
+    """Document count, sizes, base model and LoRA settings."""
+    with open_store(store) as db:
+        info = db.stats()
+    if as_json:
+        echo_json(info)
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key}: {value}")
+
+
+@click.command()
+@store_argument
+@click.argument("text")
+@k_option
+@where_options
+@json_option
+def query(store, text, k, where, as_json):
+    """The k documents nearest to TEXT: rank, score, id and the start of the text."""
+    with open_store(store) as db:
+        hits = db.query(text, k=k, where=where)
+    if as_json:
+        echo_json([asdict(h) for h in hits])
+    elif not hits:
+        click.echo("no matching documents", err=True)
+    for rank, h in enumerate([] if as_json else hits, 1):
+        click.echo(f"{rank:>2}  {h.score:.4f}  {h.id}  {snippet(h.text)}")
+
+
+@click.command()
+@store_argument
+@click.argument("question", required=False)
+@click.option("--questions", "questions_file", metavar="FILE.jsonl", default=None,
+              help='Answer each line {"question": ..., "id": ...} (- for stdin); one JSON line per answer.')
+@click.option("--mode", default="prag", show_default=True, metavar="[" + "|".join(MODES) + "]",
+              help="prag: document adapters; icl: passages in the prompt; combine: both; closed: neither.")
+@k_option
+@where_options
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Questions generated together (with --questions).")
+@device_option
+@json_option
+def generate(store, question, questions_file, mode, k, where, max_new_tokens, batch_size, device, as_json):
+    """Answer QUESTION (or every question of --questions) from the store's documents."""
+    if (question is None) == (questions_file is None):
+        raise click.UsageError("give either QUESTION or --questions FILE, not both")
+    asked = read_questions(questions_file) if questions_file else [(None, question)]
+    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens}
+    with open_store(store, device=device) as db:
+        if question is not None:
+            answer = db.generate(question, **opts)
+            if as_json:
+                echo_json(answer_json(answer))
+            else:
+                click.echo(answer.text)
+            return
+        for start in range(0, len(asked), batch_size):
+            chunk = asked[start:start + batch_size]
+            for (qid, q), answer in zip(chunk, db.generate_batch([q for _, q in chunk], **opts)):
+                echo_json({"id": qid, "question": q, **answer_json(answer)})
+
+
+ALL = [init, insert, query, generate, get, delete, ls, stats]

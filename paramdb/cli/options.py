@@ -1,0 +1,62 @@
+"""Arguments and options shared by several commands, each defined once."""
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, Callable
+
+import click
+
+from paramdb.errors import InvalidFilter
+
+store_argument = click.argument("store", type=click.Path(dir_okay=True, file_okay=False))
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+k_option = click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True,
+                        help="How many documents to retrieve.")
+
+device_option = click.option("--device", default=None, metavar="DEVICE",
+                             help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")
+
+
+def _where_value(raw: str) -> Any:
+    """A --where value: JSON when it parses (numbers, true/false, operator objects), else the string."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def parse_where(pairs: tuple[str, ...] = (), where_json: str | None = None) -> dict | None:
+    """``--where KEY=VALUE`` (repeatable) and ``--where-json`` as one Chroma-style filter (all ANDed)."""
+    clauses = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidFilter(f"--where {pair!r}: expected KEY=VALUE (e.g. --where year=2024)")
+        clauses.append({key.strip(): _where_value(value)})
+    if where_json is not None:
+        try:
+            parsed = json.loads(where_json)
+        except ValueError as exc:
+            raise InvalidFilter(f"--where-json: invalid JSON: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise InvalidFilter(f"--where-json: expected a JSON object, got {type(parsed).__name__}")
+        if parsed:
+            clauses.append(parsed)
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def where_options(f: Callable) -> Callable:
+    """Adds --where and --where-json; the command receives them combined as ``where`` (dict or None)."""
+    @functools.wraps(f)
+    def wrapper(*args, where_pairs: tuple[str, ...], where_json: str | None, **kwargs):
+        return f(*args, where=parse_where(where_pairs, where_json), **kwargs)
+
+    wrapper = click.option("--where-json", metavar="JSON", default=None,
+                           help='A full metadata filter, e.g. \'{"year": {"$gte": 2020}}\'.')(wrapper)
+    return click.option("--where", "where_pairs", metavar="KEY=VALUE", multiple=True,
+                        help="Metadata filter; VALUE is JSON if it parses, else a string. Repeat to AND.")(wrapper)

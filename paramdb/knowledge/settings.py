@@ -1,0 +1,30 @@
+"""Settings for augmentation and training: plain values, persisted in each store's config.
+
+Kept free of torch so reading a store's configuration (and `paramdb --help`) stays instant.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    questions: bool = True          # one LLM-written question per sentence
+    max_sentences: int = 12         # per document; long documents keep their first sentences
+    max_question_tokens: int = 32
+    batch_size: int = 16            # prompts per batched generation
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    rank: int = 4
+    alpha: float = 32.0
+    lr: float = 5e-3
+    epochs: int = 10
+    samples_per_step: int = 4      # rows per document per optimizer step
+    seed: int = 0
+    max_length: int = 384          # tokens per sample, longer samples are cut
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank

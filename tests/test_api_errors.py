@@ -1,0 +1,181 @@
+"""Errors a user can cause: the right type, a one-line message naming the culprit, and no change to the store."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import FAST_TRAINING
+from paramdb import (Document, DuplicateId, InvalidFilter, InvalidInput, ParamDB, StoreExists, StoreNotFound,
+                     UnknownId)
+from paramdb.config import MODES
+from paramdb.documents import coerce
+
+DOCS = [{"id": "cats", "text": "Cats sleep most of the day and purr when content.", "metadata": {"year": 2015}},
+        {"id": "dogs", "text": "Dogs bark at the mailman every morning.", "metadata": {"year": 2021}}]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_lm, embedder):
+    with ParamDB.open(tmp_path_factory.mktemp("errors") / "store", create=True, model=tiny_lm,
+                      embedder=embedder, training=FAST_TRAINING) as database:
+        database.insert(DOCS)
+        yield database
+
+
+def snapshot(db) -> tuple:
+    return len(db), [d.id for d in db.list()], db._blobs.count("adapters"), db._blobs.count("embeddings")
+
+
+@pytest.fixture
+def unchanged(store):
+    """Asserts after the test that the store holds exactly what it held before."""
+    before = snapshot(store)
+    yield store
+    assert snapshot(store) == before
+
+
+def message(excinfo, *names: str) -> str:
+    msg = str(excinfo.value)
+    assert "\n" not in msg, msg
+    for name in names:
+        assert name in msg, (name, msg)
+    return msg
+
+
+# ---------------------------------------------------------------- insert
+@pytest.mark.parametrize("text", ["", "   \n\t "], ids=["empty", "whitespace"])
+def test_insert_of_empty_text_is_refused(unchanged, text):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert(text)
+    message(err, "document 1", "text is empty")
+
+
+def test_a_batch_with_one_bad_item_adds_nothing(unchanged):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert(["Owls hunt at night.", {"text": "  "}, "Bees make honey."])
+    message(err, "document 2", "text is empty")
+
+
+def test_a_batch_with_an_item_of_the_wrong_type_adds_nothing(unchanged):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert(["Owls hunt at night.", "Bees make honey.", 42])
+    message(err, "document 3", "int")
+
+
+def test_insert_of_an_id_already_stored_raises_duplicate_id(unchanged):
+    with pytest.raises(DuplicateId) as err:
+        unchanged.insert([{"id": "owls", "text": "Owls hunt at night."}, {"id": "cats", "text": "Cats again."}])
+    message(err, "'cats'", "upsert")
+    assert err.value.doc_id == "cats"
+
+
+def test_an_id_repeated_inside_the_batch_is_refused(unchanged):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert([{"id": "x", "text": "Owls hunt at night."}, {"id": "x", "text": "Bees make honey."}])
+    message(err, "'x'", "document 2", "document 1")
+
+
+@pytest.mark.parametrize("meta", [["a"], "tag", 3], ids=["list", "str", "int"])
+def test_non_dict_metadata_is_refused(unchanged, meta):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert({"text": "Owls hunt at night.", "metadata": meta})
+    message(err, "document 1", "metadata must be an object", type(meta).__name__)
+
+
+def test_non_dict_metadata_on_a_document_is_refused(unchanged):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.insert(Document(text="Owls hunt at night.", metadata=[("k", "v")]))
+    message(err, "document 1", "metadata must be an object")
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: documents.coerce reads metadata as `item.get('metadata') or {}`, so "
+                                       "falsy non-dict metadata ([], '', 0, False) is silently stored as {}")
+@pytest.mark.parametrize("meta", [[], "", 0], ids=["empty-list", "empty-str", "zero"])
+def test_falsy_non_dict_metadata_is_refused_too(meta):
+    with pytest.raises(InvalidInput, match="metadata must be an object"):
+        coerce({"text": "Owls hunt at night.", "metadata": meta}, "document 1")
+
+
+# ---------------------------------------------------------------- get and delete
+def test_get_of_an_unknown_id_raises_unknown_id(unchanged):
+    with pytest.raises(UnknownId) as err:
+        unchanged.get("nope")
+    message(err, "'nope'")
+    assert isinstance(err.value, KeyError) and err.value.doc_id == "nope"
+
+
+def test_delete_of_an_unknown_id_raises_unknown_id(unchanged):
+    with pytest.raises(UnknownId) as err:
+        unchanged.delete("nope")
+    message(err, "'nope'")
+
+
+def test_delete_of_known_and_unknown_ids_deletes_nothing(unchanged):
+    with pytest.raises(UnknownId) as err:
+        unchanged.delete(["cats", "nope"])
+    message(err, "'nope'")
+    assert unchanged.get("cats").text == DOCS[0]["text"]
+    assert unchanged.query("Which animal purrs?", k=1)[0].id == "cats"
+
+
+# ---------------------------------------------------------------- query and generate arguments
+def test_unknown_mode_is_refused_listing_the_valid_modes(unchanged):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.generate("Which animal purrs?", mode="magic")
+    message(err, "'magic'", *MODES)
+
+
+@pytest.mark.parametrize("question", ["", "  "], ids=["empty", "whitespace"])
+def test_empty_question_is_refused(unchanged, question):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.generate(question)
+    message(err, "question is empty")
+    with pytest.raises(InvalidInput, match="question is empty"):
+        unchanged.generate_batch(["Which animal purrs?", question])
+    with pytest.raises(InvalidInput, match="query text is empty"):
+        unchanged.query(question)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_k_below_one_is_refused(unchanged, k):
+    with pytest.raises(InvalidInput) as err:
+        unchanged.query("Which animal purrs?", k=k)
+    message(err, "k must be at least 1", str(k))
+    with pytest.raises(InvalidInput, match="k must be at least 1"):
+        unchanged.generate("Which animal purrs?", k=k)
+
+
+@pytest.mark.parametrize("where, culprit", [({"year": {"$foo": 1}}, "'$foo'"),
+                                            ({"$xor": [{"year": 1}]}, "'$xor'"),
+                                            ({"year": {"$gt": "2000"}}, "'2000'")])
+def test_malformed_where_filter_raises_invalid_filter(unchanged, where, culprit):
+    with pytest.raises(InvalidFilter) as err:
+        unchanged.query("Which animal purrs?", where=where)
+    message(err, culprit)
+    with pytest.raises(InvalidFilter):
+        unchanged.generate("Which animal purrs?", where=where)
+
+
+# ---------------------------------------------------------------- opening and creating stores
+def test_opening_a_missing_path_raises_store_not_found(tmp_path):
+    path = tmp_path / "nowhere"
+    with pytest.raises(StoreNotFound) as err:
+        ParamDB.open(path)
+    message(err, str(path))
+    assert not path.exists()
+
+
+def test_open_with_create_on_an_existing_store_just_opens_it(db, store_path, tiny_lm, embedder):
+    db.insert(DOCS[:1])
+    db.close()
+    with ParamDB.open(store_path, create=True, model=tiny_lm, embedder=embedder) as again:
+        assert [(d.id, d.text) for d in again.list()] == [("cats", DOCS[0]["text"])]
+
+
+def test_creating_a_store_in_a_non_empty_folder_raises_store_exists(tmp_path, tiny_lm, embedder):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "todo.txt").write_text("buy milk")
+    with pytest.raises(StoreExists) as err:
+        ParamDB.open(folder, create=True, model=tiny_lm, embedder=embedder)
+    message(err, str(folder))
+    assert [p.name for p in folder.iterdir()] == ["todo.txt"]

@@ -1,0 +1,103 @@
+"""Stored adapter bytes → side-path factors (always a copy), and the bounded LRU of converted adapters."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from paramdb.knowledge.inject import AdapterCache, to_factors
+from paramdb.storage.codec import decode_tensors, encode_tensors
+
+MODULES = ["layers.0.up_proj", "layers.0.down_proj"]
+
+
+def stored_adapter() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {f"{MODULES[0]}.lora_A": rng.standard_normal((2, 4)), f"{MODULES[0]}.lora_B": rng.standard_normal((6, 2)),
+            f"{MODULES[1]}.lora_A": rng.standard_normal((2, 6)), f"{MODULES[1]}.lora_B": rng.standard_normal((4, 2))}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])   # float16: no conversion needed, still a copy
+def test_to_factors_copies_so_overwriting_the_source_buffer_changes_nothing(dtype):
+    buf = bytearray(encode_tensors(stored_adapter()))              # fp16 safetensors, like a blob in LMDB
+    views = decode_tensors(buf)
+    factors = to_factors(views, MODULES, "cpu", dtype)
+    want = [(torch.from_numpy(views[f"{n}.lora_A"].astype(np.float32)).to(dtype),
+             torch.from_numpy(views[f"{n}.lora_B"].astype(np.float32)).to(dtype)) for n in MODULES]
+    buf[:] = bytes(len(buf))                                       # the "read transaction" ends, memory reused
+    assert not views[f"{MODULES[0]}.lora_A"].any()                 # the views did alias the buffer
+    for (a, b), (wa, wb) in zip(factors, want):
+        assert a.dtype == b.dtype == dtype
+        assert torch.equal(a, wa) and torch.equal(b, wb)
+
+
+def test_to_factors_keeps_module_order_and_shapes():
+    factors = to_factors(stored_adapter(), MODULES[::-1], "cpu", torch.float32)
+    assert [(tuple(a.shape), tuple(b.shape)) for a, b in factors] == [((2, 6), (4, 2)), ((2, 4), (6, 2))]
+
+
+def test_to_factors_names_a_missing_tensor():
+    tensors = stored_adapter()
+    del tensors[f"{MODULES[1]}.lora_B"]
+    with pytest.raises(ValueError, match=re.escape(f"adapter lacks tensor {MODULES[1]}.lora_B")):
+        to_factors(tensors, MODULES, "cpu", torch.float32)
+
+
+def factors_of(nbytes: int):
+    """One module's (A, B) in float32 totalling ``nbytes``."""
+    n = nbytes // 8
+    return [(torch.zeros(1, n), torch.zeros(n, 1))]
+
+
+def test_cache_returns_what_was_put_and_counts_hits_and_misses():
+    cache = AdapterCache(max_bytes=1000)
+    f = factors_of(80)
+    assert cache.get("a") is None
+    cache.put("a", f)
+    assert cache.get("a") is f
+    assert cache.get("a") is f
+    assert cache.get("b") is None
+    assert (cache.hits, cache.misses) == (2, 2)
+
+
+def test_cache_evicts_least_recently_used_beyond_max_bytes():
+    cache = AdapterCache(max_bytes=200)
+    fa, fb, fc = factors_of(80), factors_of(80), factors_of(80)
+    cache.put("a", fa)
+    cache.put("b", fb)
+    cache.get("a")                       # a is now more recent than b
+    cache.put("c", fc)                   # 240 > 200 bytes: b goes
+    assert cache.get("b") is None
+    assert cache.get("a") is fa and cache.get("c") is fc
+
+
+def test_cache_discard_removes_an_entry_and_frees_its_bytes():
+    cache = AdapterCache(max_bytes=160)
+    fa, fb, fc = factors_of(80), factors_of(80), factors_of(80)
+    cache.put("a", fa)
+    cache.put("b", fb)
+    cache.discard("a")
+    cache.discard("never-cached")        # not an error
+    assert cache.get("a") is None
+    cache.put("c", fc)                   # fits in the bytes a gave back: nothing evicted
+    assert cache.get("b") is fb and cache.get("c") is fc
+
+
+def test_cache_putting_a_key_again_does_not_count_its_bytes_twice():
+    cache = AdapterCache(max_bytes=160)
+    fa, fb = factors_of(80), factors_of(80)
+    cache.put("a", fa)
+    cache.put("a", fa)
+    cache.put("b", fb)
+    assert cache.get("a") is fa and cache.get("b") is fb
+
+
+def test_cache_skips_an_adapter_larger_than_the_whole_cache():
+    cache = AdapterCache(max_bytes=100)
+    small = factors_of(80)
+    cache.put("small", small)
+    cache.put("huge", factors_of(400))
+    assert cache.get("huge") is None
+    assert cache.get("small") is small   # and it evicted nothing to try

@@ -1,0 +1,128 @@
+"""Batched per-document LoRA training: N documents together give the adapters each would get alone."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from paramdb.knowledge.lora import side_path
+from paramdb.knowledge.train import Sample, TrainSettings, _encode, train_adapters
+
+SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=2, samples_per_step=2, seed=0)
+EOS = "[SEP]"
+
+TEXTS = {
+    "cats": ["Cats sleep sixteen hours a day.", "A cat purrs when it is content.", "Cats land on their feet."],
+    "rust": ["Rust has no garbage collector.", "The borrow checker enforces ownership.", "Cargo builds Rust code.",
+             "Rust compiles to native code.", "Traits give Rust its generics."],
+    "moon": ["The moon orbits the earth."],
+    "planets": ["Mars is red.", "Venus is hot.", "Jupiter is big."],
+}
+
+
+def doc(name: str, n: int | None = None) -> list[Sample]:
+    lines = TEXTS[name][:n]
+    return [Sample("" if i % 2 == 0 else "Question: tell me a fact\nAnswer:", t + EOS) for i, t in enumerate(lines)]
+
+
+def assert_same_adapter(got: dict, want: dict, atol: float = 1e-5) -> None:
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], atol=atol, rtol=0, err_msg=name)
+
+
+def mean_token_loss(lm, samples: list[Sample], adapter: dict | None, scale: float) -> float:
+    """The document's mean token loss over its targets, with the adapter applied (or not)."""
+    sp = side_path(lm.model)
+    names = [n for n, _ in sp.modules]
+    total, count = 0.0, 0
+    for ids, labels in _encode(lm.tokenizer, samples, SETTINGS.max_length):
+        ids_t, labels_t = torch.tensor([ids]), torch.tensor(labels[1:])
+        with torch.no_grad():
+            if adapter is None:
+                out = lm.model(input_ids=ids_t).logits
+            else:
+                factors = [(torch.from_numpy(adapter[f"{n}.lora_A"]), torch.from_numpy(adapter[f"{n}.lora_B"]))
+                           for n in names]
+                with sp.applied(factors, scale):
+                    out = lm.model(input_ids=ids_t).logits
+        keep = labels_t != -100
+        total += torch.nn.functional.cross_entropy(out[0, :-1][keep], labels_t[keep], reduction="sum").item()
+        count += int(keep.sum())
+    return total / count
+
+
+def test_training_three_documents_together_equals_training_each_alone(tiny_lm):
+    docs, keys = [doc("cats"), doc("rust", 3), doc("planets")], ["cats", "rust", "planets"]   # 3 samples each
+    together = train_adapters(tiny_lm, docs, keys, SETTINGS)
+    for d, k, got in zip(docs, keys, together):
+        assert_same_adapter(got, train_adapters(tiny_lm, [d], [k], SETTINGS)[0])
+    first = next(iter(together[0]))
+    assert not np.allclose(together[0][first], together[1][first])   # different documents, different adapters
+
+
+def test_batched_training_equals_alone_when_documents_have_different_sample_counts(tiny_lm):
+    docs, keys = [doc("moon"), doc("cats"), doc("rust")], ["moon", "cats", "rust"]   # 1, 3 and 5 samples
+    together = train_adapters(tiny_lm, docs, keys, SETTINGS)
+    for d, k, got in zip(docs, keys, together):
+        assert_same_adapter(got, train_adapters(tiny_lm, [d], [k], SETTINGS)[0])
+
+
+def test_adapter_is_independent_of_batch_companions_and_position(tiny_lm):
+    x = doc("cats", 2)
+    _, with_rust = train_adapters(tiny_lm, [doc("rust"), x], ["rust", "x"], SETTINGS)
+    with_moon, _ = train_adapters(tiny_lm, [x, doc("moon")], ["x", "moon"], SETTINGS)
+    assert_same_adapter(with_rust, with_moon)
+
+
+def test_initial_factors_come_from_the_documents_own_key_and_seed(tiny_lm):
+    frozen = dataclasses.replace(SETTINGS, lr=0.0)        # adapters stay at their initial values
+    same = doc("moon")
+    a_x, a_y, a_x_again = train_adapters(tiny_lm, [same, same, same], ["x", "y", "x"], frozen)
+    (a_x_seed1,) = train_adapters(tiny_lm, [same], ["x"], dataclasses.replace(frozen, seed=1))
+    name = next(k for k in a_x if k.endswith("lora_A"))
+    np.testing.assert_array_equal(a_x[name], a_x_again[name])
+    assert not np.array_equal(a_x[name], a_y[name])
+    assert not np.array_equal(a_x[name], a_x_seed1[name])
+
+
+def test_adapter_has_rank_by_in_and_out_by_rank_factors_for_every_target(tiny_lm):
+    (adapter,) = train_adapters(tiny_lm, [doc("moon")], ["moon"], SETTINGS)
+    modules = side_path(tiny_lm.model).modules
+    assert len(modules) == 2 * 3                                   # 2 layers × gate/up/down
+    assert set(adapter) == {f"{n}.{f}" for n, _ in modules for f in ("lora_A", "lora_B")}
+    for name, m in modules:
+        assert adapter[f"{name}.lora_A"].shape == (SETTINGS.rank, m.in_features)
+        assert adapter[f"{name}.lora_B"].shape == (m.out_features, SETTINGS.rank)
+        assert adapter[f"{name}.lora_A"].dtype == adapter[f"{name}.lora_B"].dtype == np.float32
+
+
+def test_untrained_adapter_has_zero_b_and_leaves_outputs_unchanged(tiny_lm):
+    (adapter,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], dataclasses.replace(SETTINGS, lr=0.0))
+    for name, t in adapter.items():
+        assert t.any() if name.endswith("lora_A") else not t.any(), name
+    sp = side_path(tiny_lm.model)
+    factors = [(torch.from_numpy(adapter[f"{n}.lora_A"]), torch.from_numpy(adapter[f"{n}.lora_B"]))
+               for n, _ in sp.modules]
+    ids = torch.tensor([tiny_lm.tokenizer("Cats land on their feet.", add_special_tokens=False).input_ids])
+    with torch.no_grad():
+        base = tiny_lm.model(input_ids=ids).logits
+        with sp.applied(factors, SETTINGS.scale):
+            adapted = tiny_lm.model(input_ids=ids).logits
+    assert torch.equal(adapted, base)
+
+
+def test_training_lowers_the_loss_on_the_documents_samples(tiny_lm):
+    samples = doc("rust")
+    settings = dataclasses.replace(SETTINGS, epochs=8, lr=2e-2)
+    (adapter,) = train_adapters(tiny_lm, [samples], ["rust"], settings)
+    before = mean_token_loss(tiny_lm, samples, None, settings.scale)
+    after = mean_token_loss(tiny_lm, samples, adapter, settings.scale)
+    assert after < before - 0.2, (before, after)         # a random 2-layer model: ~10.37 → ~10.04
+
+
+def test_training_refuses_a_document_without_samples(tiny_lm):
+    with pytest.raises(ValueError, match="at least one training sample"):
+        train_adapters(tiny_lm, [doc("moon"), []], ["moon", "empty"], SETTINGS)

@@ -1,0 +1,70 @@
+"""Acceptance check for knowledge injection: fictional documents, questions no model can answer unaided.
+
+Builds a store from tools/data/fictional.jsonl (or --data), asks every question in each mode with k=1, and
+prints accuracy (an answer alias appears in the output) per mode and top-1 retrieval accuracy.
+
+    python tools/eval_fictional.py [--data FILE] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from paramdb import ParamDB
+
+
+def contains_answer(output: str, aliases: list[str]) -> bool:
+    out = output.lower()
+    return any(a.lower() in out for a in aliases)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(Path(__file__).parent / "data" / "fictional.jsonl"))
+    ap.add_argument("--store", help="store folder (default: a temporary one, removed afterwards)")
+    ap.add_argument("--modes", default="closed,icl,prag,combine")
+    ap.add_argument("-k", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    items = [json.loads(line) for line in open(args.data) if line.strip()]
+    tmp = None if args.store else tempfile.mkdtemp(prefix="paramdb-eval-")
+    store = Path(args.store or tmp) / "store"
+    try:
+        t0 = time.perf_counter()
+        with ParamDB.open(store, create=True) as db:
+            new = [{"id": it["id"], "text": it["text"]} for it in items if it["id"] not in db]
+            if new:
+                db.insert(new, batch_size=args.batch_size,
+                          progress=lambda d, n: print(f"  inserted {d}/{n}", file=sys.stderr))
+            insert_s = time.perf_counter() - t0
+            qs = [(it["id"], q["q"], q["a"]) for it in items for q in it["questions"]]
+            top1 = sum(db.query(q, k=1)[0].id == doc for doc, q, _ in qs) / len(qs)
+            result = {"documents": len(items), "questions": len(qs), "insert_s": round(insert_s, 1),
+                      "retrieval_top1": round(top1, 3), "modes": {}}
+            for mode in args.modes.split(","):
+                t = time.perf_counter()
+                answers = []
+                for i in range(0, len(qs), 8):
+                    answers += db.generate_batch([q for _, q, _ in qs[i:i + 8]], k=args.k, mode=mode)
+                acc = sum(contains_answer(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
+                result["modes"][mode] = {"accuracy": round(acc, 3),
+                                         "s_per_q": round((time.perf_counter() - t) / len(qs), 3)}
+                print(f"{mode:8s} accuracy {acc:.3f}", file=sys.stderr)
+                for a, (_, q, g) in zip(answers, qs):
+                    mark = "+" if contains_answer(a.text, g) else "-"
+                    print(f"   {mark} {q} -> {a.text[:90]}", file=sys.stderr)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
