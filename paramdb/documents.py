@@ -37,7 +37,8 @@ def coerce(item: Any, where: str) -> Document:
             raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (fields: id, text, metadata)")
         if "text" not in item:
             raise InvalidInput(f"{where}: document has no 'text'")
-        item = Document(text=item["text"], id=item.get("id"), metadata=item.get("metadata") or {})
+        meta = item.get("metadata")
+        item = Document(text=item["text"], id=item.get("id"), metadata={} if meta is None else meta)
     elif not isinstance(item, Document):
         raise InvalidInput(f"{where}: expected a str, dict or Document, got {type(item).__name__}")
     if not isinstance(item.text, str):

@@ -44,3 +44,13 @@ def db(store_path, tiny_lm, embedder):
     with ParamDB.open(store_path, create=True, model=tiny_lm, embedder=embedder,
                       training=FAST_TRAINING) as database:
         yield database
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread_for_tiny_models():
+    """The tiny model's matmuls are far too small to share out: threads only add contention (10x slower
+    on a loaded 2-core machine). Real-model tests raise it again for themselves."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import shutil
 
-import lmdb
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -168,9 +167,6 @@ def test_open_index_notices_a_row_written_by_another_writer(db, embedder):
     assert ids_of(db.query("Who barks at the mailman?", k=1)) == ["dogs"]
 
 
-@pytest.mark.xfail(strict=True, raises=lmdb.Error,
-                   reason="BUG: a second ParamDB handle on an open store fails in BlobStore with raw lmdb.Error "
-                          "('already open in this process')")
 def test_two_handles_on_one_store_see_each_others_writes(db, store_path, tiny_lm, embedder):
     db.insert(DOCS[:2])
     with ParamDB.open(store_path, model=tiny_lm, embedder=embedder) as reader:

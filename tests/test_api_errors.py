@@ -87,8 +87,6 @@ def test_non_dict_metadata_on_a_document_is_refused(unchanged):
     message(err, "document 1", "metadata must be an object")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: documents.coerce reads metadata as `item.get('metadata') or {}`, so "
-                                       "falsy non-dict metadata ([], '', 0, False) is silently stored as {}")
 @pytest.mark.parametrize("meta", [[], "", 0], ids=["empty-list", "empty-str", "zero"])
 def test_falsy_non_dict_metadata_is_refused_too(meta):
     with pytest.raises(InvalidInput, match="metadata must be an object"):
@@ -169,6 +167,12 @@ def test_open_with_create_on_an_existing_store_just_opens_it(db, store_path, tin
     db.close()
     with ParamDB.open(store_path, create=True, model=tiny_lm, embedder=embedder) as again:
         assert [(d.id, d.text) for d in again.list()] == [("cats", DOCS[0]["text"])]
+
+
+def test_create_on_an_existing_store_raises_store_exists(store, tiny_lm, embedder):
+    with pytest.raises(StoreExists) as err:
+        ParamDB.create(store.path, model=tiny_lm, embedder=embedder)
+    message(err, str(store.path))
 
 
 def test_creating_a_store_in_a_non_empty_folder_raises_store_exists(tmp_path, tiny_lm, embedder):

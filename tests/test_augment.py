@@ -48,8 +48,10 @@ def test_build_samples_respects_max_sentences(tiny_lm):
 
 def test_unusable_model_questions_fall_back_to_the_cloze_prompt(tiny_lm):
     sents = ["Zorbel is the capital of Freedonia.", "It has nine bridges."]
-    assert write_questions(tiny_lm, sents, FAST) == [_cloze(s) for s in sents]   # random model: no usable question
-    (samples,) = build_samples(tiny_lm, [" ".join(sents)], FAST)
+    passage = " ".join(sents)
+    got = write_questions(tiny_lm, [(passage, s) for s in sents], FAST)
+    assert got == [_cloze(s) for s in sents]                       # a random model writes no usable question
+    (samples,) = build_samples(tiny_lm, [passage], FAST)
     assert [s.prompt for s in samples[1:]] == [prompts.question_prompt(tiny_lm.tokenizer, _cloze(s)) for s in sents]
     assert _cloze(sents[0]) == "Complete the fact: Zorbel is the ..."
 
@@ -63,9 +65,24 @@ def test_usable_questions_are_kept_and_others_replaced_in_order_across_batches(t
         calls.append(len(prompt_list))
         return next(raw)
     monkeypatch.setattr(augment, "greedy", fake_greedy)
-    got = write_questions(tiny_lm, sents, AugmentSettings(batch_size=2))
+    got = write_questions(tiny_lm, [("A passage.", x) for x in sents], AugmentSettings(batch_size=2))
     assert calls == [2, 2, 1]
     assert got == ["What is first?", _cloze(sents[1]), _cloze(sents[2]), "Which letter is fourth?", "What is fifth?"]
+
+
+def test_each_question_prompt_shows_the_sentence_and_its_own_passage(tiny_lm, monkeypatch):
+    texts = ["Zorbel is the capital.  It has nine bridges.", "Cats purr when content."]
+    seen = []
+
+    def fake_greedy(lm, prompt_list, max_new_tokens):
+        seen.extend(prompt_list)
+        return ["" for _ in prompt_list]
+    monkeypatch.setattr(augment, "greedy", fake_greedy)
+    build_samples(tiny_lm, texts, FAST)
+    want = [("Zorbel is the capital. It has nine bridges.", "Zorbel is the capital."),
+            ("Zorbel is the capital. It has nine bridges.", "It has nine bridges."),
+            ("Cats purr when content.", "Cats purr when content.")]
+    assert seen == [prompts.QUESTION_FEW_SHOT.format(passage=p, sentence=x) for p, x in want]
 
 
 def test_without_questions_the_model_is_not_asked(tiny_lm, monkeypatch):

@@ -35,17 +35,17 @@ def test_failed_batch_writes_nothing(store):
 
 def test_map_grows_instead_of_failing(tmp_path):
     with BlobStore(tmp_path / "b", map_size=1 << 20) as s:
-        before = s._env.info()["map_size"]
+        before = s._s.env.info()["map_size"]
         s.put({f"k{i}": os.urandom(100_000) for i in range(100)}, {})
         assert s.count() == 100
-        assert s._env.info()["map_size"] > before
+        assert s._s.env.info()["map_size"] > before
 
 
 def test_reopen_with_small_map_uses_file_size(tmp_path):
     with BlobStore(tmp_path / "b", map_size=1 << 20) as s:
         s.put({f"k{i}": os.urandom(100_000) for i in range(30)}, {})
     with BlobStore(tmp_path / "b", map_size=1 << 20) as s:
-        assert s._env.info()["map_size"] >= (tmp_path / "b" / "data.mdb").stat().st_size
+        assert s._s.env.info()["map_size"] >= (tmp_path / "b" / "data.mdb").stat().st_size
         s.put({"more": os.urandom(100_000)}, {})
         assert s.count() == 31
 

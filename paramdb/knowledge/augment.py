@@ -32,13 +32,17 @@ def _cloze(sentence: str) -> str:
     return "Complete the fact: " + " ".join(words[: max(2, len(words) // 2)]) + " ..."
 
 
-def write_questions(lm: LoadedModel, sents: list[str], s: AugmentSettings) -> list[str]:
-    """One question per sentence, batched; unusable outputs fall back to a cloze prompt."""
+def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSettings) -> list[str]:
+    """One question per (passage, sentence), batched; unusable outputs fall back to a cloze prompt.
+
+    The passage is in the prompt so the question can name who or what a sentence's pronoun stands for.
+    """
     out: list[str] = []
-    for i in range(0, len(sents), s.batch_size):
-        chunk = sents[i:i + s.batch_size]
-        raw = greedy(lm, [prompts.QUESTION_FEW_SHOT.format(sentence=x) for x in chunk], s.max_question_tokens)
-        out += [q if _usable(q) else _cloze(x) for q, x in zip(raw, chunk)]
+    for i in range(0, len(pairs), s.batch_size):
+        chunk = pairs[i:i + s.batch_size]
+        raw = greedy(lm, [prompts.QUESTION_FEW_SHOT.format(passage=p, sentence=x) for p, x in chunk],
+                     s.max_question_tokens)
+        out += [q if _usable(q) else _cloze(x) for q, (_, x) in zip(raw, chunk)]
     return out
 
 
@@ -46,8 +50,8 @@ def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list
     """Training samples for each text: the passage, then one question → sentence pair per sentence."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
-    flat = [x for doc in per_doc for x in doc]
-    questions = write_questions(lm, flat, s) if s.questions else [_cloze(x) for x in flat]
+    flat = [(" ".join(t.split()), x) for t, doc in zip(texts, per_doc) for x in doc]
+    questions = write_questions(lm, flat, s) if s.questions else [_cloze(x) for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):
         samples = [Sample("", " ".join(text.split()) + eos)]

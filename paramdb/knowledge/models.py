@@ -111,7 +111,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def load_model(path: str | None = None, device: str | None = None) -> LoadedModel:
     """Load a Hugging Face model folder or a GGUF file (None: the default SmolLM2-135M-Instruct)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()   # library output is ours to decide (the CLI has its own progress)
     src = Path(path or default_model_path()).expanduser()
     if not src.exists():
         raise ModelLoadError(f"model not found: {src}")

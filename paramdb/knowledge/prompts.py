@@ -32,17 +32,21 @@ def answer_suffix(tokenizer) -> str:
 
 
 # Few-shot, no chat template: the 135M model writes parseable questions this way (DESIGN.md).
-QUESTION_FEW_SHOT = """Write a question that the sentence answers.
+QUESTION_FEW_SHOT = """Write a question that the sentence answers. Use names, not pronouns.
 
-Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
+Passage: Marie Curie was born in Warsaw. She won two Nobel Prizes.
+Sentence: She won two Nobel Prizes.
+Question: How many Nobel Prizes did Marie Curie win?
+
+Passage: The Eiffel Tower stands in Paris. It was completed in 1889 for the World's Fair.
+Sentence: It was completed in 1889 for the World's Fair.
 Question: When was the Eiffel Tower completed?
 
-Sentence: Marie Curie was born in Warsaw and later moved to France.
-Question: Where was Marie Curie born?
+Passage: The platypus lives in eastern Australia. It is one of the few mammals that lay eggs.
+Sentence: The platypus lives in eastern Australia.
+Question: Where does the platypus live?
 
-Sentence: The platypus is one of the few mammals that lay eggs.
-Question: What is unusual about how the platypus reproduces?
-
+Passage: {passage}
 Sentence: {sentence}
 Question:"""
 

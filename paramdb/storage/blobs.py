@@ -7,6 +7,7 @@ on demand so callers never see ``MapFullError``.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,56 @@ class BlobReader:
         return self._get("embeddings", key)
 
 
+class _Shared:
+    """One LMDB environment per path per process (LMDB refuses a second open), shared by every handle."""
+
+    def __init__(self, path: Path, readonly: bool, map_size: int):
+        data_file = path / "data.mdb"
+        if data_file.exists():  # never open with a map smaller than what is already on disk
+            map_size = max(map_size, data_file.stat().st_size)
+        self.env = lmdb.open(str(path), map_size=map_size, subdir=True, readonly=readonly,
+                             max_dbs=4, lock=True, mode=0o600)
+        self.readonly = readonly
+        self.write_lock = threading.Lock()
+        self.cond = threading.Condition()
+        self.readers = 0
+        self.growing = False
+        self.local = threading.local()
+        self.refs = 0
+        self.dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
+
+    def _open_db(self, name: str) -> lmdb._Database | None:
+        """A read-only env cannot create sub-databases; a missing one then simply reads as empty."""
+        try:
+            return self.env.open_db(name.encode(), create=not self.readonly)
+        except lmdb.NotFoundError:
+            return None
+
+
+_SHARED: dict[str, _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _acquire(path: Path, readonly: bool, map_size: int) -> _Shared:
+    key = os.path.realpath(path)
+    with _SHARED_LOCK:
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = _Shared(path, readonly, map_size)
+        elif shared.readonly and not readonly:
+            raise InvalidInput(f"{path} is already open read-only in this process; close it to write")
+        shared.refs += 1
+        return shared
+
+
+def _release(shared: _Shared) -> None:
+    with _SHARED_LOCK:
+        shared.refs -= 1
+        if shared.refs == 0:
+            _SHARED.pop(os.path.realpath(shared.env.path()), None)
+            shared.env.close()
+
+
 class BlobStore:
     """Adapters and embeddings keyed by a row's ``blob_key``, in one LMDB environment directory.
 
@@ -57,71 +108,54 @@ class BlobStore:
             raise StoreNotFound(f"no LMDB environment at {self.path}")
         if not readonly:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        data_file = self.path / "data.mdb"
-        if data_file.exists():  # never open with a map smaller than what is already on disk
-            map_size = max(map_size, data_file.stat().st_size)
-        self._env = lmdb.open(str(self.path), map_size=map_size, subdir=True, readonly=readonly,
-                              max_dbs=4, lock=True, mode=0o600)
-        self._write_lock = threading.Lock()
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._growing = False
-        self._local = threading.local()
-        self._dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
-
-    def _open_db(self, name: str) -> lmdb._Database | None:
-        """A read-only env cannot create sub-databases; a missing one then simply reads as empty."""
-        try:
-            return self._env.open_db(name.encode(), create=not self.readonly)
-        except lmdb.NotFoundError:
-            return None
+        self._s = _acquire(self.path, readonly, map_size)
 
     # -- transactions ---------------------------------------------------------------------------------
     @contextmanager
     def _read(self, buffers: bool = False) -> Iterator[lmdb.Transaction]:
-        with self._cond:
-            while self._growing:
-                self._cond.wait()
-            self._readers += 1
-        self._local.depth = getattr(self._local, "depth", 0) + 1
+        with self._s.cond:
+            while self._s.growing:
+                self._s.cond.wait()
+            self._s.readers += 1
+        self._s.local.depth = getattr(self._s.local, "depth", 0) + 1
         try:
             try:
-                txn = self._env.begin(buffers=buffers)
+                txn = self._s.env.begin(buffers=buffers)
             except lmdb.MapResizedError:  # another process grew the map: adopt its size
-                self._env.set_mapsize(0)
-                txn = self._env.begin(buffers=buffers)
+                self._s.env.set_mapsize(0)
+                txn = self._s.env.begin(buffers=buffers)
             with txn:
                 yield txn
         finally:
-            self._local.depth -= 1
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+            self._s.local.depth -= 1
+            with self._s.cond:
+                self._s.readers -= 1
+                self._s.cond.notify_all()
 
     def _grow(self, new_size: int) -> None:
-        if getattr(self._local, "depth", 0):
+        if getattr(self._s.local, "depth", 0):
             raise RuntimeError("cannot grow the LMDB map while this thread holds a read transaction")
-        with self._cond:
-            self._growing = True
+        with self._s.cond:
+            self._s.growing = True
             try:
-                while self._readers:
-                    self._cond.wait()
-                self._env.set_mapsize(new_size)
+                while self._s.readers:
+                    self._s.cond.wait()
+                self._s.env.set_mapsize(new_size)
             finally:
-                self._growing = False
-                self._cond.notify_all()
+                self._s.growing = False
+                self._s.cond.notify_all()
 
     def _write(self, fn: Callable[[lmdb.Transaction], _T]) -> _T:
         """Run ``fn`` in one write transaction; on a full map, abort, double the map and rerun it all."""
         if self.readonly:
             raise InvalidInput(f"blob store {self.path} is open read-only")
-        with self._write_lock:
+        with self._s.write_lock:
             while True:
                 try:
-                    with self._env.begin(write=True) as txn:
+                    with self._s.env.begin(write=True) as txn:
                         return fn(txn)
                 except lmdb.MapFullError:
-                    self._grow(self._env.info()["map_size"] * 2)
+                    self._grow(self._s.env.info()["map_size"] * 2)
                 except lmdb.MapResizedError:
                     self._grow(0)
 
@@ -131,7 +165,7 @@ class BlobStore:
         def do(txn: lmdb.Transaction) -> None:
             for kind, items in (("adapters", adapters), ("embeddings", embeddings)):
                 for key, value in items.items():
-                    txn.put(key.encode("utf-8"), value, db=self._dbs[kind])
+                    txn.put(key.encode("utf-8"), value, db=self._s.dbs[kind])
         self._write(do)
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -141,7 +175,7 @@ class BlobStore:
         def do(txn: lmdb.Transaction) -> None:
             for kind in KINDS:
                 for key in encoded:
-                    txn.delete(key, db=self._dbs[kind])
+                    txn.delete(key, db=self._s.dbs[kind])
         self._write(do)
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -149,10 +183,10 @@ class BlobStore:
     def reader(self) -> Iterator[BlobReader]:
         """One consistent snapshot; its memoryviews are valid only inside this ``with`` block."""
         with self._read(buffers=True) as txn:
-            yield BlobReader(txn, self._dbs)
+            yield BlobReader(txn, self._s.dbs)
 
     def _get(self, kind: str, key: str) -> bytes | None:
-        db = self._dbs[kind]
+        db = self._s.dbs[kind]
         if db is None:
             return None
         with self._read() as txn:
@@ -167,7 +201,7 @@ class BlobStore:
     def _db(self, kind: str) -> lmdb._Database | None:
         if kind not in KINDS:
             raise InvalidInput(f"unknown blob kind {kind!r}; valid: {', '.join(KINDS)}")
-        return self._dbs[kind]
+        return self._s.dbs[kind]
 
     def keys(self, kind: str = "adapters") -> list[str]:
         db = self._db(kind)
@@ -185,7 +219,7 @@ class BlobStore:
 
     def iter_embeddings(self) -> Iterator[tuple[str, bytes]]:
         """All (key, embedding bytes) from one snapshot, for rebuilding the vector index."""
-        db = self._dbs["embeddings"]
+        db = self._s.dbs["embeddings"]
         if db is None:
             return
         with self._read() as txn, txn.cursor(db=db) as cur:
@@ -201,10 +235,13 @@ class BlobStore:
         """A consistent hot copy into an empty directory; ``compact`` drops free pages."""
         target = Path(path)
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._env.copy(str(target), compact=compact)
+        self._s.env.copy(str(target), compact=compact)
 
     def close(self) -> None:
-        self._env.close()
+        """Release this handle; the environment closes with the last handle on it in this process."""
+        if self._s is not None:
+            _release(self._s)
+            self._s = None
 
     def __enter__(self) -> BlobStore:
         return self
