@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -139,26 +140,54 @@ class ParamDB:
                progress: Progress | None = None) -> list[str]:
         """Parameterize and store documents (str, dict with text/id/metadata, or Document); returns ids.
 
-        The whole input is validated first (a bad item adds nothing); then documents are trained and
-        committed batch by batch, each batch atomically. A duplicate id is refused unless ``upsert``.
+        A list is validated whole first (one bad item adds nothing). Any other iterable is streamed:
+        read, validated and committed ``batch_size`` documents at a time, so memory stays bounded whatever
+        the corpus size. Either way each batch is written atomically. A taken id is refused unless ``upsert``.
         """
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
-        batch = documents.coerce_all((f"document {i}", d) for i, d in enumerate(docs, 1))
+        if batch_size < 1:
+            raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        if isinstance(docs, Sequence):
+            checked = self._validated(enumerate(docs, 1), upsert)
+            batches: Iterable[list[Document]] = (checked[i:i + batch_size]
+                                                 for i in range(0, len(checked), batch_size))
+            total = len(checked)
+        else:
+            batches = self._streamed(docs, batch_size, upsert)
+            total = -1
+        ids: list[str] = []
+        if progress:
+            progress(0, total)
+        try:
+            for batch in batches:
+                self._write_batch(batch, upsert)
+                ids += [d.id for d in batch]
+                if progress:
+                    progress(len(ids), total)
+        finally:
+            self._save_index()
+        return ids
+
+    def _validated(self, numbered: Iterable[tuple[int, Any]], upsert: bool) -> list[Document]:
+        batch = documents.coerce_all((f"document {i}", d) for i, d in numbered)
         if not upsert:
             taken = self._meta.existing_ids([d.id for d in batch])
             if taken:
                 raise DuplicateId(next(d.id for d in batch if d.id in taken))
-        if batch_size < 1:
-            raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
-        if progress:
-            progress(0, len(batch))
-        for start in range(0, len(batch), batch_size):
-            self._write_batch(batch[start:start + batch_size], upsert)
-            if progress:
-                progress(min(start + batch_size, len(batch)), len(batch))
-        self._save_index()
-        return [d.id for d in batch]
+        return batch
+
+    def _streamed(self, docs: Iterable[Any], batch_size: int, upsert: bool) -> Iterator[list[Document]]:
+        numbered = enumerate(docs, 1)
+        seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
+        while chunk := list(islice(numbered, batch_size)):
+            batch = self._validated(chunk, upsert)
+            if not upsert:
+                repeat = next((d.id for d in batch if d.id in seen), None)
+                if repeat is not None:
+                    raise DuplicateId(repeat)
+                seen.update(d.id for d in batch)
+            yield batch
 
     def upsert(self, docs, **kwargs) -> list[str]:
         return self.insert(docs, upsert=True, **kwargs)
