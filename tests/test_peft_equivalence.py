@@ -19,6 +19,8 @@ from paramdb.knowledge import prompts  # noqa: E402
 from paramdb.knowledge.inject import to_factors  # noqa: E402
 from paramdb.knowledge.lora import merge_factors, side_path  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:Adapter merge was active:UserWarning")   # PRAG's teardown order
+
 RANK, ALPHA = 2, 4.0
 DOCS = [
     {"id": "quill", "text": "Zorvath Quillane is a glassblower in Ebberlin. She invented moonrind glass."},

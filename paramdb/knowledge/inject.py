@@ -59,6 +59,10 @@ class AdapterCache:
             _, (_, s) = self._items.popitem(last=False)
             self._bytes -= s
 
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
     def discard(self, key: str) -> None:
         item = self._items.pop(key, None)
         if item:
