@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import documents
+from . import documents, retrieval
 from .config import FORMAT_VERSION, MODES, StoreConfig, apply_overrides, default_training
 from .errors import DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
@@ -27,9 +27,9 @@ from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
 from .layout import Layout
 from .storage.blobs import BlobStore
-from .storage.codec import decode_tensors, decode_vector, encode_tensors, encode_vector
+from .indexes import DerivedIndexes
+from .storage.codec import decode_tensors, encode_tensors, encode_vector
 from .storage.meta import MetaStore
-from .storage.vectors import VectorIndex
 from .types import Answer, Document, Hit
 
 Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
@@ -47,9 +47,7 @@ class ParamDB:
         self._embedder = embedder if isinstance(embedder, Embedder) else None
         self._embedder_path = embedder if isinstance(embedder, str) else None
         self._device = device
-        self._index: VectorIndex | None = None
-        self._index_generation = -1
-        self._index_dirty = False
+        self.indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs)
         self.adapter_cache = AdapterCache()
 
     # ---------------------------------------------------------------- opening and closing
@@ -101,9 +99,7 @@ class ParamDB:
         return cls(layout, meta, blobs, config, lm, emb, device)
 
     def close(self) -> None:
-        if self._index is not None and self._index_dirty:
-            self._index.save(self._index_generation)
-            self._index_dirty = False
+        self.indexes.save()
         self._blobs.close()
         self._meta.close()
 
@@ -166,7 +162,7 @@ class ParamDB:
                 if progress:
                     progress(len(ids), total)
         finally:
-            self._save_index()
+            self.indexes.save()
         return ids
 
     def _validated(self, numbered: Iterable[tuple[int, Any]], upsert: bool) -> list[Document]:
@@ -201,8 +197,7 @@ class ParamDB:
 
     def _write_batch(self, batch: list[Document], upsert: bool) -> None:
         vectors, adapters = self.parameterize(batch)
-        self._ensure_index()
-        gen_before = self._index_generation
+        gen_before = self.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
         self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
@@ -219,19 +214,18 @@ class ParamDB:
         self._blobs.delete(replaced)
         for k in replaced:
             self.adapter_cache.discard(k)
-        self._after_write(gen_before, lambda index: index.add(rowids, vectors))
+        self.indexes.added(gen_before, rowids, vectors, [d.text for d in batch])
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
         ids = [ids] if isinstance(ids, str) else list(ids)
-        self._ensure_index()
-        gen_before = self._index_generation
+        gen_before = self.indexes.sync()
         removed = self._meta.delete(ids)
         self._blobs.delete([k for _, k in removed])
         for _, k in removed:
             self.adapter_cache.discard(k)
-        self._after_write(gen_before, lambda index: index.remove([r for r, _ in removed]))
-        self._save_index()
+        self.indexes.removed(gen_before, [r for r, _ in removed])
+        self.indexes.save()
         return len(removed)
 
     # ---------------------------------------------------------------- reading
@@ -253,8 +247,10 @@ class ParamDB:
     def __contains__(self, doc_id: str) -> bool:
         return bool(self._meta.existing_ids([doc_id]))
 
-    def query(self, text: str, k: int = 3, where: dict | None = None) -> list[Hit]:
-        """The k documents nearest to ``text`` by embedding, best first, optionally filtered by metadata."""
+    def query(self, text: str, k: int = 3, where: dict | None = None, method: str = "hybrid") -> list[Hit]:
+        """The k documents best matching ``text``, best first, optionally filtered by metadata. ``method``:
+        dense (embeddings), bm25 (terms) or hybrid (both, fused by reciprocal rank)."""
+        retrieval.check_method(method)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("query text is empty")
         if k < 1:
@@ -262,8 +258,7 @@ class ParamDB:
         allowed = set(self._meta.rowids_matching(where)) if where else None
         if allowed is not None and not allowed:
             return []
-        index = self._ensure_index()
-        found = index.search(self.embedder.embed([text])[0], k, allowed=allowed)
+        found = self.indexes.search(method, text, lambda: self.embedder.embed([text])[0], k, allowed)
         rows = {r["rowid"]: r for r in self._meta.get_by_rowids([label for label, _ in found])}
         return [Hit(id=rows[label]["id"], score=float(score), text=rows[label]["text"],
                     metadata=rows[label]["metadata"]) for label, score in found if label in rows]
@@ -271,7 +266,7 @@ class ParamDB:
     def stats(self) -> dict:
         c = self.config
         meta_bytes, blob_bytes = self._meta.size_bytes(), self._blobs.size_bytes()
-        index_bytes = self._layout.vectors.stat().st_size if self._layout.vectors.exists() else 0
+        index_bytes = self.indexes.size_bytes()
         return {"path": str(self.path), "documents": len(self), "format_version": c.format_version,
                 "base_model": c.model, "model_fingerprint": c.model_fingerprint, "embedder": c.embedder,
                 "lora": {"rank": c.training.rank, "alpha": c.training.alpha,
@@ -283,21 +278,24 @@ class ParamDB:
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
-                 max_new_tokens: int = 48) -> Answer:
+                 max_new_tokens: int = 48, method: str = "hybrid") -> Answer:
         """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode)."""
-        return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens)[0]
+        return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens,
+                                   method=method)[0]
 
     def generate_batch(self, questions: list[str], k: int = 3, mode: str = "prag", *,
-                       where: dict | None = None, max_new_tokens: int = 48) -> list[Answer]:
+                       where: dict | None = None, max_new_tokens: int = 48,
+                       method: str = "hybrid") -> list[Answer]:
         """Answer many questions in one batched generation, each with its own documents' adapters."""
         if mode not in MODES:
             raise InvalidInput(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        retrieval.check_method(method)
         for q in questions:
             if not isinstance(q, str) or not q.strip():
                 raise InvalidInput("question is empty")
         lm = self.lm
         t0 = time.perf_counter()
-        hits = [self.query(q, k, where) if mode != "closed" else [] for q in questions]
+        hits = [self.query(q, k, where, method=method) if mode != "closed" else [] for q in questions]
         t1 = time.perf_counter()
         factors = self._merged_factors(hits) if mode in ("prag", "combine") else None
         t2 = time.perf_counter()
@@ -346,48 +344,6 @@ class ParamDB:
         per_q = [self.adapter_factors([h.id for h in hs]) if hs else [] for hs in hits]
         lm = self.lm
         return merge_factors(per_q, lm.device, next(lm.model.parameters()).dtype)
-
-    # ---------------------------------------------------------------- the derived vector index
-    def _ensure_index(self) -> VectorIndex:
-        """The index in step with the metadata: loaded from disk if fresh, else rebuilt from LMDB."""
-        gen = self._meta.generation()
-        if self._index is None:
-            self._index = VectorIndex(self._layout.vectors, self.config.embedding_dim)
-            if self._index.load_or_none(gen):
-                self._index_generation = gen
-        if self._index_generation != gen:
-            self._rebuild_index(gen)
-        return self._index
-
-    def _after_write(self, gen_before: int, apply: Callable[[VectorIndex], None]) -> None:
-        """Apply our own write to the index; if another process wrote meanwhile, rebuild instead."""
-        gen = self._meta.generation()
-        if gen == gen_before + 1 and self._index is not None:
-            apply(self._index)
-            self._mark_index(gen)
-        else:
-            self._index = None
-            self._ensure_index()
-
-    def _rebuild_index(self, gen: int) -> None:
-        keys = self._meta.all_rows_keys()
-        items = []
-        with self._blobs.reader() as r:
-            for rowid, _, key in keys:
-                buf = r.embedding(key)
-                if buf is not None:
-                    items.append((rowid, decode_vector(buf)))
-        self._index.build(items)
-        self._mark_index(gen)
-
-    def _mark_index(self, gen: int) -> None:
-        self._index_generation = gen
-        self._index_dirty = True
-
-    def _save_index(self) -> None:
-        if self._index is not None and self._index_dirty:
-            self._index.save(self._index_generation)
-            self._index_dirty = False
 
 
 def _absolute(path):

@@ -5,6 +5,7 @@
       meta.sqlite     SQL metadata (default; any SQLAlchemy URL may replace it)
       blobs.lmdb/     LMDB: adapters and embeddings
       vectors.hnsw    derived vector index (+ .json sidecar), rebuilt when missing or stale
+      lexical.bm25    derived BM25 index (+ .json sidecar), same rule
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class Layout:
     @property
     def vectors(self) -> Path:
         return self.root / "vectors.hnsw"
+
+    @property
+    def lexical(self) -> Path:
+        return self.root / "lexical.bm25"
 
     @property
     def default_meta_url(self) -> str:

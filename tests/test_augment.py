@@ -1,4 +1,4 @@
-"""Documents → training samples: the passage, then one question → sentence sample per sentence."""
+"""Documents → training samples: the passage, then question → sentence samples for each sentence."""
 from __future__ import annotations
 
 import pytest
@@ -50,7 +50,7 @@ def test_unusable_model_questions_fall_back_to_the_cloze_prompt(tiny_lm):
     sents = ["Zorbel is the capital of Freedonia.", "It has nine bridges."]
     passage = " ".join(sents)
     got = write_questions(tiny_lm, [(passage, s) for s in sents], FAST)
-    assert got == [_cloze(s) for s in sents]                       # a random model writes no usable question
+    assert got == [[_cloze(s)] for s in sents]     # no usable question from a random model; one cloze, deduplicated
     (samples,) = build_samples(tiny_lm, [passage], FAST)
     assert [s.prompt for s in samples[1:]] == [prompts.question_prompt(tiny_lm.tokenizer, _cloze(s)) for s in sents]
     assert _cloze(sents[0]) == "Complete the fact: Zorbel is the ..."
@@ -65,9 +65,23 @@ def test_usable_questions_are_kept_and_others_replaced_in_order_across_batches(t
         calls.append(len(prompt_list))
         return next(raw)
     monkeypatch.setattr(augment, "greedy", fake_greedy)
-    got = write_questions(tiny_lm, [("A passage.", x) for x in sents], AugmentSettings(batch_size=2))
+    got = write_questions(tiny_lm, [("A passage.", x) for x in sents],
+                          AugmentSettings(batch_size=2, questions_per_sentence=1))
     assert calls == [2, 2, 1]
-    assert got == ["What is first?", _cloze(sents[1]), _cloze(sents[2]), "Which letter is fourth?", "What is fifth?"]
+    assert got == [["What is first?"], [_cloze(sents[1])], [_cloze(sents[2])], ["Which letter is fourth?"],
+                   ["What is fifth?"]]
+
+
+def test_each_template_adds_its_question_and_repeats_are_dropped(tiny_lm, monkeypatch):
+    def fake_greedy(lm, prompt_list, max_new_tokens):
+        return ["Where is Alpha?" if "Passage:" in p else "What is Alpha?"
+                for p in prompt_list]
+    monkeypatch.setattr(augment, "greedy", fake_greedy)
+    pairs = [("Alpha is here.", "Alpha is here.")]
+    assert write_questions(tiny_lm, pairs, AugmentSettings(questions_per_sentence=2)) == [
+        ["Where is Alpha?", "What is Alpha?"]]
+    monkeypatch.setattr(augment, "greedy", lambda lm, ps, n: ["Where is Alpha?"] * len(ps))
+    assert write_questions(tiny_lm, pairs, AugmentSettings(questions_per_sentence=2)) == [["Where is Alpha?"]]
 
 
 def test_each_question_prompt_shows_the_sentence_and_its_own_passage(tiny_lm, monkeypatch):
@@ -78,7 +92,7 @@ def test_each_question_prompt_shows_the_sentence_and_its_own_passage(tiny_lm, mo
         seen.extend(prompt_list)
         return ["" for _ in prompt_list]
     monkeypatch.setattr(augment, "greedy", fake_greedy)
-    build_samples(tiny_lm, texts, FAST)
+    build_samples(tiny_lm, texts, AugmentSettings(max_question_tokens=4, questions_per_sentence=1))
     want = [("Zorbel is the capital. It has nine bridges.", "Zorbel is the capital."),
             ("Zorbel is the capital. It has nine bridges.", "It has nine bridges."),
             ("Cats purr when content.", "Cats purr when content.")]

@@ -14,7 +14,7 @@ from paramdb.config import MODES
 from paramdb.errors import StoreExists
 from paramdb.layout import Layout
 
-from .options import device_option, json_option, k_option, store_argument, where_options
+from .options import device_option, json_option, k_option, method_option, store_argument, where_options
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -179,12 +179,13 @@ def stats(store, as_json):
 @store_argument
 @click.argument("text")
 @k_option
+@method_option
 @where_options
 @json_option
-def query(store, text, k, where, as_json):
+def query(store, text, k, method, where, as_json):
     """The k documents nearest to TEXT: rank, score, id and the start of the text."""
     with open_store(store) as db:
-        hits = db.query(text, k=k, where=where)
+        hits = db.query(text, k=k, where=where, method=method)
     if as_json:
         echo_json([asdict(h) for h in hits])
     elif not hits:
@@ -201,18 +202,20 @@ def query(store, text, k, where, as_json):
 @click.option("--mode", default="prag", show_default=True, metavar="[" + "|".join(MODES) + "]",
               help="prag: document adapters; icl: passages in the prompt; combine: both; closed: neither.")
 @k_option
+@method_option
 @where_options
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Questions generated together (with --questions).")
 @device_option
 @json_option
-def generate(store, question, questions_file, mode, k, where, max_new_tokens, batch_size, device, as_json):
+def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, batch_size, device,
+             as_json):
     """Answer QUESTION (or every question of --questions) from the store's documents."""
     if (question is None) == (questions_file is None):
         raise click.UsageError("give either QUESTION or --questions FILE, not both")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
-    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens}
+    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method}
     with open_store(store, device=device) as db:
         if question is not None:
             answer = db.generate(question, **opts)

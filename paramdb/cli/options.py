@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 
 from paramdb.errors import InvalidFilter
+from paramdb.retrieval import METHODS
 
 store_argument = click.argument("store", type=click.Path(dir_okay=True, file_okay=False))
 
@@ -15,6 +16,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 k_option = click.option("-k", "k", type=click.IntRange(min=1), default=3, show_default=True,
                         help="How many documents to retrieve.")
+
+method_option = click.option("--method", default="hybrid", show_default=True,
+                             metavar="[" + "|".join(METHODS) + "]",
+                             help="Retrieval: dense (embeddings), bm25 (terms) or hybrid (both, rank-fused).")
 
 device_option = click.option("--device", default=None, metavar="DEVICE",
                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")

@@ -32,31 +32,35 @@ def _cloze(sentence: str) -> str:
     return "Complete the fact: " + " ".join(words[: max(2, len(words) // 2)]) + " ..."
 
 
-def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSettings) -> list[str]:
-    """One question per (passage, sentence), batched; unusable outputs fall back to a cloze prompt.
+def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSettings) -> list[list[str]]:
+    """Distinct questions per (passage, sentence), one per template, all in batched generations.
 
-    The passage is in the prompt so the question can name who or what a sentence's pronoun stands for.
+    One template shows the passage, so its question can name who a sentence's pronoun stands for; the other
+    shows the sentence alone and tends to ask about something else. Unusable outputs fall back to a cloze.
     """
-    out: list[str] = []
-    for i in range(0, len(pairs), s.batch_size):
-        chunk = pairs[i:i + s.batch_size]
-        raw = greedy(lm, [prompts.QUESTION_FEW_SHOT.format(passage=p, sentence=x) for p, x in chunk],
-                     s.max_question_tokens)
-        out += [q if _usable(q) else _cloze(x) for q, (_, x) in zip(raw, chunk)]
+    templates = prompts.QUESTION_TEMPLATES[:max(1, s.questions_per_sentence)]
+    jobs = [(t.format(passage=p, sentence=x), j) for t in templates for j, (p, x) in enumerate(pairs)]
+    out: list[list[str]] = [[] for _ in pairs]
+    for i in range(0, len(jobs), s.batch_size):
+        chunk = jobs[i:i + s.batch_size]
+        for q, (_, j) in zip(greedy(lm, [prompt for prompt, _ in chunk], s.max_question_tokens), chunk):
+            q = q if _usable(q) else _cloze(pairs[j][1])
+            if q not in out[j]:
+                out[j].append(q)
     return out
 
 
 def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
-    """Training samples for each text: the passage, then one question → sentence pair per sentence."""
+    """Training samples for each text: the passage, then question → sentence pairs for each sentence."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
     flat = [(" ".join(t.split()), x) for t, doc in zip(texts, per_doc) for x in doc]
-    questions = write_questions(lm, flat, s) if s.questions else [_cloze(x) for _, x in flat]
+    questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):
         samples = [Sample("", " ".join(text.split()) + eos)]
         for sent in doc:
-            samples.append(Sample(prompts.question_prompt(lm.tokenizer, questions[pos]), sent + eos))
+            samples += [Sample(prompts.question_prompt(lm.tokenizer, q), sent + eos) for q in questions[pos]]
             pos += 1
         out.append(samples)
     return out

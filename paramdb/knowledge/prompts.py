@@ -50,6 +50,23 @@ Passage: {passage}
 Sentence: {sentence}
 Question:"""
 
+# A second wording: with only the sentence in view the model asks other questions than with the passage.
+QUESTION_FEW_SHOT_SENTENCE = """Write a question that the sentence answers.
+
+Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
+Question: When was the Eiffel Tower completed?
+
+Sentence: Marie Curie was born in Warsaw and later moved to France.
+Question: Where was Marie Curie born?
+
+Sentence: The platypus is one of the few mammals that lay eggs.
+Question: What is unusual about how the platypus reproduces?
+
+Sentence: {sentence}
+Question:"""
+
+QUESTION_TEMPLATES = (QUESTION_FEW_SHOT, QUESTION_FEW_SHOT_SENTENCE)
+
 REWRITE_FEW_SHOT = """Rewrite the passage in other words, keeping every fact.
 
 Passage: The Eiffel Tower was completed in 1889 for the World's Fair. It stands in Paris and is 330 metres tall.
