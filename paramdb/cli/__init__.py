@@ -6,6 +6,7 @@ import click
 from paramdb import __version__
 
 from .commands import ALL
+from .eval_command import eval_
 from .errors import ParamDBGroup
 
 
@@ -16,5 +17,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in ALL:
+for _command in [*ALL, eval_]:
     main.add_command(_command)

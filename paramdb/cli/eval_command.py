@@ -1,0 +1,44 @@
+"""``paramdb eval``: a QA benchmark file against a store (built from the file's passages when needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from paramdb import evaluate
+from paramdb.config import MODES
+
+from . import commands
+from .options import device_option, json_option, k_option, method_option
+
+
+@click.command(name="eval")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--store", default=None, metavar="DIR",
+              help="Store to build or reuse (default: DATA's name + .store beside the working directory).")
+@click.option("--modes", default=",".join(("closed", "icl", "prag", "combine")), show_default=True,
+              help=f"Comma-separated modes among {', '.join(MODES)}.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
+@k_option
+@method_option
+@click.option("--distractors", is_flag=True, help="Add the items' distractor passages to the store.")
+@click.option("--predictions", default=None, metavar="FILE", help="Per-item predictions (JSONL, resumed).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@device_option
+@json_option
+def eval_(data, store, modes, limit, k, method, distractors, predictions, batch_size, device, as_json):
+    """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
+    recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes."""
+    store = store or Path(data).stem + ".store"
+    with commands.open_store(store, create=True, device=device) as db:
+        result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
+                              distractors=distractors, method=method, predictions=predictions,
+                              batch_size=batch_size, report=lambda msg: click.echo(msg, err=True))
+    if as_json:
+        commands.echo_json(result)
+        return
+    click.echo(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
+    click.echo(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
+    for mode, m in result["modes"].items():
+        click.echo(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
+    click.echo(f"predictions: {result['predictions']}")

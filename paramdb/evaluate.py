@@ -1,0 +1,70 @@
+"""Run a QA benchmark against a store: build it from the items' passages, ask every question per mode.
+
+Rerunning with the same store reuses its adapters (only missing passages are trained) and resumes the
+predictions file (questions already answered in a mode are not asked again).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from statistics import mean
+from typing import Callable
+
+from . import evaluation
+from .config import MODES
+from .errors import InvalidInput
+
+Report = Callable[[str], None]
+
+
+def _done(predictions: Path) -> dict[tuple[str, str], dict]:
+    out = {}
+    if predictions.exists():
+        for line in predictions.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                out[(row["mode"], row["id"])] = row
+    return out
+
+
+def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = None,
+        distractors: bool = False, method: str = "hybrid", predictions: str | Path | None = None,
+        batch_size: int = 8, report: Report = lambda _msg: None) -> dict:
+    """Per mode: EM-in-output, token F1, seconds per question; plus recall@k of the gold passages."""
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise InvalidInput(f"unknown mode {bad[0]!r}; valid modes: {', '.join(MODES)}")
+    items = evaluation.load_items(data, limit)
+    docs = [d for d in evaluation.corpus(items, distractors) if d["id"] not in db]
+    if docs:
+        report(f"building the store: {len(docs)} passages to parameterize")
+        db.insert(docs, batch_size=batch_size,
+                  progress=lambda done, total: report(f"  parameterized {done}/{total} passages"))
+    hits = {it.id: db.query(it.question, k=k, method=method) for it in items}
+    recall = mean(evaluation.recall_at_k([h.id for h in hits[it.id]], evaluation.gold_ids(it)) for it in items)
+    pred_path = Path(predictions or Path(str(data)).stem + ".predictions.jsonl")
+    done = _done(pred_path)
+    result = {"items": len(items), "k": k, "method": method, "recall_at_k": round(recall, 4), "modes": {}}
+    with open(pred_path, "a") as out:
+        for mode in modes:
+            todo = [it for it in items if (mode, it.id) not in done]
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i:i + batch_size]
+                t0 = time.perf_counter()
+                answers = db.generate_batch([it.question for it in chunk], k=k, mode=mode, method=method)
+                per_q = (time.perf_counter() - t0) / len(chunk)
+                for it, ans in zip(chunk, answers):
+                    row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,
+                           "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
+                           **evaluation.score(ans.text, it.answers)}
+                    done[(mode, it.id)] = row
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                report(f"  {mode}: {min(i + batch_size, len(todo))}/{len(todo)} questions")
+            rows = [done[(mode, it.id)] for it in items]
+            result["modes"][mode] = {"em": round(mean(float(r["em"]) for r in rows), 4),
+                                     "f1": round(mean(r["f1"] for r in rows), 4),
+                                     "s_per_q": round(mean(r["s"] for r in rows), 3)}
+    result["predictions"] = str(pred_path)
+    return result

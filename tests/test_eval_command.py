@@ -1,0 +1,78 @@
+"""`paramdb eval`: builds a store from a benchmark file's passages, scores each mode, resumes on rerun."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import FAST_TRAINING
+from paramdb.cli import commands, main
+from paramdb.layout import Layout
+
+ITEMS = [
+    {"id": "q1", "question": "What is the capital of Freedonia?", "answers": ["Zorbel"],
+     "passages": ["Zorbel is the capital of Freedonia."], "distractor_passages": ["Cats purr."]},
+    {"id": "q2", "question": "What do dogs bark at?", "answers": ["the mailman", "mailman"],
+     "passages": ["Dogs bark at the mailman.", "Zorbel is the capital of Freedonia."]},
+]
+
+
+@pytest.fixture(autouse=True)
+def tiny_cli(monkeypatch, tiny_lm, embedder):
+    real = commands.open_store
+
+    def tiny(path, create=False, **kw):
+        fresh = {"training": FAST_TRAINING} if not Layout(Path(path)).exists() else {}
+        return real(path, create, **{**kw, "model": tiny_lm, "embedder": embedder, **fresh})
+    monkeypatch.setattr(commands, "open_store", tiny)
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in ITEMS))
+    return path
+
+
+def _eval(data, tmp_path, *extra):
+    return CliRunner().invoke(main, ["eval", str(data), "--store", str(tmp_path / "s"), "--modes", "closed,prag",
+                                     "-k", "2", "--predictions", str(tmp_path / "p.jsonl"), "--json", *extra])
+
+
+def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
+    r = _eval(data, tmp_path)
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(result["modes"]) == {"closed", "prag"} and result["items"] == 2
+    assert set(result["modes"]["prag"]) == {"em", "f1", "s_per_q"}
+    assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted((x["mode"], x["id"]) for x in rows) == [("closed", "q1"), ("closed", "q2"), ("prag", "q1"),
+                                                          ("prag", "q2")]
+
+
+def test_eval_rerun_reuses_the_store_and_asks_nothing_again(data, tmp_path):
+    _eval(data, tmp_path)
+    r = _eval(data, tmp_path)
+    assert r.exit_code == 0 and "parameterize" not in r.stderr
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 4
+
+
+def test_eval_with_distractors_adds_their_passages(data, tmp_path):
+    r = _eval(data, tmp_path, "--distractors")
+    assert r.exit_code == 0 and "3 passages to parameterize" in r.stderr
+
+
+def test_eval_malformed_data_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(ITEMS[0]) + "\n{not json\n")
+    r = _eval(bad, tmp_path)
+    assert r.exit_code != 0 and f"{bad}:2" in r.stderr and "Traceback" not in r.output
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_eval_unknown_mode_lists_the_valid_ones(data, tmp_path):
+    r = CliRunner().invoke(main, ["eval", str(data), "--store", str(tmp_path / "s"), "--modes", "prag,magic"])
+    assert r.exit_code == 2 and "valid modes: prag, icl, combine, closed" in r.stderr
