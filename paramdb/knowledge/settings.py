@@ -10,7 +10,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class AugmentSettings:
     questions: bool = True          # LLM-written questions per sentence (else cloze prompts only)
-    questions_per_sentence: int = 2 # one per question template (prompts.QUESTION_TEMPLATES)
+    questions_per_sentence: int = 1 # up to one per question template (prompts.QUESTION_TEMPLATES)
     max_sentences: int = 12         # per document; long documents keep their first sentences
     max_question_tokens: int = 32
     batch_size: int = 16            # prompts per batched generation
