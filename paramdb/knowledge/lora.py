@@ -90,22 +90,23 @@ def merge_factors(adapters: list[list[list[tuple[torch.Tensor, torch.Tensor]]]],
     """Batch of questions → per-module batched factors.
 
     ``adapters[q]`` is the list of question q's retrieved adapters, each a per-module list of (A [r,in],
-    B [out,r]). Questions with fewer adapters are padded with zero rank rows, which add nothing.
+    B [out,r]). Concatenating along the rank gives A [b, R, in], B [b, out, R]; questions with fewer
+    adapters are padded with zero rank rows, which add nothing.
     """
-    n_mod = len(next(a for a in adapters if a)[0]) if any(adapters) else 0
-    rank = max(sum(ad[0][0].shape[0] for ad in q) for q in adapters)
+    ranks = [sum(ad[0][0].shape[0] for ad in q) for q in adapters]
+    rank = max(ranks)
+    ref = next(q for q in adapters if q)[0]
     out = []
-    for m in range(n_mod):
-        ref_a, ref_b = next(a for a in adapters if a)[0][m]
-        A = torch.zeros(len(adapters), rank, ref_a.shape[1], device=device, dtype=dtype)
-        B = torch.zeros(len(adapters), ref_b.shape[0], rank, device=device, dtype=dtype)
-        for qi, q in enumerate(adapters):
-            pos = 0
-            for ad in q:
-                a, b = ad[m]
-                r = a.shape[0]
-                A[qi, pos:pos + r] = a
-                B[qi, :, pos:pos + r] = b
-                pos += r
-        out.append((A, B))
+    for m, (ref_a, ref_b) in enumerate(ref):
+        a_rows, b_rows = [], []
+        for q, r in zip(adapters, ranks):
+            a_parts = [ad[m][0] for ad in q]
+            b_parts = [ad[m][1] for ad in q]
+            if r < rank:
+                a_parts.append(ref_a.new_zeros(rank - r, ref_a.shape[1]))
+                b_parts.append(ref_b.new_zeros(ref_b.shape[0], rank - r))
+            a_rows.append(torch.cat(a_parts, 0))
+            b_rows.append(torch.cat(b_parts, 1))
+        out.append((torch.stack(a_rows).to(device=device, dtype=dtype),
+                    torch.stack(b_rows).to(device=device, dtype=dtype)))
     return out
