@@ -23,9 +23,9 @@ demo: $(VENV)/.installed
 	rm -rf $(DEMO_STORE)
 	$(VENV)/bin/paramdb init $(DEMO_STORE)
 	$(VENV)/bin/paramdb insert $(DEMO_STORE) examples/fictional.jsonl
-	$(VENV)/bin/paramdb query $(DEMO_STORE) "Who discovered the floating reef of Coralith?" -k 2
-	$(VENV)/bin/paramdb generate $(DEMO_STORE) "Who discovered the floating reef of Coralith?" --mode closed -k 1
-	$(VENV)/bin/paramdb generate $(DEMO_STORE) "Who discovered the floating reef of Coralith?" --mode prag -k 1
+	$(VENV)/bin/paramdb query $(DEMO_STORE) "Which airship did Captain Ilsa Marrowby command?" -k 2
+	$(VENV)/bin/paramdb generate $(DEMO_STORE) "Which airship did Captain Ilsa Marrowby command?" --mode closed -k 1
+	$(VENV)/bin/paramdb generate $(DEMO_STORE) "Which airship did Captain Ilsa Marrowby command?" --mode prag -k 1
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -23,6 +23,9 @@ class Embedder:
 
     def __init__(self, path: str | None = None, device: str | None = None):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         self.path = path or default_embedder_path()
         if not Path(self.path).exists():
