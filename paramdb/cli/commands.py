@@ -213,7 +213,7 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
              as_json):
     """Answer QUESTION (or every question of --questions) from the store's documents."""
     if (question is None) == (questions_file is None):
-        raise click.UsageError("give either QUESTION or --questions FILE, not both")
+        raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
     opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method}
     with open_store(store, device=device) as db:
