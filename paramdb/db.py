@@ -22,7 +22,7 @@ from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
 from .knowledge.generate import greedy
 from .knowledge.inject import AdapterCache, to_factors
-from .knowledge.lora import merge_factors, side_path
+from .knowledge.lora import DEFAULT_TARGETS, merge_factors, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
 from .layout import Layout
@@ -250,6 +250,10 @@ class ParamDB:
     def query(self, text: str, k: int = 3, where: dict | None = None, method: str = "hybrid") -> list[Hit]:
         """The k documents best matching ``text``, best first, optionally filtered by metadata. ``method``:
         dense (embeddings), bm25 (terms) or hybrid (both, fused by reciprocal rank)."""
+        return [hit for hit, _ in self._search(text, k, where, method)]
+
+    def _search(self, text: str, k: int, where: dict | None, method: str) -> list[tuple[Hit, str]]:
+        """Hits with their rows' blob keys, so answering reads adapters without a second SQL lookup."""
         retrieval.check_method(method)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("query text is empty")
@@ -260,8 +264,9 @@ class ParamDB:
             return []
         found = self.indexes.search(method, text, lambda: self.embedder.embed([text])[0], k, allowed)
         rows = {r["rowid"]: r for r in self._meta.get_by_rowids([label for label, _ in found])}
-        return [Hit(id=rows[label]["id"], score=float(score), text=rows[label]["text"],
-                    metadata=rows[label]["metadata"]) for label, score in found if label in rows]
+        return [(Hit(id=rows[label]["id"], score=float(score), text=rows[label]["text"],
+                     metadata=rows[label]["metadata"]), rows[label]["blob_key"])
+                for label, score in found if label in rows]
 
     def stats(self) -> dict:
         c = self.config
@@ -270,7 +275,7 @@ class ParamDB:
         return {"path": str(self.path), "documents": len(self), "format_version": c.format_version,
                 "base_model": c.model, "model_fingerprint": c.model_fingerprint, "embedder": c.embedder,
                 "lora": {"rank": c.training.rank, "alpha": c.training.alpha,
-                         "targets": ["gate_proj", "up_proj", "down_proj"]},
+                         "targets": list(DEFAULT_TARGETS)},
                 "training": {"lr": c.training.lr, "epochs": c.training.epochs,
                              "samples_per_step": c.training.samples_per_step},
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
@@ -295,9 +300,11 @@ class ParamDB:
                 raise InvalidInput("question is empty")
         lm = self.lm
         t0 = time.perf_counter()
-        hits = [self.query(q, k, where, method=method) if mode != "closed" else [] for q in questions]
+        found = [self._search(q, k, where, method) if mode != "closed" else [] for q in questions]
+        hits = [[hit for hit, _ in f] for f in found]
         t1 = time.perf_counter()
-        factors = self._merged_factors(hits) if mode in ("prag", "combine") else None
+        factors = self._merged_factors([[key for _, key in f] for f in found]) if mode in ("prag", "combine") \
+            else None
         t2 = time.perf_counter()
         with_passages = mode in ("icl", "combine")
         texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
@@ -338,10 +345,10 @@ class ParamDB:
                     self.adapter_cache.put(k, out[k])
         return [out[k] for k in keys]
 
-    def _merged_factors(self, hits: list[list[Hit]]):
-        if not any(hits):
+    def _merged_factors(self, blob_keys: list[list[str]]):
+        if not any(blob_keys):
             return None
-        per_q = [self.adapter_factors([h.id for h in hs]) if hs else [] for hs in hits]
+        per_q = [self._load_factors(keys) if keys else [] for keys in blob_keys]
         lm = self.lm
         return merge_factors(per_q, lm.device, next(lm.model.parameters()).dtype)
 
