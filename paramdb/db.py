@@ -197,6 +197,12 @@ class ParamDB:
 
     def _write_batch(self, batch: list[Document], upsert: bool) -> None:
         vectors, adapters = self.parameterize(batch)
+        self.commit_batch(batch, vectors, adapters, upsert)
+
+    def commit_batch(self, batch: list[Document], vectors: np.ndarray, adapters: list[dict[str, np.ndarray]],
+                     upsert: bool = False) -> None:
+        """Write one parameterized batch atomically: the only step that touches the store, so work done
+        elsewhere (another process, a Ray worker) becomes rows here and nowhere else."""
         gen_before = self.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
         self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
