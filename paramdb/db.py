@@ -28,6 +28,7 @@ from .knowledge.train import train_adapters
 from .layout import Layout
 from .storage.blobs import BlobStore
 from .indexes import DerivedIndexes
+from .storage.lock import DEFAULT_TIMEOUT, WriterLock
 from .storage.codec import decode_tensors, encode_tensors, encode_vector
 from .storage.meta import MetaStore
 from .types import Answer, Document, Hit
@@ -39,7 +40,8 @@ class ParamDB:
     """Open with :meth:`open`; use as a context manager so the index is saved and files are closed."""
 
     def __init__(self, layout: Layout, meta: MetaStore, blobs: BlobStore, config: StoreConfig,
-                 lm: LoadedModel | str | None, embedder: Embedder | str | None, device: str | None):
+                 lm: LoadedModel | str | None, embedder: Embedder | str | None, device: str | None,
+                 lock_timeout: float = DEFAULT_TIMEOUT):
         self.path = layout.root
         self._layout, self._meta, self._blobs, self.config = layout, meta, blobs, config
         self._lm = lm if isinstance(lm, LoadedModel) else None
@@ -47,36 +49,41 @@ class ParamDB:
         self._embedder = embedder if isinstance(embedder, Embedder) else None
         self._embedder_path = embedder if isinstance(embedder, str) else None
         self._device = device
-        self.indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs)
+        self._lock = WriterLock(layout.writer_lock, lock_timeout)
+        self.indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs, self._lock)
         self.adapter_cache = AdapterCache()
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
-             device: str | None = None, training: dict | None = None) -> "ParamDB":
+             device: str | None = None, training: dict | None = None,
+             lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
-        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``).
+        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``). A write waits up to
+        ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
         """
         layout = Layout(Path(path))
         if create and not layout.exists():
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                              training=training)
+                              training=training, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
         url = meta_url or layout.read(FORMAT_VERSION)
         meta = MetaStore(url)
         config = StoreConfig.from_json(meta.get_info("config"))
         blobs = BlobStore(layout.blobs)
-        return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device)
+        return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device,
+                   lock_timeout)
 
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
                embedder: Embedder | str | None = None, meta_url: str | None = None,
-               device: str | None = None, training: dict | None = None) -> "ParamDB":
+               device: str | None = None, training: dict | None = None,
+               lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
         layout = Layout(Path(path))
         if layout.exists():
@@ -88,7 +95,7 @@ class ParamDB:
         config = StoreConfig(
             model=str(model) if isinstance(model, str) else ("default" if model is None else lm.name),
             model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
-            ("default" if embedder is None else emb.name), embedding_dim=emb.dim,
+            ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
             training=apply_overrides(default_training(n_params), training, "training"))
         url = layout.create(FORMAT_VERSION, meta_url)
         meta = MetaStore(url)
@@ -96,10 +103,11 @@ class ParamDB:
         meta.set_info("config", config.to_json())
         blobs = BlobStore(layout.blobs)
         layout.commit_marker()
-        return cls(layout, meta, blobs, config, lm, emb, device)
+        return cls(layout, meta, blobs, config, lm, emb, device, lock_timeout)
 
     def close(self) -> None:
         self.indexes.save()
+        self._lock.close()
         self._blobs.close()
         self._meta.close()
 
@@ -203,6 +211,10 @@ class ParamDB:
                      upsert: bool = False) -> None:
         """Write one parameterized batch atomically: the only step that touches the store, so work done
         elsewhere (another process, a Ray worker) becomes rows here and nowhere else."""
+        with self._lock.held("insert"):
+            self._commit_locked(batch, vectors, adapters, upsert)
+
+    def _commit_locked(self, batch, vectors, adapters, upsert: bool) -> None:
         gen_before = self.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
         self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
@@ -225,12 +237,13 @@ class ParamDB:
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
         ids = [ids] if isinstance(ids, str) else list(ids)
-        gen_before = self.indexes.sync()
-        removed = self._meta.delete(ids)
-        self._blobs.delete([k for _, k in removed])
-        for _, k in removed:
-            self.adapter_cache.discard(k)
-        self.indexes.removed(gen_before, [r for r, _ in removed])
+        with self._lock.held("delete"):
+            gen_before = self.indexes.sync()
+            removed = self._meta.delete(ids)          # committed here: blobs after it are garbage
+            self._blobs.delete([k for _, k in removed])
+            for _, k in removed:
+                self.adapter_cache.discard(k)
+            self.indexes.removed(gen_before, [r for r, _ in removed])
         self.indexes.save()
         return len(removed)
 

@@ -74,7 +74,19 @@ class CorruptData(ParamDBError):
     exit_code = 6
 
 
+class StoreLocked(ParamDBError):
+    """Another process kept the store's writer lock longer than this writer was willing to wait."""
+
+    exit_code = 7
+
+
 class ModelLoadError(ParamDBError):
     """A base model or embedder could not be found or loaded."""
 
     exit_code = 5
+
+
+class ExecutorError(ParamDBError):
+    """A distributed executor could not run: Ray not installed, cluster unreachable or short of workers."""
+
+    exit_code = 8

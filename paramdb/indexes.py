@@ -13,13 +13,14 @@ from .layout import Layout
 from .storage.blobs import BlobStore
 from .storage.codec import decode_vector
 from .storage.lexical import LexicalIndex
+from .storage.lock import WriterLock
 from .storage.meta import MetaStore
 from .storage.vectors import VectorIndex
 
 
 class DerivedIndexes:
-    def __init__(self, layout: Layout, dim: int, meta: MetaStore, blobs: BlobStore):
-        self._layout, self._dim, self._meta, self._blobs = layout, dim, meta, blobs
+    def __init__(self, layout: Layout, dim: int, meta: MetaStore, blobs: BlobStore, lock: WriterLock):
+        self._layout, self._dim, self._meta, self._blobs, self._lock = layout, dim, meta, blobs, lock
         self._dense: VectorIndex | None = None
         self._lexical: LexicalIndex | None = None
         self.generation = -1
@@ -80,10 +81,15 @@ class DerivedIndexes:
         self.generation, self._dirty = gen, True
 
     def save(self) -> None:
-        if self._dense is not None and self._dirty:
-            self._dense.save(self.generation)
-            self._lexical.save(self.generation)
-            self._dirty = False
+        """Saved under the writer lock so two processes never interleave their files; when another
+        process is writing, skip: the files are a cache, and a later save or rebuild catches up."""
+        if self._dense is None or not self._dirty:
+            return
+        with self._lock.try_held("index save") as taken:
+            if taken:
+                self._dense.save(self.generation)
+                self._lexical.save(self.generation)
+                self._dirty = False
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self._layout.root.glob("*") if p.name.startswith(

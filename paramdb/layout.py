@@ -6,6 +6,7 @@
       blobs.lmdb/     LMDB: adapters and embeddings
       vectors.hnsw    derived vector index (+ .json sidecar), rebuilt when missing or stale
       lexical.bm25    derived BM25 index (+ .json sidecar), same rule
+      writer.lock     flock held by the one process committing a write; names its holder
 """
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ class Layout:
     @property
     def lexical(self) -> Path:
         return self.root / "lexical.bm25"
+
+    @property
+    def writer_lock(self) -> Path:
+        return self.root / "writer.lock"
 
     @property
     def default_meta_url(self) -> str:

@@ -35,6 +35,7 @@ class Embedder:
         except Exception as exc:
             raise ModelLoadError(f"cannot load embedder {self.path}: {exc}".splitlines()[0]) from None
         self.name = Path(self.path).name if path else "all-MiniLM-L6-v2"
+        self.is_default = not path
         getter = getattr(self._model, "get_embedding_dimension", None) or \
             self._model.get_sentence_embedding_dimension
         self.dim = int(getter())
