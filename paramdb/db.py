@@ -72,7 +72,8 @@ class ParamDB:
                               training=training, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
-        url = meta_url or layout.read(FORMAT_VERSION)
+        url = layout.read(FORMAT_VERSION)    # checks the format even when meta_url overrides the URL
+        url = meta_url or url
         meta = MetaStore(url)
         config = StoreConfig.from_json(meta.get_info("config"))
         blobs = BlobStore(layout.blobs)
@@ -141,17 +142,30 @@ class ParamDB:
 
     # ---------------------------------------------------------------- writing
     def insert(self, docs: Iterable[Any] | Any, *, upsert: bool = False, batch_size: int = 8,
-               progress: Progress | None = None) -> list[str]:
+               progress: Progress | None = None, executor: str = "local", ray_address: str | None = None,
+               ray_workers: int | None = None) -> list[str]:
         """Parameterize and store documents (str, dict with text/id/metadata, or Document); returns ids.
 
         A list is validated whole first (one bad item adds nothing). Any other iterable is streamed:
         read, validated and committed ``batch_size`` documents at a time, so memory stays bounded whatever
         the corpus size. Either way each batch is written atomically. A taken id is refused unless ``upsert``.
+
+        ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
+        ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; it returns an
+        InsertReport (paramdb.distributed): the ids stored, in commit order, plus ``skipped`` (already stored
+        with the same text and metadata, so a rerun resumes) and ``failed`` ((id, error), not stored).
         """
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
         if batch_size < 1:
             raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        if executor == "ray":
+            from .distributed.ray_executor import ray_insert
+
+            return ray_insert(self, docs, upsert=upsert, batch_size=batch_size, progress=progress,
+                              address=ray_address, workers=ray_workers)
+        if executor != "local":
+            raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
         if isinstance(docs, Sequence):
             checked = self._validated(enumerate(docs, 1), upsert)
             batches: Iterable[list[Document]] = (checked[i:i + batch_size]
@@ -299,6 +313,31 @@ class ParamDB:
                              "samples_per_step": c.training.samples_per_step},
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
                           "total": meta_bytes + blob_bytes + index_bytes}}
+
+    # ---------------------------------------------------------------- operations (paramdb/ops)
+    def backup(self, archive: str | Path) -> dict:
+        """Write a consistent snapshot of this store to one archive while writers go on; returns its
+        manifest (format, model fingerprint, row count, sha256 of every member)."""
+        from .ops.backup import backup
+        return backup(self, archive)
+
+    @staticmethod
+    def restore(archive: str | Path, path: str | Path, *, overwrite: bool = False) -> dict:
+        """Restore an archive made by :meth:`backup` as the store at ``path`` (checked before it appears)."""
+        from .ops.backup import restore
+        return restore(archive, path, overwrite=overwrite)
+
+    @staticmethod
+    def verify(path: str | Path) -> list[str]:
+        """Problems in an archive or a store, one line each; empty when it is sound."""
+        from .ops.backup import verify
+        return verify(path)
+
+    def check(self, repair: bool = False):
+        """Look for damaged or missing blobs, orphans and index drift; ``repair`` fixes what it can
+        without losing a committed row. Returns a CheckReport (``.ok``, ``.findings``)."""
+        from .ops.check import check
+        return check(self, repair=repair)
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,

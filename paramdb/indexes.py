@@ -80,6 +80,13 @@ class DerivedIndexes:
             self._lexical.build((row["rowid"], row["text"]) for row in self._meta.list())
         self.generation, self._dirty = gen, True
 
+    def rebuild(self) -> None:
+        """Rebuild both from the rows and save them (``paramdb check --repair``)."""
+        self.sync()
+        with self._lock.held("index rebuild"):
+            self._rebuild(self._meta.generation())
+            self.save()
+
     def save(self) -> None:
         """Saved under the writer lock so two processes never interleave their files; when another
         process is writing, skip: the files are a cache, and a later save or rebuild catches up."""

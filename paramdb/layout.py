@@ -57,6 +57,8 @@ class Layout:
         if self.root.exists() and any(self.root.iterdir()):
             raise StoreExists(f"{self.root} exists and is not empty; choose a new path for the store")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if meta_url is None:   # an empty file is an empty SQLite database: made here so it is 0600
+            os.close(os.open(self.root / "meta.sqlite", os.O_WRONLY | os.O_CREAT, 0o600))
         info = {"format_version": format_version, "meta_url": meta_url}
         tmp = self.marker.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -64,8 +66,8 @@ class Layout:
             json.dump(info, f)
         return meta_url or self.default_meta_url
 
-    def read(self, supported_version: int) -> str:
-        """The metadata URL of an existing store; refuses a store of another format."""
+    def read_marker(self) -> tuple[int, str]:
+        """(format version, metadata URL) of an existing store, whatever its format."""
         if not self.exists():
             raise StoreNotFound(f"no store at {self.root} (create one with `paramdb init {self.root}`)")
         try:
@@ -73,10 +75,35 @@ class Layout:
             version = int(info["format_version"])
         except (ValueError, KeyError, TypeError):
             raise FormatError(f"{self.marker} is damaged: not a ParamDB marker file") from None
-        if version != supported_version:
-            raise FormatError(f"store {self.root} has format {version}; this ParamDB reads format "
-                              f"{supported_version}")
-        return info.get("meta_url") or self.default_meta_url
+        return version, info.get("meta_url") or self.default_meta_url
+
+    def read(self, supported_version: int) -> str:
+        """The metadata URL of an existing store; refuses a store of another format, saying what to do."""
+        version, url = self.read_marker()
+        if version < supported_version:
+            raise FormatError(f"store {self.root} has format {version}; run `paramdb migrate {self.root}` "
+                              f"to upgrade it to format {supported_version}")
+        if version > supported_version:
+            raise FormatError(f"store {self.root} has format {version}, newer than this ParamDB reads "
+                              f"(format {supported_version}); upgrade ParamDB")
+        return url
+
+    def set_format_version(self, version: int) -> None:
+        """Rewrite the marker with a new format version, atomically and durably (migrate's last step)."""
+        info = json.loads(self.marker.read_text())
+        info["format_version"] = version
+        tmp = self.marker.with_suffix(".migrating")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(info, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.marker)
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def commit_marker(self) -> None:
         """The marker appears last, so a crash during create never leaves a half-made 'store'."""

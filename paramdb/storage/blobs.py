@@ -43,6 +43,20 @@ class BlobReader:
         return self._get("embeddings", key)
 
 
+class BlobSnapshot(BlobReader):
+    """A reader that can also copy the whole environment exactly as its transaction sees it."""
+
+    def __init__(self, env: lmdb.Environment, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database | None]):
+        super().__init__(txn, dbs)
+        self._env = env
+
+    def copy_to(self, path: str | Path, compact: bool = True) -> None:
+        """Copy into an empty folder (created 0700); ``compact`` leaves free pages behind."""
+        target = Path(path)
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._env.copy(str(target), compact=compact, txn=self._txn)
+
+
 class _Shared:
     """One LMDB environment per path per process (LMDB refuses a second open), shared by every handle."""
 
@@ -230,6 +244,12 @@ class BlobStore:
     def size_bytes(self) -> int:
         """Apparent size of the environment's files (LMDB files are sparse; this is the upper bound)."""
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+
+    @contextmanager
+    def snapshot(self) -> Iterator["BlobSnapshot"]:
+        """A read transaction kept open for a long job (a backup): what it sees never changes."""
+        with self._read(buffers=True) as txn:
+            yield BlobSnapshot(self._s.env, txn, self._s.dbs)
 
     def copy_to(self, path: str | Path, compact: bool = True) -> None:
         """A consistent hot copy into an empty directory; ``compact`` drops free pages."""

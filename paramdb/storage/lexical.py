@@ -76,6 +76,9 @@ class LexicalIndex:
     def __contains__(self, label: object) -> bool:
         return label in self._slot
 
+    def labels(self) -> set[int]:
+        return set(self._slot)
+
     # -- persistence ----------------------------------------------------------------------------------
     def load_or_none(self, generation: int) -> bool:
         """Load the saved index if it reflects exactly ``generation``; False means the caller rebuilds."""
@@ -109,11 +112,13 @@ class LexicalIndex:
         with open(tmp, "wb") as f:
             np.savez(f, labels=labels, offsets=offsets, terms=terms, tfs=tfs,
                      vocab=np.frombuffer("\n".join(vocab).encode("utf-8"), dtype=np.uint8))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
         info = {"generation": int(generation), "format": FORMAT, "k1": self.k1, "b": self.b,
                 "count": len(labels)}
         tmp_side = Path(f"{self.sidecar}.tmp")
         tmp_side.write_text(json.dumps(info))
+        os.chmod(tmp_side, 0o600)
         os.replace(tmp_side, self.sidecar)
 
     def _to_csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:

@@ -39,6 +39,9 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self._live)
 
+    def labels(self) -> set[int]:
+        return set(self._live)
+
     # -- persistence ----------------------------------------------------------------------------------
     def load_or_none(self, generation: int) -> bool:
         """Load the saved index if it reflects exactly ``generation``; False means the caller rebuilds."""
@@ -64,11 +67,13 @@ class VectorIndex:
         self.sidecar.unlink(missing_ok=True)
         tmp = Path(f"{self.path}.tmp")
         self._index.save_index(str(tmp))
+        os.chmod(tmp, 0o600)
         os.replace(tmp, self.path)
         info = {"generation": int(generation), "dim": self.dim, "space": self.space,
                 "count": len(self._live), "deleted": sorted(self._deleted)}
         tmp_side = Path(f"{self.sidecar}.tmp")
         tmp_side.write_text(json.dumps(info))
+        os.chmod(tmp_side, 0o600)
         os.replace(tmp_side, self.sidecar)
 
     # -- writes ---------------------------------------------------------------------------------------

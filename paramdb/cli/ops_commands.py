@@ -1,0 +1,78 @@
+"""Operator commands: ``backup``, ``restore``, ``verify``, ``check`` (thin layers over ParamDB)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+import paramdb
+
+from . import commands
+from .options import json_option, store_argument
+
+
+@click.command()
+@store_argument
+@click.argument("archive", type=click.Path(dir_okay=False))
+@json_option
+def backup(store, archive, as_json):
+    """Write a consistent snapshot of STORE to ARCHIVE (a tar with a sha256 manifest), while writers go on."""
+    with commands.open_store(store) as db:
+        manifest = db.backup(archive)
+    if as_json:
+        commands.echo_json(manifest)
+    else:
+        click.echo(f"backed up {manifest['rows']} documents from {store} to {archive}")
+
+
+@click.command()
+@click.argument("archive", type=click.Path(exists=True, dir_okay=False))
+@store_argument
+@click.option("--force", is_flag=True, help="Replace an existing store at STORE.")
+@json_option
+def restore(archive, store, force, as_json):
+    """Restore ARCHIVE as STORE, every checksum verified before it appears; refuses an existing store
+    unless --force."""
+    manifest = paramdb.ParamDB.restore(archive, store, overwrite=force)
+    if as_json:
+        commands.echo_json(manifest)
+    else:
+        click.echo(f"restored {manifest['rows']} documents to {store}")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True))
+@json_option
+def verify(path, as_json):
+    """Check an archive or a store; exits 1 naming each problem found."""
+    problems = paramdb.ParamDB.verify(path)
+    if as_json:
+        commands.echo_json({"ok": not problems, "problems": problems})
+    else:
+        for line in problems:
+            click.echo(line, err=True)
+        if not problems:
+            click.echo(f"{path}: ok")
+    if problems:
+        sys.exit(1)
+
+
+@click.command()
+@store_argument
+@click.option("--repair", is_flag=True, help="Fix what can be fixed without losing a committed row.")
+@json_option
+def check(store, repair, as_json):
+    """Find damaged or missing blobs, orphan blobs and index drift in STORE; exits 1 on an unrepaired error."""
+    with commands.open_store(store) as db:
+        report = db.check(repair=repair)
+    if as_json:
+        commands.echo_json(report.to_json())
+    else:
+        for finding in report.findings:
+            click.echo(str(finding), err=finding.severity == "error" and not finding.repaired)
+        click.echo(f"{store}: {report.rows} documents, {'ok' if report.ok else 'PROBLEMS FOUND'}")
+    if not report.ok:
+        sys.exit(1)
+
+
+ALL = [backup, restore, verify, check]

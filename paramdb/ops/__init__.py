@@ -1,0 +1,1 @@
+"""Operator tasks over whole stores: backup, restore, verify, check and repair."""

@@ -1,0 +1,168 @@
+"""`paramdb check`: does every committed row have sound blobs, and is nothing else wrong with the store?
+
+Errors are committed data at risk: a row whose adapter or embedding is missing or fails its checksum, a
+text that no longer matches its recorded sha256, a metadata database that fails its own integrity check,
+a derived index that claims to be current but holds other rows. Notices are harmless leftovers that an
+interrupted write can legitimately leave (orphan blobs, a stale derived index): they never fail a check.
+
+Repair never deletes a committed row: damaged blobs are rebuilt by parameterizing the row's text again
+(same settings, same seed, so the same adapter up to float noise), orphans are deleted under the writer
+lock, and derived indexes are rebuilt.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+import sqlalchemy as sa
+
+from paramdb.errors import CorruptData
+from paramdb.storage.codec import decode_tensors, decode_vector
+from paramdb.storage.meta import documents
+
+ERROR, NOTICE = "error", "notice"
+
+
+@dataclass
+class Finding:
+    severity: str          # "error" (committed data at risk) or "notice" (harmless leftover)
+    kind: str              # e.g. "adapter-missing", "adapter-checksum", "orphan-blobs", "index-stale"
+    subject: str           # the row id, file or part of the store concerned
+    detail: str
+    repaired: bool = False
+
+    def __str__(self) -> str:
+        tag = " (repaired)" if self.repaired else ""
+        return f"{self.severity}: {self.kind}: {self.subject}: {self.detail}{tag}"
+
+
+@dataclass
+class CheckReport:
+    rows: int = 0
+    adapters: int = 0
+    embeddings: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no error is left unrepaired (notices do not count)."""
+        return not any(f.severity == ERROR and not f.repaired for f in self.findings)
+
+    def to_json(self) -> dict:
+        return {"ok": self.ok, "rows": self.rows, "adapters": self.adapters, "embeddings": self.embeddings,
+                "findings": [asdict(f) for f in self.findings]}
+
+
+def check(db, repair: bool = False) -> CheckReport:
+    """Inspect (and with ``repair`` fix) the store behind an open ParamDB handle."""
+    report = CheckReport()
+    _check_sql(db, report)
+    rows = _rows(db)
+    report.rows = len(rows)
+    damaged = _check_blobs(db, rows, report)
+    _check_orphans(db, rows, report, repair)
+    if repair and damaged:
+        _reparameterize(db, damaged, report)
+    _check_indexes(db, report, repair)
+    return report
+
+
+def _rows(db) -> list[dict]:
+    cols = [documents.c.rowid, documents.c.id, documents.c.text, documents.c.blob_key]
+    if "text_sha256" in documents.c:
+        cols.append(documents.c.text_sha256)
+    with db._meta._tx() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(documents.c.rowid))]
+
+
+def _check_sql(db, report: CheckReport) -> None:
+    if db._meta.url.get_backend_name() != "sqlite":
+        return
+    with db._meta._tx() as conn:
+        result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
+    if result != ["ok"]:
+        report.findings.append(Finding(ERROR, "sql-integrity", str(db._meta.url.database), "; ".join(result)[:300]))
+
+
+def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
+    """Every row: adapter present and passing its CRC, embedding present and of the store's width."""
+    damaged: list[str] = []
+    dim = db.config.embedding_dim
+    with db._blobs.reader() as r:
+        for row in rows:
+            problems = []
+            adapter, embedding = r.adapter(row["blob_key"]), r.embedding(row["blob_key"])
+            if adapter is None:
+                problems.append(("adapter-missing", f"no adapter under blob key {row['blob_key']}"))
+            else:
+                try:
+                    decode_tensors(adapter)
+                    report.adapters += 1
+                except CorruptData as exc:
+                    problems.append(("adapter-checksum", str(exc)))
+            if embedding is None:
+                problems.append(("embedding-missing", f"no embedding under blob key {row['blob_key']}"))
+            else:
+                try:
+                    if decode_vector(embedding).shape != (dim,):
+                        raise CorruptData(f"embedding has {memoryview(embedding).nbytes // 4} values, not {dim}")
+                    report.embeddings += 1
+                except CorruptData as exc:
+                    problems.append(("embedding-corrupt", str(exc)))
+            want = row.get("text_sha256")
+            if want and hashlib.sha256(row["text"].encode("utf-8")).hexdigest() != want:
+                problems.append(("text-checksum", "the stored text does not match its recorded sha256"))
+            for kind, detail in problems:
+                report.findings.append(Finding(ERROR, kind, row["id"], detail))
+            if problems and not any(k == "text-checksum" for k, _ in problems):
+                damaged.append(row["id"])
+    return damaged
+
+
+def _check_orphans(db, rows: list[dict], report: CheckReport, repair: bool) -> None:
+    """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
+    def orphans() -> list[str]:
+        live = {row["blob_key"] for row in _rows(db)}
+        return sorted((set(db._blobs.keys("adapters")) | set(db._blobs.keys("embeddings"))) - live)
+
+    found = orphans()
+    if not found:
+        return
+    finding = Finding(NOTICE, "orphan-blobs", str(db._blobs.path),
+                      f"{len(found)} blob keys no row points at (left by an interrupted write)")
+    report.findings.append(finding)
+    if repair:
+        with db._lock.held("check --repair"):      # a writer between its two commits would look orphaned
+            db._blobs.delete(orphans())
+        finding.repaired = True
+
+
+def _reparameterize(db, ids: list[str], report: CheckReport) -> None:
+    """Rebuild damaged blobs from the row's own text: an upsert of the same document."""
+    db.upsert([db.get(i) for i in ids])
+    for f in report.findings:
+        if f.subject in ids and f.kind != "text-checksum":
+            f.repaired = True
+
+
+def _check_indexes(db, report: CheckReport, repair: bool) -> None:
+    """A saved index at the current generation must hold exactly the current rows."""
+    from paramdb.storage.lexical import LexicalIndex
+    from paramdb.storage.vectors import VectorIndex
+
+    gen = db._meta.generation()
+    live = {row["rowid"] for row in _rows(db)}
+    layout = db._layout
+    for name, index in (("vectors", VectorIndex(layout.vectors, db.config.embedding_dim)),
+                        ("lexical", LexicalIndex(layout.lexical))):
+        if not index.load_or_none(gen):
+            finding = Finding(NOTICE, "index-stale", name, "missing or behind the metadata; rebuilt on next use")
+        elif set(index.labels()) != live:
+            finding = Finding(ERROR, "index-drift", name,
+                              f"claims generation {gen} but holds {len(index.labels())} rows, not {len(live)}")
+        else:
+            continue
+        report.findings.append(finding)
+        if repair:
+            db.indexes.rebuild()
+            finding.repaired = True
