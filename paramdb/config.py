@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field
 from .errors import InvalidInput
 from .knowledge.settings import AugmentSettings, TrainSettings
 
-FORMAT_VERSION = 1
+# 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
+# An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
+FORMAT_VERSION = 2
 MODES = ("prag", "icl", "combine", "closed")
 
 # Calibrated on a fictional-facts set (tools/calibrate.py, README "Performance"). PRAG's published settings

@@ -1,6 +1,11 @@
 """Shared fixtures: a tiny randomly initialised Llama (no downloads) and the packaged embedder."""
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -54,3 +59,46 @@ def _one_thread_for_tiny_models():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# -- PostgreSQL: the metadata suite runs against SQLite and, where PARAMDB_TEST_PG_URL is set, a server ----
+PG_URL = os.environ.get("PARAMDB_TEST_PG_URL")
+needs_pg = pytest.mark.skipif(not PG_URL, reason="PARAMDB_TEST_PG_URL is not set (CI sets it: .ci/postgres.sh)")
+META_BACKENDS = ["sqlite", pytest.param("postgresql", marks=needs_pg)]
+
+
+@contextmanager
+def pg_schema_url() -> Iterator[str]:
+    """A URL whose tables land in a new, empty PostgreSQL schema (its search_path), dropped afterwards:
+    as good as a fresh database for a test, and far cheaper to make."""
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(PG_URL, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{name}"')
+    try:
+        yield sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={name}"}) \
+            .render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("PARAMDB_TEST_PG_URL is not set (CI sets it: .ci/postgres.sh)")
+    with pg_schema_url() as url:
+        yield url
+
+
+@pytest.fixture(params=META_BACKENDS)
+def any_meta_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty metadata database URL: a SQLite file, then (when configured) a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'meta.sqlite'}"
+    else:
+        with pg_schema_url() as url:
+            yield url

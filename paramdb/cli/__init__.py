@@ -8,6 +8,7 @@ from paramdb import __version__
 from .commands import ALL
 from .eval_command import eval_
 from .errors import ParamDBGroup
+from .store_commands import STORE_COMMANDS
 
 
 @click.group(cls=ParamDBGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,5 +18,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in [*ALL, eval_]:
+for _command in [*ALL, eval_, *STORE_COMMANDS]:
     main.add_command(_command)

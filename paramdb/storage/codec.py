@@ -27,6 +27,10 @@ _METADATA = "__metadata__"
 
 Buffer = bytes | bytearray | memoryview
 
+# The encoding of LMDB values (adapters: this safetensors image with its CRC32; embeddings: raw float32).
+# Recorded per store (store_info 'blob_format'); a change bumps it and adds a step to paramdb/ops/migrate.py.
+BLOB_FORMAT = 1
+
 
 def encode_tensors(
     tensors: Mapping[str, np.ndarray],

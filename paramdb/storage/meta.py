@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Iterator, Sequence
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,16 @@ from sqlalchemy.engine import Connection
 
 
 from paramdb.errors import DuplicateId, InvalidInput, UnknownId
+from paramdb.storage import schema
+from paramdb.storage.codec import BLOB_FORMAT
+from paramdb.storage.hashes import fill_text_sha256, text_sha256
 from paramdb.storage.where import where_clause
 
-__all__ = ["MetaStore", "where_clause"]
+__all__ = ["MetaStore", "where_clause", "metadata"]
 
 _CHUNK = 500  # stays well under SQLite's bound-parameter limit
 _ROW_KEYS = ("id", "text", "metadata", "blob_key", "created_at")
+_WRITE_KEYS = (*_ROW_KEYS, "text_sha256")  # what a write stores: the row plus what is derived from it
 
 _md = sa.MetaData()
 store_info = sa.Table(
@@ -40,9 +45,11 @@ documents = sa.Table(
     sa.Column("metadata", sa.JSON, nullable=False),
     sa.Column("blob_key", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("text_sha256", sa.String(64), nullable=True),  # format 2; see migrations/versions/0002
     sqlite_autoincrement=True,  # never reuse a deleted rowid: a stale index must not point at a new row
 )
 _COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS)]
+metadata = _md  # the model Alembic compares revisions against (paramdb/migrations/env.py)
 
 
 def _chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -56,7 +63,7 @@ def _clean(rows: Sequence[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         missing = [k for k in _ROW_KEYS if k not in row]
         if missing:
             raise InvalidInput(f"row {row.get('id')!r} lacks {', '.join(missing)}")
-        out.append({k: row[k] for k in _ROW_KEYS})
+        out.append({**{k: row[k] for k in _ROW_KEYS}, "text_sha256": text_sha256(row["text"])})
     return out
 
 
@@ -73,10 +80,27 @@ class MetaStore:
             sa.event.listen(self._engine, "begin", _sqlite_begin)
 
     def create_all(self) -> None:
-        _md.create_all(self._engine)
+        """Make the tables by running every migration from empty (a no-op on a database at the head)."""
         with self._tx(write=True) as conn:
-            if conn.execute(sa.select(store_info.c.key).where(store_info.c.key == "generation")).first() is None:
-                conn.execute(sa.insert(store_info).values(key="generation", value="0"))
+            schema.upgrade(conn)
+            for key, value in (("generation", 0), ("blob_format", BLOB_FORMAT)):
+                if conn.execute(sa.select(store_info.c.key).where(store_info.c.key == key)).first() is None:
+                    conn.execute(sa.insert(store_info).values(key=key, value=json.dumps(value)))
+
+    def upgrade_schema(self) -> tuple[str | None, str]:
+        """Migrate the SQL schema to the head revision and back-fill ``text_sha256`` in one transaction.
+
+        Returns (revision before, revision after). Idempotent: the back-fill also covers rows a format-1
+        writer added after an interrupted migration had already moved the schema.
+        """
+        with self._tx(write=True) as conn:
+            got = schema.upgrade(conn)
+            fill_text_sha256(conn)
+        return got
+
+    def schema_revision(self) -> str | None:
+        with self._tx() as conn:
+            return schema.revision(conn)
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
@@ -86,6 +110,10 @@ class MetaStore:
                 conn.execution_options(paramdb_write=True)
             with conn.begin():
                 yield conn
+
+    def transaction(self, write: bool = False) -> contextlib.AbstractContextManager[Connection]:
+        """One transaction for storage tools that need several statements together (schema, copy)."""
+        return self._tx(write)
 
     def _bump(self, conn: Connection) -> None:
         q = sa.select(store_info.c.value).where(store_info.c.key == "generation").with_for_update()
@@ -169,11 +197,11 @@ class MetaStore:
             for chunk in _chunks(ids):
                 q = sa.select(documents.c.id, documents.c.blob_key).where(documents.c.id.in_(chunk))
                 old.update({i: k for i, k in conn.execute(q)})
-            updates = [{f"b_{k}": r[k] for k in _ROW_KEYS} for r in clean if r["id"] in old]
+            updates = [{f"b_{k}": r[k] for k in _WRITE_KEYS} for r in clean if r["id"] in old]
             inserts = [r for r in clean if r["id"] not in old]
             if updates:
                 stmt = (sa.update(documents).where(documents.c.id == sa.bindparam("b_id"))
-                        .values({k: sa.bindparam(f"b_{k}") for k in _ROW_KEYS if k != "id"}))
+                        .values({k: sa.bindparam(f"b_{k}") for k in _WRITE_KEYS if k != "id"}))
                 conn.execute(stmt, updates)
             if inserts:
                 conn.execute(sa.insert(documents), inserts)

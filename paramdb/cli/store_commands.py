@@ -1,0 +1,54 @@
+"""Commands over a whole store's format and location: ``migrate`` and ``copy`` (thin layers over paramdb.ops)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import click
+
+from .commands import echo_json
+from .options import json_option, store_argument
+
+
+@click.command()
+@store_argument
+@json_option
+def migrate(store, as_json):
+    """Upgrade STORE, written by an earlier ParamDB, to this version's format (SQL schema and LMDB values).
+    Safe to interrupt: rerun it to finish."""
+    from paramdb.ops.migrate import migrate as run
+
+    report = run(store)
+    if as_json:
+        echo_json({**asdict(report), "changed": report.changed})
+    elif report.changed:
+        click.echo(f"migrated {report.path} from format {report.format_before} to {report.format_after} "
+                   f"(schema {report.schema_before} -> {report.schema_after}, {report.rows} rows verified)")
+    else:
+        click.echo(f"{report.path} is already at format {report.format_after} ({report.rows} rows verified)")
+    if report.damaged:
+        shown = ", ".join(report.damaged[:5]) + (" ..." if len(report.damaged) > 5 else "")
+        click.echo(f"warning: {len(report.damaged)} rows have a damaged or missing adapter or embedding "
+                   f"({shown}); run `paramdb check {store}`", err=True)
+
+
+@click.command()
+@click.argument("src", type=click.Path(dir_okay=True, file_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=True, file_okay=False))
+@click.option("--meta-url", default=None, metavar="URL",
+              help="SQLAlchemy URL for the copy's metadata, e.g. postgresql+psycopg://user@host/db "
+                   "(default: a SQLite file inside DST).")
+@json_option
+def copy(src, dst, meta_url, as_json):
+    """Copy the store SRC to a new store DST: every row and adapter bit for bit (e.g. to move its metadata
+    between SQLite and PostgreSQL)."""
+    from paramdb.ops.copy import copy_store
+
+    report = copy_store(src, dst, meta_url)
+    if as_json:
+        echo_json(asdict(report))
+    else:
+        click.echo(f"copied {report.rows} documents from {report.source} to {report.destination} "
+                   f"(metadata: {report.meta_url})")
+
+
+STORE_COMMANDS = [migrate, copy]

@@ -1,0 +1,75 @@
+"""The metadata database's SQL schema, owned by the Alembic revisions in ``paramdb/migrations``.
+
+Everything runs on a connection the caller already holds in a transaction (Alembic's Python API, never
+its CLI), so a schema upgrade commits with the caller's other work or not at all. New stores run the
+revisions from empty, so a new store and a migrated one have the same schema by construction.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from paramdb.errors import FormatError
+
+LOCATION = "paramdb:migrations"
+BASELINE = "0001"  # the schema of store format 1, which predates Alembic (no alembic_version table)
+
+
+@lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def _config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", LOCATION)
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this ParamDB knows."""
+    return _script().get_current_head()
+
+
+def revision(conn: Connection) -> str | None:
+    """The database's revision: None for an empty database, BASELINE for a format-1 one."""
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None and sa.inspect(conn).has_table("documents"):
+        return BASELINE
+    return current
+
+
+def has_tables(conn: Connection) -> bool:
+    """Whether the database already holds a ParamDB store's tables (of any revision)."""
+    insp = sa.inspect(conn)
+    return any(insp.has_table(t) for t in ("documents", "store_info", "alembic_version"))
+
+
+def upgrade(conn: Connection) -> tuple[str | None, str]:
+    """Bring the schema to the head revision inside the caller's transaction; returns (from, to).
+
+    A format-1 database is stamped at the baseline first, in the same transaction. A revision this
+    ParamDB does not know (written by a newer one) raises FormatError instead of guessing.
+    """
+    before = revision(conn)
+    target = head()
+    if before is not None and before != target:
+        try:
+            _script().get_revision(before)
+        except Exception:
+            raise FormatError(f"the metadata database is at schema revision {before!r}, which this ParamDB "
+                              f"does not know (newest: {target}); upgrade ParamDB") from None
+    if before == target:
+        return before, target
+    cfg = _config(conn)
+    if before == BASELINE and MigrationContext.configure(conn).get_current_revision() is None:
+        command.stamp(cfg, BASELINE)
+    command.upgrade(cfg, "head")
+    return before, target
