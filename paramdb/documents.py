@@ -1,10 +1,13 @@
 """Checking what users hand to insert, before any expensive work and before anything is written."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import uuid
-from typing import Any, Iterable
+from collections import Counter
+from typing import Any, Iterable, Iterator
 
 from .errors import InvalidInput
 from .types import Document
@@ -63,3 +66,21 @@ def coerce_all(located: Iterable[tuple[str, Any]]) -> list[Document]:
         seen[doc.id] = where
         docs.append(doc)
     return docs
+
+
+def with_content_ids(located: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """Give each id-less item an id derived from its text (plus how often that text came before), so the same
+    input gets the same ids on every run: what lets a rerun of an interrupted insert skip what it stored.
+    Items with an id, and items that are not documents at all (coerce names those), pass through unchanged."""
+    seen: Counter[str] = Counter()
+    for where, item in located:
+        if isinstance(item, str):
+            item = {"text": item}
+        text, doc_id = (item.get("text"), item.get("id")) if isinstance(item, dict) else \
+            (item.text, item.id) if isinstance(item, Document) else (None, None)
+        if isinstance(text, str) and doc_id is None:
+            digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+            seen[digest] += 1
+            doc_id = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
+            item = {**item, "id": doc_id} if isinstance(item, dict) else dataclasses.replace(item, id=doc_id)
+        yield where, item

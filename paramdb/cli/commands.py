@@ -11,7 +11,7 @@ import click
 
 import paramdb
 from paramdb.config import MODES
-from paramdb.errors import StoreExists
+from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
 from .options import device_option, json_option, k_option, method_option, store_argument, where_options
@@ -102,19 +102,37 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, device):
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Documents trained together (and committed together).")
 @click.option("--create", is_flag=True, help="Create the store (default model) if it does not exist.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray. "
+                   "A rerun skips documents already stored.")
+@click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Ray workers (default: one per GPU, else per CPU of the cluster).")
 @device_option
 @json_option
-def insert(store, files, upsert, batch_size, create, device, as_json):
+def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
     any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid."""
-    docs = read_documents(files)
+    on_ray = ray_address is not None
+    if ray_workers and not on_ray:
+        raise click.UsageError("--ray-workers needs --ray")
+    docs = read_documents(files, content_ids=on_ray)     # ids stable across runs, so a rerun resumes
+    ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
+           "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
-            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress)
+            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
+    skipped, failed = getattr(ids, "skipped", []), getattr(ids, "failed", [])
+    for doc_id, error in failed:
+        click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
     if as_json:
-        echo_json({"inserted": len(ids), "ids": ids})
+        echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
+                                                        if on_ray else {})})
     else:
-        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}")
+        extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
+        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
+    if failed:
+        raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "
+                           "(rerun the same command to retry them)")
 
 
 @click.command()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from paramdb.documents import coerce_all
+from paramdb.documents import coerce_all, with_content_ids
 from paramdb.errors import InvalidInput
 from paramdb.types import Document
 
@@ -66,9 +66,11 @@ def _located_items(path: str) -> Iterator[tuple[str, Any]]:
         yield path, {"id": Path(path).stem, "text": _read_text(path)}
 
 
-def read_documents(paths: Sequence[str]) -> list[Document]:
-    """All documents of all files, validated together (ids unique across files) before anything is stored."""
-    return coerce_all(item for path in paths for item in _located_items(path))
+def read_documents(paths: Sequence[str], content_ids: bool = False) -> list[Document]:
+    """All documents of all files, validated together (ids unique across files) before anything is stored.
+    ``content_ids``: an id-less document gets an id from its text, the same on every run (for resumable runs)."""
+    located = (item for path in paths for item in _located_items(path))
+    return coerce_all(with_content_ids(located) if content_ids else located)
 
 
 def read_questions(path: str) -> list[tuple[Any, str]]:
