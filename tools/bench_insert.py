@@ -3,6 +3,7 @@
     python tools/bench_insert.py [--docs N] [--reference-docs M] [--reference-epochs E] [--reference-steps S]
                                  [--batch-size B] [--epochs E] [--model PATH] [--device DEV] [--json] [--verbose]
     python tools/bench_insert.py --memory-check [--memory-counts 100,1000] [--json]
+    python tools/bench_insert.py --ray-workers 1,2 [--tiny] [--docs N] [--batch-size B] [--writer-docs W] [--json]
 
 One run, one base model (default SmolLM2-135M-Instruct), N fictional documents (tools/data/fictional.jsonl, then
 templated ones with invented names), each with two questions no model can answer unaided. ``build_samples``
@@ -29,6 +30,13 @@ Closed-book accuracy (no adapter) is the sanity check that the facts are unknown
 ``--memory-check``: streamed inserts (a generator) of 100 and 1,000 short documents with the tiny random test
 model (tests/conftest.py ``make_tiny_lm``, training epochs 1, rank 2), each in its own subprocess; the peak RSS of
 each child (``os.wait4`` rusage) and their ratio (target: ≤ 1.10).
+
+``--ray-workers 1,2``: ``db.insert(executor="ray")`` of the same N documents into a fresh store with 1, then 2
+Ray workers (one local Ray instance with as many CPU slots as the largest count; one torch thread per worker),
+docs/min for each, timed from the first batch sent to the last committed (worker start-up reported apart);
+``--tiny`` uses the tiny random test model instead of the default one. Then the single writer's ceiling:
+``commit_batch`` alone, on precomputed random adapters shaped for the DEFAULT model (what a real store writes)
+and unit embeddings, ``--writer-docs`` documents in batches of B: docs/s that no number of workers can exceed.
 
 With ``--json`` the last line of output is one JSON object.
 """
@@ -424,6 +432,107 @@ def memory_check(counts: list[int], batch_size: int | None) -> dict:
             "memory_seconds": {str(n): out[n]["seconds"] for n in counts}}
 
 
+# ---------------------------------------------------------------- Ray: workers scale, the writer does not
+def writer_ceiling(n_docs: int, batch_size: int) -> dict:
+    """docs/s of ``ParamDB.commit_batch`` alone (encode, LMDB, SQL row, index) with default-model-shaped adapters."""
+    import numpy as np
+
+    from paramdb import ParamDB
+    from paramdb.knowledge.lora import side_path
+    from paramdb.knowledge.models import load_model
+    from paramdb.types import Document
+
+    lm = load_model(None, "cpu")
+    shapes = side_path(lm.model).shapes
+    tmp = Path(tempfile.mkdtemp(prefix="paramdb-bench-writer-"))
+    rng = np.random.default_rng(0)
+    try:
+        with ParamDB.create(tmp / "store", model=lm) as db:
+            r = db.config.training.rank
+            adapters = [{**{f"{t.name}.lora_A": rng.standard_normal((r, t.in_features), dtype=np.float32)
+                            for t in shapes},
+                         **{f"{t.name}.lora_B": rng.standard_normal((t.out_features, r), dtype=np.float32)
+                            for t in shapes}} for _ in range(batch_size)]
+            vectors = rng.standard_normal((batch_size, db.config.embedding_dim), dtype=np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            adapter_mb = sum(a.size for a in adapters[0].values()) * 2 / 2**20
+            t0 = time.perf_counter()
+            for start in range(0, n_docs, batch_size):
+                batch = [Document(text=f"Writer benchmark document {i}.", id=f"w{i}")
+                         for i in range(start, min(start + batch_size, n_docs))]
+                db.commit_batch(batch, vectors[:len(batch)], adapters[:len(batch)])
+            seconds = time.perf_counter() - t0
+            assert len(db) == n_docs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"[writer] {n_docs} docs in {seconds:.2f} s: {n_docs / seconds:.1f} docs/s ({adapter_mb:.2f} MB/adapter)")
+    return {"writer_docs": n_docs, "writer_seconds": round(seconds, 3),
+            "writer_docs_per_s": round(n_docs / seconds, 1), "writer_adapter_mb": round(adapter_mb, 2)}
+
+
+def ray_benchmark(args) -> dict:
+    import ray
+    import torch
+
+    from paramdb import ParamDB
+
+    counts = [int(x) for x in args.ray_workers.split(",")]
+    batch_size = args.batch_size or inspect.signature(ParamDB.insert).parameters["batch_size"].default
+    items = fictional_docs(args.docs)
+    docs = [{"id": it["id"], "text": it["text"]} for it in items]
+    tmp = Path(tempfile.mkdtemp(prefix="paramdb-bench-ray-"))
+    torch.set_num_threads(1)
+    try:
+        model = args.model
+        if args.tiny:
+            spec = importlib.util.spec_from_file_location("paramdb_test_conftest", ROOT / "tests" / "conftest.py")
+            conftest = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(conftest)
+            lm = conftest.make_tiny_lm()
+            model = str(tmp / "tiny-llama")
+            lm.model.save_pretrained(model)
+            lm.tokenizer.save_pretrained(model)
+        ray.init(num_cpus=max(counts), include_dashboard=False, log_to_driver=False)
+        runs = {}
+        for n in counts:
+            overrides = {"epochs": args.epochs} if args.epochs else None
+            with ParamDB.open(tmp / f"store-{n}", create=True, model=model, training=overrides,
+                              device=args.device) as db:
+                load = os.getloadavg()[0]
+                t0 = time.perf_counter()
+                report = db.insert(docs, batch_size=batch_size, executor="ray", ray_workers=n)
+                total = time.perf_counter() - t0
+                assert len(report) == len(docs) == len(db) and not report.failed, report
+            run_s = report.stats["seconds"]
+            runs[n] = {"workers": n, "seconds": run_s, "docs_per_min": round(60 * len(docs) / run_s, 2),
+                       "startup_s": round(total - run_s, 1),
+                       "docs_per_min_with_startup": round(60 * len(docs) / total, 2),
+                       "worker_busy_s": report.stats["worker_seconds"], "loadavg_before": round(load, 2)}
+            log(f"[ray] {n} worker(s): {len(docs)} docs in {run_s:.1f} s = {runs[n]['docs_per_min']:.2f} docs/min "
+                f"(+{runs[n]['startup_s']} s start-up)")
+        ray.shutdown()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    first = runs[counts[0]]["docs_per_min"]
+    name = "tiny random test model" if args.tiny else (args.model or "SmolLM2-135M-Instruct (default)")
+    return {"ray_model": name,
+            "docs": len(docs), "batch_size": batch_size, "cpus": os.cpu_count(),
+            "ray": {str(n): {**r, "speedup": round(r["docs_per_min"] / first, 2)} for n, r in runs.items()},
+            **writer_ceiling(args.writer_docs, batch_size)}
+
+
+def print_ray_table(r: dict) -> None:
+    print(f"Ray insert: {r['docs']} fictional docs, batch size {r['batch_size']}, model {r['ray_model']}, "
+          f"{r['cpus']} CPUs on this machine")
+    print(f"{'workers':>8s} {'seconds':>9s} {'docs/min':>9s} {'speedup':>8s} {'start-up s':>11s} "
+          f"{'worker busy s':>14s} {'load before':>12s}")
+    for n, x in r["ray"].items():
+        print(f"{n:>8s} {x['seconds']:9.1f} {x['docs_per_min']:9.2f} {x['speedup']:7.2f}x {x['startup_s']:11.1f} "
+              f"{x['worker_busy_s']:14.1f} {x['loadavg_before']:12.2f}")
+    print(f"single writer ceiling (commit_batch alone, {r['writer_adapter_mb']:.2f} MB default-model adapters, "
+          f"{r['writer_docs']} docs): {r['writer_docs_per_s']:.1f} docs/s = {60 * r['writer_docs_per_s']:.0f} docs/min")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=12, help="documents for (b), (c) and db.insert (default 12)")
@@ -442,12 +551,19 @@ def main() -> None:
     ap.add_argument("--memory-check", action="store_true", help="only the streamed-insert memory check")
     ap.add_argument("--memory-counts", default="100,1000", help="document counts for --memory-check")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--ray-workers", default=None, metavar="1,2",
+                    help="only the Ray benchmark: docs/min with each number of workers, and the writer's ceiling")
+    ap.add_argument("--tiny", action="store_true", help="Ray benchmark with the tiny random test model")
+    ap.add_argument("--writer-docs", type=int, default=128, help="documents the writer ceiling commits")
     args = ap.parse_args()
 
     if args.memory_child is not None:
         memory_child(args.memory_child, args.batch_size)
         return
-    if args.memory_check:
+    if args.ray_workers:
+        r = ray_benchmark(args)
+        print_ray_table(r)
+    elif args.memory_check:
         counts = [int(x) for x in args.memory_counts.split(",")]
         r = memory_check(counts, args.batch_size)
         print("memory check (tiny model, streamed insert, epochs 1, rank 2):")

@@ -13,8 +13,10 @@ document that fails alone is reported in ``InsertReport.failed`` and skipped, an
 only ever holds committed batches, so a killed driver leaves whole batches behind, and a rerun skips every id
 already stored with the same text and metadata: it inserts only what is missing.
 
-Results equal a local insert's: a document's adapter is seeded by its id (``train.doc_seed``) and batched
-training equals training alone, so which worker or batch a document lands on does not change its weights.
+Results equal a local insert's (tests/test_ray_insert.py): the same code runs, batches are cut as a local insert
+cuts them, each adapter is seeded by its document's id (``train.doc_seed``) and batched training equals training
+alone, so the worker a batch lands on does not matter. (A document retried alone after its batch failed trains
+identically; only its generated questions may differ, if padding in the batched generation moves an argmax.)
 """
 from __future__ import annotations
 
@@ -199,6 +201,7 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
     pending: dict[Any, tuple[Any, list[Document]]] = {}
     per_worker: Counter[int] = Counter()
     n_batches = n_retried = n_restarted = 0
+    busy = 0.0                                 # seconds workers spent parameterizing committed batches
 
     def tell() -> None:
         if progress:
@@ -232,10 +235,12 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
         per_worker[stats["pid"]] += len(batch)
         n_batches += 1
         n_restarted += bool(stats["restarted"])
+        busy += stats["seconds"]
         tell()
     seconds = time.perf_counter() - t0
     report.stats.update({"batches": n_batches, "docs_retried": n_retried,
                          "batches_on_restarted_workers": n_restarted, "seconds": round(seconds, 3),
+                         "worker_seconds": round(busy, 3),
                          "docs_per_s": round(len(report) / seconds, 3) if seconds > 0 else 0.0,
                          "docs_per_worker_process": dict(per_worker)})
 
