@@ -126,3 +126,11 @@ def test_training_lowers_the_loss_on_the_documents_samples(tiny_lm):
 def test_training_refuses_a_document_without_samples(tiny_lm):
     with pytest.raises(ValueError, match="at least one training sample"):
         train_adapters(tiny_lm, [doc("moon"), []], ["moon", "empty"], SETTINGS)
+
+
+def test_a_small_token_budget_splits_steps_into_chunks_without_changing_the_adapters(tiny_lm):
+    docs, keys = [doc("moon"), doc("cats"), doc("rust")], ["moon", "cats", "rust"]
+    whole = train_adapters(tiny_lm, docs, keys, SETTINGS)
+    chunked = train_adapters(tiny_lm, docs, keys, dataclasses.replace(SETTINGS, max_batch_tokens=8))
+    for a, b in zip(whole, chunked):
+        assert_same_adapter(a, b)

@@ -25,6 +25,7 @@ class TrainSettings:
     samples_per_step: int = 4      # rows per document per optimizer step
     seed: int = 0
     max_length: int = 384          # tokens per sample, longer samples are cut
+    max_batch_tokens: int = 4096   # padded tokens per forward/backward: bounds activation memory
 
     @property
     def scale(self) -> float:

@@ -97,6 +97,40 @@ def _schedule(n_samples: list[int], keys: list[str], s: TrainSettings) -> list[l
     return steps
 
 
+def _token_chunks(rows: list, budget: int) -> list[list]:
+    """Rows sorted by length and cut so each chunk's padded size (rows x longest) stays within ``budget``
+    tokens: activation memory is bounded whatever the batch, and little is spent on padding."""
+    rows = sorted(rows, key=lambda r: len(r[1][0]))
+    chunks, cur = [], []
+    for row in rows:
+        if cur and (len(cur) + 1) * len(row[1][0]) > budget:
+            chunks.append(cur)
+            cur = []
+        cur.append(row)
+    return chunks + [cur] if cur else chunks
+
+
+def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, device) -> None:
+    """Forward/backward one chunk; each token's loss is divided by its document's token count for the
+    whole step, so the summed gradients equal those of the step's per-document mean losses."""
+    width = max(len(ids) for _, (ids, _) in chunk)
+    ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+    labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(chunk), width), dtype=torch.long)
+    for r, (_, (i, l)) in enumerate(chunk):
+        ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
+    ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+    doc_of_row = torch.tensor([d for d, _ in chunk], device=device)
+    with sp.applied([(a[doc_of_row], b[doc_of_row]) for a, b in factors], scale):
+        hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+    tgt = labels[:, 1:]
+    keep = tgt != -100
+    logits = head(hidden[:, :-1][keep])
+    tok_loss = torch.nn.functional.cross_entropy(logits.float(), tgt[keep], reduction="none")
+    row_doc = doc_of_row.unsqueeze(1).expand_as(tgt)[keep]
+    (tok_loss / tok_count[row_doc]).sum().backward()
+
+
 def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings
                    ) -> list[dict[str, np.ndarray]]:
     """One adapter per document: {"<module>.lora_A": [r, in], "<module>.lora_B": [out, r]} in float32."""
@@ -110,29 +144,15 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     opt = _StackedAdam(params, len(docs), s.lr)
     backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
     pad = lm.tokenizer.pad_token_id or 0
+    n = len(docs)
     for step in _schedule([len(e) for e in encoded], keys, s):
-        rows = [encoded[d][i] for d, i in step]
-        doc_of_row = torch.tensor([d for d, _ in step], device=device)
-        width = max(len(ids) for ids, _ in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, (i, l) in enumerate(rows):
-            ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
-        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-        with sp.applied([(a[doc_of_row], b[doc_of_row]) for a, b in factors], s.scale):
-            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        tgt = labels[:, 1:]
-        keep = tgt != -100
-        logits = head(hidden[:, :-1][keep])
-        tok_loss = torch.nn.functional.cross_entropy(logits.float(), tgt[keep], reduction="none")
-        row_doc = doc_of_row.unsqueeze(1).expand_as(tgt)[keep]
-        n = len(docs)
-        loss_sum = torch.zeros(n, device=device).index_add(0, row_doc, tok_loss)
-        tok_count = torch.zeros(n, device=device).index_add(0, row_doc, torch.ones_like(tok_loss))
-        active = tok_count > 0
-        (loss_sum[active] / tok_count[active]).sum().backward()
-        opt.step(active.cpu())
+        rows = [(d, encoded[d][i]) for d, i in step]
+        tok_count = torch.zeros(n, device=device)        # the step's tokens per document, over all chunks
+        for d, (_, labels) in rows:
+            tok_count[d] += sum(1 for t in labels[1:] if t != -100)
+        for chunk in _token_chunks(rows, s.max_batch_tokens):
+            _accumulate(backbone, head, sp, factors, chunk, tok_count, s.scale, pad, device)
+        opt.step((tok_count > 0).cpu())
     names = [name for name, _ in sp.modules]
     out = []
     for d in range(len(docs)):
