@@ -43,7 +43,7 @@ def format1_on(dest: Path, url: str) -> Path:
     src.close()
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
-        command.upgrade(schema._config(conn), schema.BASELINE)
+        command.upgrade(schema.alembic_config(conn), schema.BASELINE)
         conn.exec_driver_sql("DROP TABLE alembic_version")          # format 1 had no Alembic
         conn.execute(sa.text("INSERT INTO store_info (key, value) VALUES (:k, :v)"),
                      [{"k": k, "v": v} for k, v in info])

@@ -52,7 +52,7 @@ def test_baseline_revision_reproduces_the_format1_schema_exactly(tmp_path):
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.sqlite'}")
     with engine.begin() as conn:
-        command.upgrade(schema._config(conn), schema.BASELINE)
+        command.upgrade(schema.alembic_config(conn), schema.BASELINE)
     engine.dispose()
     assert ddl(tmp_path / "m.sqlite") == ddl(FORMAT1_STORE / "meta.sqlite")
 

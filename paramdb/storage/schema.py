@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Connection
 
 from paramdb.errors import FormatError
@@ -23,10 +24,11 @@ BASELINE = "0001"  # the schema of store format 1, which predates Alembic (no al
 
 @lru_cache(maxsize=1)
 def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(_config())
+    return ScriptDirectory.from_config(alembic_config())
 
 
-def _config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config for ``alembic.command`` calls; with ``connection``, env.py runs on it."""
     cfg = Config()
     cfg.set_main_option("script_location", LOCATION)
     cfg.attributes["connection"] = connection
@@ -63,12 +65,12 @@ def upgrade(conn: Connection) -> tuple[str | None, str]:
     if before is not None and before != target:
         try:
             _script().get_revision(before)
-        except Exception:
+        except CommandError:
             raise FormatError(f"the metadata database is at schema revision {before!r}, which this ParamDB "
                               f"does not know (newest: {target}); upgrade ParamDB") from None
     if before == target:
         return before, target
-    cfg = _config(conn)
+    cfg = alembic_config(conn)
     if before == BASELINE and MigrationContext.configure(conn).get_current_revision() is None:
         command.stamp(cfg, BASELINE)
     command.upgrade(cfg, "head")
