@@ -21,8 +21,8 @@ from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
 from .knowledge.generate import greedy
-from .knowledge.inject import AdapterCache, to_factors
-from .knowledge.lora import DEFAULT_TARGETS, merge_factors, side_path
+from .knowledge.inject import AdapterCache, merge_flat, to_factors
+from .knowledge.lora import DEFAULT_TARGETS, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
 from .layout import Layout
@@ -408,7 +408,7 @@ class ParamDB:
             return None
         per_q = [self._load_factors(keys) if keys else [] for keys in blob_keys]
         lm = self.lm
-        return merge_factors(per_q, lm.device, next(lm.model.parameters()).dtype)
+        return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype)
 
 
 def _absolute(path):

@@ -211,3 +211,18 @@ def test_cli_verify_exits_non_zero_naming_the_problem(archive, tmp_path):
     (tmp_path / "bad.tar").write_bytes(bytes(data))
     out = CliRunner().invoke(main, ["verify", str(tmp_path / "bad.tar")])
     assert out.exit_code == 1 and "bad.tar" in out.output
+
+
+def test_a_store_on_postgresql_backs_up_and_restores_to_a_local_store(tmp_path, pg_url, tiny_lm, embedder):
+    with ParamDB.open(tmp_path / "pg", create=True, model=tiny_lm, embedder=embedder, meta_url=pg_url,
+                      training=FAST_TRAINING) as db:
+        db.insert(DOCS)
+        db.delete("d4")                                   # the rowid counter is above the largest rowid
+        db.backup(tmp_path / "pg.tar")
+        expected, blobs = [(d.id, d.text, d.metadata) for d in db.list()], adapters_by_id(db)
+    ParamDB.restore(tmp_path / "pg.tar", tmp_path / "local")
+    with ParamDB.open(tmp_path / "local", model=tiny_lm) as local:
+        assert [(d.id, d.text, d.metadata) for d in local.list()] == expected
+        assert adapters_by_id(local) == blobs and local.check().ok
+        local.insert([{"id": "new", "text": "A row after the restore."}])
+        assert local._meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused

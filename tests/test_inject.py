@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from paramdb.knowledge.inject import AdapterCache, to_factors
+from paramdb.knowledge.inject import AdapterCache, merge_flat, to_factors
+from paramdb.knowledge.lora import merge_factors
 from paramdb.storage.codec import decode_tensors, encode_tensors
 
 MODULES = ["layers.0.up_proj", "layers.0.down_proj"]
@@ -101,3 +102,16 @@ def test_cache_skips_an_adapter_larger_than_the_whole_cache():
     cache.put("huge", factors_of(400))
     assert cache.get("huge") is None
     assert cache.get("small") is small   # and it evicted nothing to try
+
+
+def test_merging_flat_adapters_equals_concatenating_their_factors():
+    rng = np.random.default_rng(0)
+    adapters = [to_factors({k: rng.standard_normal(v.shape).astype(np.float16) for k, v in stored_adapter().items()},
+                           MODULES, "cpu", torch.float32) for _ in range(4)]
+    questions = [[adapters[0], adapters[1], adapters[2]], [adapters[3]], []]     # ragged: zero padding
+    fast = merge_flat(questions, "cpu", torch.float32)
+    slow = merge_factors([[list(ad) for ad in q] for q in questions], "cpu", torch.float32)
+    assert len(fast) == len(slow) == len(MODULES)
+    for (fa, fb), (sa, sb) in zip(fast, slow):
+        assert fa.shape == sa.shape and fb.shape == sb.shape
+        assert torch.equal(fa, sa) and torch.equal(fb, sb)

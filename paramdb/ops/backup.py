@@ -21,13 +21,12 @@ import time
 import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from paramdb.errors import CorruptData, InvalidInput, StoreExists
 from paramdb.layout import Layout
 from paramdb.storage.meta import MetaStore
 
 from . import archive as arc
+from .copy import copy_metadata
 
 
 def backup(db, archive: str | Path) -> dict:
@@ -71,26 +70,11 @@ def _snapshot_sql(meta: MetaStore, target: Path) -> None:
             dst.close()
             src.close()
         return
-    copy_tables(meta, MetaStore(f"sqlite:///{target}"))
-
-
-def copy_tables(src: MetaStore, dst: MetaStore) -> None:
-    """ParamDB's rows from one SQL database into another freshly created one, in one read transaction."""
-    from paramdb.storage.meta import documents, store_info
-
-    dst.create_all()
-    with src._tx() as rconn, dst._tx(write=True) as wconn:
-        wconn.execute(sa.delete(store_info))
-        for table in (store_info, documents):
-            batch = []
-            for row in rconn.execute(sa.select(table)):
-                batch.append(dict(row._mapping))
-                if len(batch) == 500:
-                    wconn.execute(sa.insert(table), batch)
-                    batch = []
-            if batch:
-                wconn.execute(sa.insert(table), batch)
-    dst.close()
+    copy = MetaStore(f"sqlite:///{target}")
+    try:
+        copy_metadata(meta, copy)      # rows, store_info and the rowid counter, from one snapshot
+    finally:
+        copy.close()
 
 
 def _sql_counts(meta_file: Path) -> tuple[int, int]:

@@ -58,7 +58,7 @@ def copy_store(src: str | Path, dst: str | Path, meta_url: str | None = None, *,
         try:
             dst_url = target.create(FORMAT_VERSION, meta_url)
             dst_meta = MetaStore(dst_url)
-            rows = _copy_metadata(src_meta, dst_meta)
+            rows = copy_metadata(src_meta, dst_meta)
             tables_made = True
             src_blobs.copy_to(target.blobs, compact=True)
             with BlobStore(target.blobs, readonly=True) as copied:
@@ -84,7 +84,7 @@ def copy_store(src: str | Path, dst: str | Path, meta_url: str | None = None, *,
                       rows, adapters)
 
 
-def _copy_metadata(src: MetaStore, dst: MetaStore) -> int:
+def copy_metadata(src: MetaStore, dst: MetaStore) -> int:
     """Schema, ``store_info``, every row (in rowid pages) and the rowid counter, in one destination
     transaction read from one source snapshot; returns the number of rows."""
     n = 0
