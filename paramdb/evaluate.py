@@ -68,3 +68,43 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
                                      "s_per_q": round(mean(r["s"] for r in rows), 3)}
     result["predictions"] = str(pred_path)
     return result
+
+
+def retrieval_only(data: str | Path, k: int = 3, limit: int | None = None, distractors: bool = False,
+                   embedder=None, report: Report = lambda _msg: None) -> dict:
+    """recall@k of the gold passages for every retrieval method, with no adapters trained.
+
+    Retrieval quality does not depend on the adapters, so it can be measured on a whole dataset in
+    minutes where a full evaluation takes hours of training on a CPU. Same indexes as a store uses.
+    """
+    from .knowledge.embed import Embedder
+    from .retrieval import CANDIDATES, METHODS, retrieve
+    from .storage.lexical import LexicalIndex
+    from .storage.vectors import VectorIndex
+
+    items = evaluation.load_items(data, limit)
+    docs = evaluation.corpus(items, distractors)
+    report(f"embedding {len(docs)} passages")
+    emb = embedder or Embedder()
+    vectors = emb.embed([d["text"] for d in docs])
+    dense = VectorIndex(Path("unsaved.hnsw"), emb.dim, capacity=len(docs))
+    dense.build(enumerate(vectors))
+    lexical = LexicalIndex(Path("unsaved.bm25"))
+    lexical.build((i, d["text"]) for i, d in enumerate(docs))
+    qvecs = emb.embed([it.question for it in items])
+    result = {"items": len(items), "passages": len(docs), "k": k, "distractors": distractors,
+              "recall_at_k": {}, "hit_at_k": {}, "first_gold_at_k": {}}
+    for method in METHODS:
+        recall, hit, first = [], [], []
+        for it, qv in zip(items, qvecs):
+            top = retrieve(method, k, dense=lambda n, qv=qv: dense.search(qv, n),
+                           bm25=lambda n, q=it.question: lexical.search(q, n))
+            found = {docs[i]["id"] for i, _ in top}
+            gold = evaluation.gold_ids(it)
+            recall.append(evaluation.recall_at_k(found, gold))
+            hit.append(float(bool(found & gold)))
+            first.append(float(evaluation.passage_id(it.passages[0]) in found))
+        for key, values in (("recall_at_k", recall), ("hit_at_k", hit), ("first_gold_at_k", first)):
+            result[key][method] = round(mean(values), 4)
+    return result
+

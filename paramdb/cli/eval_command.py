@@ -22,13 +22,26 @@ from .options import device_option, json_option, k_option, method_option
 @k_option
 @method_option
 @click.option("--distractors", is_flag=True, help="Add the items' distractor passages to the store.")
+@click.option("--retrieval-only", is_flag=True,
+              help="Only recall@k of every retrieval method: no store, no adapters (minutes, not hours).")
 @click.option("--predictions", default=None, metavar="FILE", help="Per-item predictions (JSONL, resumed).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @device_option
 @json_option
-def eval_(data, store, modes, limit, k, method, distractors, predictions, batch_size, device, as_json):
+def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, predictions, batch_size, device,
+          as_json):
     """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
     recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes."""
+    if retrieval_only:
+        result = evaluate.retrieval_only(data, k=k, limit=limit, distractors=distractors,
+                                         report=lambda msg: click.echo(msg, err=True))
+        if as_json:
+            commands.echo_json(result)
+        else:
+            click.echo(f"{result['items']} items, {result['passages']} passages, k={k}")
+            for key in ("recall_at_k", "hit_at_k", "first_gold_at_k"):
+                click.echo(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
+        return
     store = store or Path(data).stem + ".store"
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
