@@ -12,7 +12,7 @@ per question, medians over the question set:
       ``gc.collect()`` is timed apart and left out of the switch cost); generation;
   (b) the bare model, no adapters, same prompt (``closed``): generation;
   (c) ParamDB prag, one question at a time: switch = adapter rows from SQL + blobs from LMDB + decode +
-      ``merge_factors`` + ``SidePath.set`` (+ ``clear`` after), i.e. ``generate_batch``'s ``load_adapters``
+      ``merge_flat`` + ``SidePath.set`` (+ ``clear`` after), i.e. ``generate_batch``'s ``load_adapters``
       stage, with a cold adapter cache (fresh ``AdapterCache``) and again warm; generation;
   (d) ParamDB batched: ``generate_batch``'s stages (retrieve, cold switch, one batched generation) over
       ``--batch-size`` questions at a time: questions/s.
@@ -44,8 +44,8 @@ from peft_flow import PeftFlow, adapter_from_factors, base_copy, encode, export_
 
 from paramdb import ParamDB  # noqa: E402
 from paramdb.knowledge import prompts  # noqa: E402
-from paramdb.knowledge.inject import AdapterCache  # noqa: E402
-from paramdb.knowledge.lora import merge_factors, side_path  # noqa: E402
+from paramdb.knowledge.inject import AdapterCache, merge_flat  # noqa: E402
+from paramdb.knowledge.lora import side_path  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "fictional.jsonl"
 
@@ -144,7 +144,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         if cold:
             db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
         t0 = clock()
-        factors = merge_factors([db.adapter_factors(ids)], device, dtype)
+        factors = merge_flat([db.adapter_factors(ids)], device, dtype)
         sp.set(factors, scale)
         return factors, (clock() - t0) * 1e3
 
@@ -215,7 +215,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
         t0 = clock()
         hits = [db.query(q, k) for q in chunk]
-        factors = merge_factors([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype)
+        factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype)
         enc = encode(tok, [prompts.question_prompt(tok, q) for q in chunk], device)
         with sp.applied(factors, scale):
             out = fixed_generate(lm.model, tok, enc, T)
