@@ -39,18 +39,13 @@ def backup(db, archive: str | Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".paramdb-backup-", dir=archive.parent) as tmp:
         work = Path(tmp)
         meta_file, blobs_dir = work / arc.META, work / "blobs.lmdb"
-        lock = db._lock.held("backup")
-        lock.__enter__()
-        try:
+        with contextlib.ExitStack() as locked:
+            locked.enter_context(db._lock.held("backup"))
             with db._blobs.snapshot() as snap:
                 _snapshot_sql(db._meta, meta_file)
                 generation, rows = _sql_counts(meta_file)
-                lock.__exit__(None, None, None)
-                lock = None
+                locked.close()                 # writers go on: the read transaction keeps what it saw
                 snap.copy_to(blobs_dir)
-        finally:
-            if lock is not None:
-                lock.__exit__(None, None, None)
         marker = work / arc.MARKER
         marker.write_text(json.dumps({"format_version": db.config.format_version, "meta_url": None}))
         manifest = {"format_version": db.config.format_version, "model": db.config.model,

@@ -60,7 +60,7 @@ def check(db, repair: bool = False) -> CheckReport:
     rows = _rows(db)
     report.rows = len(rows)
     damaged = _check_blobs(db, rows, report)
-    _check_orphans(db, rows, report, repair)
+    _check_orphans(db, report, repair)
     if repair and damaged:
         _reparameterize(db, damaged, report)
     _check_indexes(db, report, repair)
@@ -119,10 +119,10 @@ def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
     return damaged
 
 
-def _check_orphans(db, rows: list[dict], report: CheckReport, repair: bool) -> None:
+def _check_orphans(db, report: CheckReport, repair: bool) -> None:
     """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
     def orphans() -> list[str]:
-        live = {row["blob_key"] for row in _rows(db)}
+        live = {key for _, _, key in db._meta.all_rows_keys()}
         return sorted((set(db._blobs.keys("adapters")) | set(db._blobs.keys("embeddings"))) - live)
 
     found = orphans()
@@ -151,7 +151,7 @@ def _check_indexes(db, report: CheckReport, repair: bool) -> None:
     from paramdb.storage.vectors import VectorIndex
 
     gen = db._meta.generation()
-    live = {row["rowid"] for row in _rows(db)}
+    live = {rowid for rowid, _, _ in db._meta.all_rows_keys()}
     layout = db._layout
     for name, index in (("vectors", VectorIndex(layout.vectors, db.config.embedding_dim)),
                         ("lexical", LexicalIndex(layout.lexical))):
