@@ -47,16 +47,17 @@ class SidePath:
             f = self._factors[i]
             if f is None:
                 return output
-            a, b = f
-            x = inputs[0]
-            return output + self.scale * torch.matmul(torch.matmul(x, a.transpose(-1, -2)), b.transpose(-1, -2))
+            a_t, sb_t = f
+            return output + torch.matmul(torch.matmul(inputs[0], a_t), sb_t)
         return add_delta
 
     def set(self, factors: list[tuple[torch.Tensor, torch.Tensor]], scale: float) -> None:
         """Factors per target in ``self.modules`` order: A [b or 1, R, in], B [b or 1, out, R]."""
         if len(factors) != len(self.modules):
             raise ValueError(f"expected factors for {len(self.modules)} modules, got {len(factors)}")
-        self._factors = list(factors)
+        # Stored as Aᵀ and (s·B)ᵀ: the hook runs once per module per generated token, so the scaling and
+        # transposes are done here, once per switch, instead of there.
+        self._factors = [(a.transpose(-1, -2), (b * scale).transpose(-1, -2)) for a, b in factors]
         self.scale = scale
 
     def clear(self) -> None:
