@@ -34,9 +34,12 @@ def greedy(lm: LoadedModel, prompts: list[str], max_new_tokens: int, stop_at_new
            factors=None, scale: float = 1.0) -> list[str]:
     """Continue each prompt greedily; with ``factors`` (per-row side-path factors) the adapters apply."""
     tok = lm.tokenizer
-    tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
-              return_token_type_ids=False).to(lm.device)
+    side, tok.padding_side = tok.padding_side, "left"     # decoder-only generation pads on the left
+    try:
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                  return_token_type_ids=False).to(lm.device)
+    finally:
+        tok.padding_side = side
     width = enc.input_ids.shape[1]
     stops = StoppingCriteriaList([_StopAtNewline(tok, width)]) if stop_at_newline else None
     sp = side_path(lm.model)
