@@ -21,7 +21,7 @@ from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
 from .knowledge.generate import greedy
-from .knowledge.inject import AdapterCache, merge_flat, to_factors
+from .knowledge.inject import AdapterCache, from_stored, merge_flat
 from .knowledge.lora import DEFAULT_TARGETS, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
@@ -29,7 +29,7 @@ from .layout import Layout
 from .storage.blobs import BlobStore
 from .indexes import DerivedIndexes
 from .storage.lock import DEFAULT_TIMEOUT, WriterLock
-from .storage.codec import decode_tensors, encode_tensors, encode_vector
+from .storage.codec import encode_tensors, encode_vector
 from .storage.meta import MetaStore
 from .types import Answer, Document, Hit
 
@@ -399,7 +399,7 @@ class ParamDB:
                     buf = r.adapter(k)
                     if buf is None:
                         raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
-                    out[k] = to_factors(decode_tensors(buf), names, lm.device, dtype)
+                    out[k] = from_stored(buf, names, lm.device, dtype)
                     self.adapter_cache.put(k, out[k])
         return [out[k] for k in keys]
 

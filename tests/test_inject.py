@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from paramdb.knowledge.inject import AdapterCache, merge_flat, to_factors
+from paramdb.errors import CorruptData
+from paramdb.knowledge.inject import AdapterCache, from_stored, merge_flat, to_factors
 from paramdb.knowledge.lora import merge_factors
 from paramdb.storage.codec import decode_tensors, encode_tensors
 
@@ -115,3 +116,23 @@ def test_merging_flat_adapters_equals_concatenating_their_factors():
     for (fa, fb), (sa, sb) in zip(fast, slow):
         assert fa.shape == sa.shape and fb.shape == sb.shape
         assert torch.equal(fa, sa) and torch.equal(fb, sb)
+
+
+def test_stored_bytes_read_as_flat_factors_equal_the_decoded_arrays():
+    adapter = stored_adapter()
+    buf = memoryview(encode_tensors(adapter))
+    fast = from_stored(buf, MODULES, "cpu", torch.float32)
+    slow = to_factors(decode_tensors(buf), MODULES, "cpu", torch.float32)
+    for (fa, fb), (sa, sb) in zip(fast, slow):
+        assert torch.equal(fa, sa) and torch.equal(fb, sb)
+    mixed = merge_flat([[fast, slow]], "cpu", torch.float32)      # layouts differ: merged all the same
+    same = merge_flat([[fast, fast]], "cpu", torch.float32)
+    for (ma, mb), (sa, sb) in zip(mixed, same):
+        assert ma.shape == (1, 4, ma.shape[2]) and torch.equal(ma, sa) and torch.equal(mb, sb)
+
+
+def test_stored_bytes_with_a_flipped_bit_are_refused():
+    raw = bytearray(encode_tensors(stored_adapter()))
+    raw[-1] ^= 1
+    with pytest.raises(CorruptData):
+        from_stored(memoryview(raw), MODULES, "cpu", torch.float32)

@@ -1,7 +1,7 @@
 """From stored adapter tensors to side-path factors on the compute device, with a bounded cache.
 
-Stored adapters are fp16 numpy views straight into LMDB's memory map (no copy); the one copy made is the
-conversion to the compute dtype on the way to the device, and its result is what the cache keeps.
+Stored adapters are read straight from LMDB's memory map; the one copy made is the conversion of the whole
+data section to the compute dtype on the way to the device, and its result is what the cache keeps.
 """
 from __future__ import annotations
 
@@ -12,31 +12,32 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ..storage.codec import decode_flat
+from .lora import merge_factors
+
 Factors = list[tuple[torch.Tensor, torch.Tensor]]   # per target module: (A [r, in], B [out, r])
-Shapes = tuple[tuple[tuple[int, int], tuple[int, int]], ...]   # per module: (A shape, B shape)
+Layout = tuple[tuple[int, tuple[int, int], int, tuple[int, int]], ...]   # per module: A offset, shape, B ...
 
 
 class FlatFactors(Sequence):
-    """One adapter as a single flat tensor in module order (A₀, B₀, A₁, B₁, ...).
+    """One adapter as a single flat tensor plus where each module's A and B lie in it.
 
     Reads as a sequence of per-module (A, B) views (made on first use), but merging k of them for a question
     works on the flat tensors directly: one stack and one gather instead of hundreds of small tensor ops.
     """
 
-    def __init__(self, flat: torch.Tensor, shapes: Shapes):
-        self.flat, self.shapes = flat, shapes
+    def __init__(self, flat: torch.Tensor, layout: Layout):
+        self.flat, self.layout = flat, layout
         self._views: Factors | None = None
 
     def _factors(self) -> Factors:
         if self._views is None:
-            sizes = [n for (a, b) in self.shapes for n in (a[0] * a[1], b[0] * b[1])]
-            parts = torch.split(self.flat, sizes)
-            views = [v.view(shape) for v, shape in zip(parts, (s for pair in self.shapes for s in pair))]
-            self._views = list(zip(views[0::2], views[1::2]))
+            self._views = [(self.flat[ao:ao + a[0] * a[1]].view(a), self.flat[bo:bo + b[0] * b[1]].view(b))
+                           for ao, a, bo, b in self.layout]
         return self._views
 
     def __len__(self) -> int:
-        return len(self.shapes)
+        return len(self.layout)
 
     def __getitem__(self, i):
         return self._factors()[i]
@@ -45,38 +46,50 @@ class FlatFactors(Sequence):
         return self.flat.numel() * self.flat.element_size()
 
 
-def to_factors(tensors: dict[str, np.ndarray], module_names: list[str], device, dtype) -> FlatFactors:
-    """One copy-and-convert for the whole adapter: 180 small conversions cost ~10x more.
+def tensor_names(module_names: list[str]) -> list[str]:
+    return [f"{n}.lora_{x}" for n in module_names for x in ("A", "B")]
 
-    The source views alias LMDB's read-only map and die with the read transaction; the result never does.
-    """
+
+def from_stored(buf, module_names: list[str], device, dtype) -> FlatFactors:
+    """Stored adapter bytes (e.g. an LMDB memoryview) → factors: the data section is copied and converted
+    in one operation, in the order it is stored; the layout records where each module's factors are."""
+    flat, where = decode_flat(buf, tensor_names(module_names))
+    data = torch.frombuffer(bytearray(flat.data), dtype=_TORCH[flat.dtype.str]).to(device=device, dtype=dtype)
+    layout = tuple((ao, a, bo, b) for (ao, a), (bo, b) in zip(where[0::2], where[1::2]))
+    return FlatFactors(data, layout)
+
+
+_TORCH = {"<f2": torch.float16, "<f4": torch.float32, "<f8": torch.float64}
+
+
+def to_factors(tensors: dict[str, np.ndarray], module_names: list[str], device, dtype) -> FlatFactors:
+    """Adapter arrays (e.g. fresh from training) → factors, one copy-and-convert for the whole adapter."""
     try:
-        parts = [tensors[f"{n}.lora_{x}"] for n in module_names for x in ("A", "B")]
+        parts = [tensors[name] for name in tensor_names(module_names)]
     except KeyError as exc:
         raise ValueError(f"adapter lacks tensor {exc.args[0]}") from None
     flat = torch.from_numpy(np.concatenate([p.reshape(-1) for p in parts])).to(device=device, dtype=dtype)
-    shapes = tuple((tuple(a.shape), tuple(b.shape)) for a, b in zip(parts[0::2], parts[1::2]))
-    return FlatFactors(flat, shapes)
+    offsets = np.concatenate([[0], np.cumsum([p.size for p in parts])]).tolist()
+    layout = tuple((offsets[2 * i], tuple(a.shape), offsets[2 * i + 1], tuple(b.shape))
+                   for i, (a, b) in enumerate(zip(parts[0::2], parts[1::2])))
+    return FlatFactors(flat, layout)
 
 
 @functools.lru_cache(maxsize=8)
-def _merge_plan(shapes: Shapes, k: int) -> tuple[torch.Tensor, list[int], list[tuple[int, ...]]]:
-    """Where each element of the merged layout comes from in k stacked flat adapters.
+def _merge_plan(layout: Layout, total: int, k: int) -> tuple[torch.Tensor, list[int], list[tuple[int, ...]]]:
+    """Where each element of the merged layout comes from in k stacked flat adapters of ``total`` elements.
 
     Merged layout, per module: A_cat [k·r, in] (the k A's one under another), then B_cat [out, k·r]
     (the k B's side by side). Returns (gather index, chunk sizes, per-chunk shapes).
     """
-    total = sum(a[0] * a[1] + b[0] * b[1] for a, b in shapes)
     index, sizes, views = [], [], []
-    off = 0
-    for (r, d_in), (d_out, r_b) in shapes:
-        a_src = np.arange(r * d_in) + off
+    for a_off, (r, d_in), b_off, (d_out, r_b) in layout:
+        a_src = np.arange(r * d_in) + a_off
         index.append((np.arange(k)[:, None] * total + a_src[None, :]).reshape(-1))
-        b_src = off + r * d_in + np.arange(d_out * r_b).reshape(d_out, 1, r_b)
+        b_src = b_off + np.arange(d_out * r_b).reshape(d_out, 1, r_b)
         index.append((b_src + np.arange(k)[None, :, None] * total).reshape(-1))
         sizes += [k * r * d_in, d_out * k * r_b]
         views += [(k * r, d_in), (d_out, k * r_b)]
-        off += r * d_in + d_out * r_b
     return torch.from_numpy(np.concatenate(index)), sizes, views
 
 
@@ -87,10 +100,12 @@ def merge_flat(adapters: list[list[FlatFactors]], device, dtype) -> Factors:
     nothing) in three tensor ops plus one view per factor.
     """
     ref = next(ad for q in adapters for ad in q)
+    if any(ad.layout != ref.layout for q in adapters for ad in q):   # e.g. one fresh from training: rare
+        return merge_factors([[list(ad) for ad in q] for q in adapters], device, dtype)
     k = max(len(q) for q in adapters)
     zero = torch.zeros_like(ref.flat)
     stacked = torch.stack([q[j].flat if j < len(q) else zero for q in adapters for j in range(k)])
-    index, sizes, shapes = _merge_plan(ref.shapes, k)
+    index, sizes, shapes = _merge_plan(ref.layout, ref.flat.numel(), k)
     merged = stacked.view(len(adapters), -1).index_select(1, index.to(stacked.device))
     merged = merged.to(device=device, dtype=dtype)
     parts = [p.view(len(adapters), *shape) for p, shape in zip(torch.split(merged, sizes, dim=1), shapes)]

@@ -106,11 +106,7 @@ def decode_tensors(buf: Buffer, verify: bool = True) -> dict[str, np.ndarray]:
     """
     header, data = _parse_header(buf)
     if verify:
-        want = header.get(_METADATA, {}).get("crc32")
-        if want is None:
-            raise CorruptData("adapter bytes carry no crc32 checksum in __metadata__")
-        if format(zlib.crc32(data), "08x") != want:
-            raise CorruptData("adapter bytes fail their checksum (crc32 mismatch)")
+        _verify(header, data)
     out: dict[str, np.ndarray] = {}
     for name, info in header.items():
         if name == _METADATA:
@@ -128,6 +124,46 @@ def decode_tensors(buf: Buffer, verify: bool = True) -> dict[str, np.ndarray]:
         arr.flags.writeable = False
         out[name] = arr
     return out
+
+
+def _verify(header: dict, data: memoryview) -> None:
+    want = header.get(_METADATA, {}).get("crc32")
+    if want is None:
+        raise CorruptData("adapter bytes carry no crc32 checksum in __metadata__")
+    if format(zlib.crc32(data), "08x") != want:
+        raise CorruptData("adapter bytes fail their checksum (crc32 mismatch)")
+
+
+def decode_flat(buf: Buffer, names: list[str]) -> tuple[np.ndarray, list[tuple[int, tuple[int, ...]]]]:
+    """The whole data section as one flat array (a zero-copy view) and, for each of ``names``, its
+    (element offset, shape) in it: the answer-time path, which needs no per-tensor arrays.
+
+    CRC-checked like :func:`decode_tensors`; every named tensor must share one dtype (encode writes one).
+    """
+    header, data = _parse_header(buf)
+    _verify(header, data)
+    dtypes, where = set(), []
+    for name in names:
+        info = header.get(name)
+        if not isinstance(info, dict):
+            raise CorruptData(f"adapter lacks tensor {name!r}")
+        try:
+            dt = _TO_NUMPY[info["dtype"]]
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(x) for x in info["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise CorruptData(f"adapter tensor {name!r} has a malformed header entry") from None
+        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data)
+                or end - begin != math.prod(shape) * dt.itemsize or begin % dt.itemsize):
+            raise CorruptData(f"adapter tensor {name!r} has offsets out of range for its shape")
+        dtypes.add(dt)
+        where.append((begin // dt.itemsize, shape))
+    if len(dtypes) > 1:
+        raise CorruptData("adapter tensors mix dtypes; expected one")
+    dt = dtypes.pop() if dtypes else np.dtype("<f2")
+    flat = np.frombuffer(data, dtype=dt, count=len(data) // dt.itemsize)
+    flat.flags.writeable = False
+    return flat, where
 
 
 def encode_vector(v: np.ndarray) -> bytes:
