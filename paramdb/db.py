@@ -367,7 +367,7 @@ class ParamDB:
         with_passages = mode in ("icl", "combine")
         texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
                                                     else None) for q, hs in zip(questions, hits)],
-                       max_new_tokens, factors=factors, scale=self.config.training.scale)
+                       max_new_tokens, factors=factors, scale=1.0)    # merged factors carry the scale
         t3 = time.perf_counter()
         n = len(questions)
         timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
@@ -408,7 +408,7 @@ class ParamDB:
             return None
         per_q = [self._load_factors(keys) if keys else [] for keys in blob_keys]
         lm = self.lm
-        return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype)
+        return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=self.config.training.scale)
 
 
 def _absolute(path):

@@ -110,8 +110,8 @@ def test_merging_flat_adapters_equals_concatenating_their_factors():
     adapters = [to_factors({k: rng.standard_normal(v.shape).astype(np.float16) for k, v in stored_adapter().items()},
                            MODULES, "cpu", torch.float32) for _ in range(4)]
     questions = [[adapters[0], adapters[1], adapters[2]], [adapters[3]], []]     # ragged: zero padding
-    fast = merge_flat(questions, "cpu", torch.float32)
-    slow = merge_factors([[list(ad) for ad in q] for q in questions], "cpu", torch.float32)
+    fast = merge_flat(questions, "cpu", torch.float32, scale=2.5)
+    slow = [(a, b * 2.5) for a, b in merge_factors([[list(ad) for ad in q] for q in questions], "cpu", torch.float32)]
     assert len(fast) == len(slow) == len(MODULES)
     for (fa, fb), (sa, sb) in zip(fast, slow):
         assert fa.shape == sa.shape and fb.shape == sb.shape

@@ -144,8 +144,8 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         if cold:
             db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
         t0 = clock()
-        factors = merge_flat([db.adapter_factors(ids)], device, dtype)
-        sp.set(factors, scale)
+        factors = merge_flat([db.adapter_factors(ids)], device, dtype, scale=scale)
+        sp.set(factors, 1.0)
         return factors, (clock() - t0) * 1e3
 
     def clear_ms() -> float:
@@ -215,9 +215,9 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
         t0 = clock()
         hits = [db.query(q, k) for q in chunk]
-        factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype)
+        factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
         enc = encode(tok, [prompts.question_prompt(tok, q) for q in chunk], device)
-        with sp.applied(factors, scale):
+        with sp.applied(factors, 1.0):
             out = fixed_generate(lm.model, tok, enc, T)
         batch_times.append(clock() - t0)
         batch_sizes.append(len(chunk))

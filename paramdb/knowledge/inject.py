@@ -76,40 +76,48 @@ def to_factors(tensors: dict[str, np.ndarray], module_names: list[str], device, 
 
 
 @functools.lru_cache(maxsize=8)
-def _merge_plan(layout: Layout, total: int, k: int) -> tuple[torch.Tensor, list[int], list[tuple[int, ...]]]:
+def _merge_plan(layout: Layout, total: int, k: int):
     """Where each element of the merged layout comes from in k stacked flat adapters of ``total`` elements.
 
-    Merged layout, per module: A_cat [k·r, in] (the k A's one under another), then B_cat [out, k·r]
-    (the k B's side by side). Returns (gather index, chunk sizes, per-chunk shapes).
+    Merged layout: every module's A_cat [k·r, in] (the k A's one under another), then every module's
+    B_cat [out, k·r] (the k B's side by side), so scaling all B's is one operation on one slice.
+    Returns (gather index, chunk sizes, chunk shapes, number of A elements).
     """
-    index, sizes, views = [], [], []
+    a_index, b_index, a_sizes, b_sizes, a_shapes, b_shapes = [], [], [], [], [], []
     for a_off, (r, d_in), b_off, (d_out, r_b) in layout:
-        a_src = np.arange(r * d_in) + a_off
-        index.append((np.arange(k)[:, None] * total + a_src[None, :]).reshape(-1))
+        a_index.append((np.arange(k)[:, None] * total + (a_off + np.arange(r * d_in))[None, :]).reshape(-1))
         b_src = b_off + np.arange(d_out * r_b).reshape(d_out, 1, r_b)
-        index.append((b_src + np.arange(k)[None, :, None] * total).reshape(-1))
-        sizes += [k * r * d_in, d_out * k * r_b]
-        views += [(k * r, d_in), (d_out, k * r_b)]
-    return torch.from_numpy(np.concatenate(index)), sizes, views
+        b_index.append((b_src + np.arange(k)[None, :, None] * total).reshape(-1))
+        a_sizes.append(k * r * d_in)
+        b_sizes.append(d_out * k * r_b)
+        a_shapes.append((k * r, d_in))
+        b_shapes.append((d_out, k * r_b))
+    index = torch.from_numpy(np.concatenate(a_index + b_index))
+    return index, a_sizes + b_sizes, a_shapes + b_shapes, sum(a_sizes)
 
 
-def merge_flat(adapters: list[list[FlatFactors]], device, dtype) -> Factors:
-    """Batch of questions, each with its retrieved adapters → per-module (A [b, k·r, in], B [b, out, k·r]).
+def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float = 1.0) -> Factors:
+    """Batch of questions, each with its retrieved adapters → per-module (A [b, k·r, in], s·B [b, out, k·r]).
 
-    Same result as ``lora.merge_factors`` (questions with fewer adapters get zero adapters, which add
-    nothing) in three tensor ops plus one view per factor.
+    Same result as ``lora.merge_factors`` with B scaled by ``scale`` (questions with fewer adapters get
+    zero adapters, which add nothing), in four tensor operations plus one view per factor.
     """
     ref = next(ad for q in adapters for ad in q)
     if any(ad.layout != ref.layout for q in adapters for ad in q):   # e.g. one fresh from training: rare
-        return merge_factors([[list(ad) for ad in q] for q in adapters], device, dtype)
-    k = max(len(q) for q in adapters)
+        merged = merge_factors([[list(ad) for ad in q] for q in adapters], device, dtype)
+        return [(a, b * scale) for a, b in merged]
+    k, n = max(len(q) for q in adapters), len(adapters)
     zero = torch.zeros_like(ref.flat)
     stacked = torch.stack([q[j].flat if j < len(q) else zero for q in adapters for j in range(k)])
-    index, sizes, shapes = _merge_plan(ref.layout, ref.flat.numel(), k)
-    merged = stacked.view(len(adapters), -1).index_select(1, index.to(stacked.device))
+    index, sizes, shapes, n_a = _merge_plan(ref.layout, ref.flat.numel(), k)
+    index = index.to(stacked.device)
+    merged = stacked.view(-1).take(index).view(1, -1) if n == 1 else stacked.view(n, -1).index_select(1, index)
     merged = merged.to(device=device, dtype=dtype)
-    parts = [p.view(len(adapters), *shape) for p, shape in zip(torch.split(merged, sizes, dim=1), shapes)]
-    return list(zip(parts[0::2], parts[1::2]))
+    if scale != 1.0:
+        merged[:, n_a:] *= scale
+    parts = [p.view(n, *shape) for p, shape in zip(torch.split(merged, sizes, dim=1), shapes)]
+    half = len(parts) // 2
+    return list(zip(parts[:half], parts[half:]))
 
 
 class AdapterCache:

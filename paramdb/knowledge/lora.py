@@ -57,7 +57,8 @@ class SidePath:
             raise ValueError(f"expected factors for {len(self.modules)} modules, got {len(factors)}")
         # Stored as Aᵀ and (s·B)ᵀ: the hook runs once per module per generated token, so the scaling and
         # transposes are done here, once per switch, instead of there.
-        self._factors = [(a.transpose(-1, -2), (b * scale).transpose(-1, -2)) for a, b in factors]
+        self._factors = [(a.transpose(-1, -2), (b if scale == 1.0 else b * scale).transpose(-1, -2))
+                         for a, b in factors]
         self.scale = scale
 
     def clear(self) -> None:
