@@ -15,6 +15,7 @@ from .knowledge.settings import AugmentSettings, TrainSettings
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 2
 MODES = ("prag", "icl", "combine", "closed")
+MERGES = ("mean", "sum")   # how the k retrieved adapters combine: weight 1/k each, or 1 each (PRAG)
 
 # Calibrated on a fictional-facts set (tools/calibrate.py, README "Performance"). PRAG's published settings
 # (r=2, α=32, lr 3e-4, 1 epoch) inject nothing into a 135M model; these inject most facts.

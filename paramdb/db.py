@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import documents, retrieval
-from .config import FORMAT_VERSION, MODES, StoreConfig, apply_overrides, default_training
+from .config import FORMAT_VERSION, MERGES, MODES, StoreConfig, apply_overrides, default_training
 from .errors import DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
@@ -341,17 +341,24 @@ class ParamDB:
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
-                 max_new_tokens: int = 48, method: str = "hybrid") -> Answer:
-        """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode)."""
+                 max_new_tokens: int = 48, method: str = "hybrid", merge: str = "mean") -> Answer:
+        """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode).
+
+        ``merge``: "mean" weighs each of the k adapters 1/k; "sum" adds them at full weight, as PRAG does.
+        Measured on PopQA (README): summing three adapters trained hard enough to inject facts into a 135M
+        model garbles its answers (prag F1 0.036), their mean does not (0.095).
+        """
         return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens,
-                                   method=method)[0]
+                                   method=method, merge=merge)[0]
 
     def generate_batch(self, questions: list[str], k: int = 3, mode: str = "prag", *,
                        where: dict | None = None, max_new_tokens: int = 48,
-                       method: str = "hybrid") -> list[Answer]:
+                       method: str = "hybrid", merge: str = "mean") -> list[Answer]:
         """Answer many questions in one batched generation, each with its own documents' adapters."""
         if mode not in MODES:
             raise InvalidInput(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        if merge not in MERGES:
+            raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
         retrieval.check_method(method)
         for q in questions:
             if not isinstance(q, str) or not q.strip():
@@ -361,8 +368,8 @@ class ParamDB:
         found = [self._search(q, k, where, method) if mode != "closed" else [] for q in questions]
         hits = [[hit for hit, _ in f] for f in found]
         t1 = time.perf_counter()
-        factors = self._merged_factors([[key for _, key in f] for f in found]) if mode in ("prag", "combine") \
-            else None
+        factors = self._merged_factors([[key for _, key in f] for f in found], merge) \
+            if mode in ("prag", "combine") else None
         t2 = time.perf_counter()
         with_passages = mode in ("icl", "combine")
         texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
@@ -403,12 +410,14 @@ class ParamDB:
                     self.adapter_cache.put(k, out[k])
         return [out[k] for k in keys]
 
-    def _merged_factors(self, blob_keys: list[list[str]]):
+    def _merged_factors(self, blob_keys: list[list[str]], merge: str = "mean"):
         if not any(blob_keys):
             return None
         per_q = [self._load_factors(keys) if keys else [] for keys in blob_keys]
         lm = self.lm
-        return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=self.config.training.scale)
+        s = self.config.training.scale
+        scales = [s / max(1, len(keys)) if merge == "mean" else s for keys in blob_keys]
+        return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales)
 
 
 def _absolute(path):

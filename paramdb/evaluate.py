@@ -30,7 +30,7 @@ def _done(predictions: Path) -> dict[tuple[str, str], dict]:
 
 def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = None,
         distractors: bool = False, method: str = "hybrid", predictions: str | Path | None = None,
-        batch_size: int = 8, report: Report = lambda _msg: None) -> dict:
+        batch_size: int = 8, merge: str = "mean", report: Report = lambda _msg: None) -> dict:
     """Per mode: EM-in-output, token F1, seconds per question; plus recall@k of the gold passages."""
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -45,14 +45,16 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
     recall = mean(evaluation.recall_at_k([h.id for h in hits[it.id]], evaluation.gold_ids(it)) for it in items)
     pred_path = Path(predictions or Path(str(data)).stem + ".predictions.jsonl")
     done = _done(pred_path)
-    result = {"items": len(items), "k": k, "method": method, "recall_at_k": round(recall, 4), "modes": {}}
+    result = {"items": len(items), "k": k, "method": method, "merge": merge, "recall_at_k": round(recall, 4),
+              "modes": {}}
     with open(pred_path, "a") as out:
         for mode in modes:
             todo = [it for it in items if (mode, it.id) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
                 t0 = time.perf_counter()
-                answers = db.generate_batch([it.question for it in chunk], k=k, mode=mode, method=method)
+                answers = db.generate_batch([it.question for it in chunk], k=k, mode=mode, method=method,
+                                            merge=merge)
                 per_q = (time.perf_counter() - t0) / len(chunk)
                 for it, ans in zip(chunk, answers):
                     row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,

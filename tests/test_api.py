@@ -6,9 +6,11 @@ import shutil
 import numpy as np
 import pytest
 import safetensors.numpy
+import torch
 
 from conftest import FAST_TRAINING, make_tiny_lm
 from paramdb import Answer, Document, ModelMismatch, ParamDB, UnknownId
+from paramdb.errors import InvalidInput
 from paramdb.config import MODES
 from paramdb.knowledge.lora import side_path
 from paramdb.storage.codec import encode_vector
@@ -235,3 +237,16 @@ def test_other_base_model_refuses_generate_naming_the_fingerprint_but_query_work
         msg = str(err.value)
         assert stored in msg and other.fingerprint in msg and "\n" not in msg
         assert ids_of(again.query("Which animal purrs?", k=1)) == ["cats"]
+
+
+def test_mean_merge_weighs_each_of_k_adapters_one_kth(library):
+    keys = [[h.id for h in library.query("Which animal purrs?", k=2)]]
+    blob_keys = [[library._meta.get([i])[0]["blob_key"] for i in keys[0]]]
+    mean, total = library._merged_factors(blob_keys, "mean"), library._merged_factors(blob_keys, "sum")
+    for (a, b), (ta, tb) in zip(mean, total):
+        assert torch.equal(a, ta) and torch.allclose(b * 2, tb)
+
+
+def test_an_unknown_merge_is_refused(library):
+    with pytest.raises(InvalidInput, match="merge"):
+        library.generate("Which animal purrs?", merge="max")

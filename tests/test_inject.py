@@ -136,3 +136,14 @@ def test_stored_bytes_with_a_flipped_bit_are_refused():
     raw[-1] ^= 1
     with pytest.raises(CorruptData):
         from_stored(memoryview(raw), MODULES, "cpu", torch.float32)
+
+
+def test_per_question_scales_scale_each_questions_b_factors_only():
+    rng = np.random.default_rng(1)
+    ads = [to_factors({k: rng.standard_normal(v.shape).astype(np.float16) for k, v in stored_adapter().items()},
+                      MODULES, "cpu", torch.float32) for _ in range(3)]
+    merged = merge_flat([[ads[0], ads[1]], [ads[2]]], "cpu", torch.float32, scale=[0.5, 3.0])
+    plain = merge_flat([[ads[0], ads[1]], [ads[2]]], "cpu", torch.float32)
+    for (a, b), (pa, pb) in zip(merged, plain):
+        assert torch.equal(a, pa)
+        assert torch.allclose(b[0], pb[0] * 0.5) and torch.allclose(b[1], pb[1] * 3.0)

@@ -126,7 +126,7 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     handle = lm.model.lm_head.register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].clone()))
     before = snapshot(lm.model)
     try:
-        answer = db.generate(question, k=3, mode="prag", max_new_tokens=6)
+        answer = db.generate(question, k=3, mode="prag", max_new_tokens=6, merge="sum")   # PEFT's cat merge
     finally:
         handle.remove()
     assert_same_state(lm.model, before)
@@ -169,5 +169,5 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     text = tok.decode(new, skip_special_tokens=True).strip().split("\n")[0].strip()
     assert text == answer.text
     # ParamDB answered again, then the bare model is what it was.
-    db.generate(question, k=3, mode="prag", max_new_tokens=2)
+    db.generate(question, k=3, mode="prag", max_new_tokens=2, merge="sum")
     assert_same_state(lm.model, before)

@@ -202,7 +202,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
 
         # the public API (natural stopping at newline/EOS), cold cache: a cross-check of the stages
         db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
-        ans = db.generate(q, k=k, mode="prag", max_new_tokens=T)
+        ans = db.generate(q, k=k, mode="prag", max_new_tokens=T, merge="sum")
         raw["api_load_adapters_cold_ms"].append(ans.timings["load_adapters"] * 1e3)
         raw["api_generate_s"].append(ans.timings["generate"])
         log(f"  question {qi + 1}/{len(questions)}: peft switch {a['setup_ms'] + a['teardown_ms']:.0f} ms, "
@@ -226,7 +226,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     t0 = clock()
     for start in range(0, len(questions), batch_size):
         db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
-        db.generate_batch(questions[start:start + batch_size], k=k, mode="prag", max_new_tokens=T)
+        db.generate_batch(questions[start:start + batch_size], k=k, mode="prag", max_new_tokens=T, merge="sum")
     api_batch_s = clock() - t0
 
     unchanged = all(torch.equal(p, state_before[n]) for n, p in lm.model.state_dict().items())

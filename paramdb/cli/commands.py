@@ -14,7 +14,8 @@ from paramdb.config import MODES
 from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
-from .options import device_option, json_option, k_option, method_option, store_argument, where_options
+from .options import (device_option, json_option, k_option, merge_option, method_option, store_argument,
+                      where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -223,17 +224,19 @@ def query(store, text, k, method, where, as_json):
 @method_option
 @where_options
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
+@merge_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Questions generated together (with --questions).")
 @device_option
 @json_option
-def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, batch_size, device,
+def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, merge, batch_size, device,
              as_json):
     """Answer QUESTION (or every question of --questions) from the store's documents."""
     if (question is None) == (questions_file is None):
         raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
-    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method}
+    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method,
+            "merge": merge}
     with open_store(store, device=device) as db:
         if question is not None:
             answer = db.generate(question, **opts)

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import click
 
+from paramdb.config import MERGES
 from paramdb.errors import InvalidFilter
 from paramdb.retrieval import METHODS
 
@@ -20,6 +21,9 @@ k_option = click.option("-k", "k", type=click.IntRange(min=1), default=3, show_d
 method_option = click.option("--method", default="hybrid", show_default=True,
                              metavar="[" + "|".join(METHODS) + "]",
                              help="Retrieval: dense (embeddings), bm25 (terms) or hybrid (both, rank-fused).")
+
+merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean", show_default=True,
+                            help="Combine the k adapters at weight 1/k each (mean) or 1 each (sum, as PRAG).")
 
 device_option = click.option("--device", default=None, metavar="DEVICE",
                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")

@@ -96,16 +96,19 @@ def _merge_plan(layout: Layout, total: int, k: int):
     return index, a_sizes + b_sizes, a_shapes + b_shapes, sum(a_sizes)
 
 
-def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float = 1.0) -> Factors:
+def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float | list[float] = 1.0) -> Factors:
     """Batch of questions, each with its retrieved adapters → per-module (A [b, k·r, in], s·B [b, out, k·r]).
 
-    Same result as ``lora.merge_factors`` with B scaled by ``scale`` (questions with fewer adapters get
-    zero adapters, which add nothing), in four tensor operations plus one view per factor.
+    Same result as ``lora.merge_factors`` with B scaled by ``scale`` (one value, or one per question;
+    questions with fewer adapters get zero adapters, which add nothing), in four tensor operations plus
+    one view per factor.
     """
+    scales = list(scale) if isinstance(scale, (list, tuple)) else [scale] * len(adapters)
     ref = next(ad for q in adapters for ad in q)
     if any(ad.layout != ref.layout for q in adapters for ad in q):   # e.g. one fresh from training: rare
         merged = merge_factors([[list(ad) for ad in q] for q in adapters], device, dtype)
-        return [(a, b * scale) for a, b in merged]
+        column = torch.tensor(scales, device=device, dtype=dtype).view(-1, 1, 1)
+        return [(a, b * column) for a, b in merged]
     k, n = max(len(q) for q in adapters), len(adapters)
     zero = torch.zeros_like(ref.flat)
     stacked = torch.stack([q[j].flat if j < len(q) else zero for q in adapters for j in range(k)])
@@ -113,8 +116,8 @@ def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float = 
     index = index.to(stacked.device)
     merged = stacked.view(-1).take(index).view(1, -1) if n == 1 else stacked.view(n, -1).index_select(1, index)
     merged = merged.to(device=device, dtype=dtype)
-    if scale != 1.0:
-        merged[:, n_a:] *= scale
+    if any(x != 1.0 for x in scales):
+        merged[:, n_a:] *= torch.tensor(scales, device=merged.device, dtype=merged.dtype).view(-1, 1)
     parts = [p.view(n, *shape) for p, shape in zip(torch.split(merged, sizes, dim=1), shapes)]
     half = len(parts) // 2
     return list(zip(parts[:half], parts[half:]))
