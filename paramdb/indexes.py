@@ -30,8 +30,7 @@ class DerivedIndexes:
         """Bring both indexes in step with the metadata; returns the generation they now reflect."""
         gen = self._meta.generation()
         if self._dense is None:
-            self._dense = VectorIndex(self._layout.vectors, self._dim)
-            self._lexical = LexicalIndex(self._layout.lexical)
+            self._empty()
             dense_ok, lex_ok = self._dense.load_or_none(gen), self._lexical.load_or_none(gen)
             if dense_ok and lex_ok:
                 self.generation = gen
@@ -80,9 +79,14 @@ class DerivedIndexes:
             self._lexical.build((row["rowid"], row["text"]) for row in self._meta.list())
         self.generation, self._dirty = gen, True
 
+    def _empty(self) -> None:
+        self._dense = VectorIndex(self._layout.vectors, self._dim)
+        self._lexical = LexicalIndex(self._layout.lexical)
+
     def rebuild(self) -> None:
         """Rebuild both from the rows and save them (``paramdb check --repair``)."""
-        self.sync()
+        if self._dense is None:
+            self._empty()                      # not sync(): it could rebuild a stale pair only to redo it
         with self._lock.held("index rebuild"):
             self._rebuild(self._meta.generation())
             self.save()

@@ -111,19 +111,24 @@ def decode_tensors(buf: Buffer, verify: bool = True) -> dict[str, np.ndarray]:
     for name, info in header.items():
         if name == _METADATA:
             continue
-        try:
-            dt = _TO_NUMPY[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CorruptData(f"adapter tensor {name!r} has a malformed header entry") from None
-        count = math.prod(shape)
-        if min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data) or end - begin != count * dt.itemsize:
-            raise CorruptData(f"adapter tensor {name!r} has offsets out of range for its shape")
-        arr = np.frombuffer(data, dtype=dt, count=count, offset=begin).reshape(shape)
+        dt, shape, begin = _entry(name, info, len(data))
+        arr = np.frombuffer(data, dtype=dt, count=math.prod(shape), offset=begin).reshape(shape)
         arr.flags.writeable = False
         out[name] = arr
     return out
+
+
+def _entry(name: str, info, size: int) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, shape, byte offset) of one header entry, checked against a data section of ``size`` bytes."""
+    try:
+        dt = _TO_NUMPY[info["dtype"]]
+        shape = tuple(int(d) for d in info["shape"])
+        begin, end = (int(x) for x in info["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise CorruptData(f"adapter tensor {name!r} has a malformed header entry") from None
+    if min(shape, default=0) < 0 or not 0 <= begin <= end <= size or end - begin != math.prod(shape) * dt.itemsize:
+        raise CorruptData(f"adapter tensor {name!r} has offsets out of range for its shape")
+    return dt, shape, begin
 
 
 def _verify(header: dict, data: memoryview) -> None:
@@ -147,14 +152,8 @@ def decode_flat(buf: Buffer, names: list[str]) -> tuple[np.ndarray, list[tuple[i
         info = header.get(name)
         if not isinstance(info, dict):
             raise CorruptData(f"adapter lacks tensor {name!r}")
-        try:
-            dt = _TO_NUMPY[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise CorruptData(f"adapter tensor {name!r} has a malformed header entry") from None
-        if (min(shape, default=0) < 0 or not 0 <= begin <= end <= len(data)
-                or end - begin != math.prod(shape) * dt.itemsize or begin % dt.itemsize):
+        dt, shape, begin = _entry(name, info, len(data))
+        if begin % dt.itemsize:
             raise CorruptData(f"adapter tensor {name!r} has offsets out of range for its shape")
         dtypes.add(dt)
         where.append((begin // dt.itemsize, shape))
