@@ -226,3 +226,17 @@ def test_a_store_on_postgresql_backs_up_and_restores_to_a_local_store(tmp_path, 
         assert adapters_by_id(local) == blobs and local.check().ok
         local.insert([{"id": "new", "text": "A row after the restore."}])
         assert local._meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused
+
+
+def test_cli_operations_on_bad_paths_give_one_line_errors_and_change_nothing(filled, store_path, tmp_path):
+    filled.close()
+    before = sorted(p.name for p in store_path.iterdir())
+    runner = CliRunner()
+    missing = runner.invoke(main, ["backup", str(store_path), str(tmp_path / "nowhere" / "b.tar")])
+    assert missing.exit_code == 2 and missing.output.count("\n") == 1 and "is not a folder" in missing.output
+    (tmp_path / "empty").mkdir()
+    not_a_store = runner.invoke(main, ["verify", str(tmp_path / "empty")])
+    assert not_a_store.exit_code == 4 and "no store" in not_a_store.output
+    bad_merge = runner.invoke(main, ["generate", str(store_path), "a question", "--merge", "max"])
+    assert bad_merge.exit_code == 2 and "--merge" in bad_merge.output
+    assert sorted(p.name for p in store_path.iterdir()) == before
