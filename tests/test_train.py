@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from paramdb.knowledge.lora import side_path
-from paramdb.knowledge.train import Sample, TrainSettings, _encode, train_adapters
+from paramdb.knowledge.train import Sample, TrainReport, TrainSettings, _encode, train_adapters
 
 SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=2, samples_per_step=2, seed=0)
 EOS = "[SEP]"
@@ -134,3 +134,48 @@ def test_a_small_token_budget_splits_steps_into_chunks_without_changing_the_adap
     chunked = train_adapters(tiny_lm, docs, keys, dataclasses.replace(SETTINGS, max_batch_tokens=8))
     for a, b in zip(whole, chunked):
         assert_same_adapter(a, b)
+
+
+FAST = dataclasses.replace(SETTINGS, epochs=6, lr=2e-2)
+
+
+def test_report_gives_each_documents_epochs_and_its_real_first_epoch_loss(tiny_lm):
+    report = TrainReport()
+    train_adapters(tiny_lm, [doc("moon"), doc("cats")], ["moon", "cats"], FAST, report)
+    assert report.epochs == [FAST.epochs, FAST.epochs]
+    assert [len(x) for x in report.losses] == [FAST.epochs, FAST.epochs]
+    # moon has one sample, so its first epoch is one step taken with the untrained (B = 0) adapter
+    assert report.losses[0][0] == pytest.approx(mean_token_loss(tiny_lm, doc("moon"), None, FAST.scale), rel=1e-5)
+    assert report.losses[0][-1] < report.losses[0][0]
+
+
+def _threshold_after(losses: list[float], epochs: int) -> float:
+    """A stop_loss that the run's losses first fall below at epoch ``epochs``."""
+    assert all(a > b for a, b in zip(losses, losses[1:])), losses        # the tiny model's loss falls steadily
+    return (losses[epochs - 2] + losses[epochs - 1]) / 2
+
+
+def test_a_document_stops_after_the_first_epoch_below_stop_loss(tiny_lm):
+    full = TrainReport()
+    train_adapters(tiny_lm, [doc("rust")], ["rust"], FAST, full)
+    stop = _threshold_after(full.losses[0], 3)
+    stopped = TrainReport()
+    (adapter,) = train_adapters(tiny_lm, [doc("rust")], ["rust"], dataclasses.replace(FAST, stop_loss=stop), stopped)
+    assert stopped.epochs == [3]
+    assert stopped.losses[0] == pytest.approx(full.losses[0][:3])
+    (three_epochs,) = train_adapters(tiny_lm, [doc("rust")], ["rust"], dataclasses.replace(FAST, epochs=3))
+    assert_same_adapter(adapter, three_epochs)
+
+
+def test_stopping_is_per_document_so_batched_still_equals_alone(tiny_lm):
+    docs, keys = [doc("moon"), doc("cats"), doc("rust")], ["moon", "cats", "rust"]
+    full = TrainReport()
+    train_adapters(tiny_lm, [doc("moon")], ["moon"], FAST, full)
+    settings = dataclasses.replace(FAST, stop_loss=_threshold_after(full.losses[0], 2))
+    report = TrainReport()
+    together = train_adapters(tiny_lm, docs, keys, settings, report)
+    assert report.epochs[0] == 2 and len(set(report.epochs)) > 1     # documents stopped at different epochs
+    for d, k, got in zip(docs, keys, together):
+        alone = TrainReport()
+        assert_same_adapter(got, train_adapters(tiny_lm, [d], [k], settings, alone)[0])
+        assert alone.epochs == [report.epochs[keys.index(k)]]

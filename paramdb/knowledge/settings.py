@@ -26,6 +26,7 @@ class TrainSettings:
     seed: int = 0
     max_length: int = 384          # tokens per sample, longer samples are cut
     max_batch_tokens: int = 2048   # padded tokens per forward/backward: bounds activation memory (~1.2 MB/token on 135M)
+    stop_loss: float = 0.0         # a document stops after an epoch whose mean training loss is below this (0: never)
 
     @property
     def scale(self) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -84,17 +84,15 @@ def _init_factors(shapes, keys: list[str], s: TrainSettings, device) -> list[tup
     return factors
 
 
-def _schedule(n_samples: list[int], keys: list[str], s: TrainSettings) -> list[list[tuple[int, int]]]:
-    """Steps as lists of (doc, sample) pairs: each document's own shuffled order, in chunks per step."""
-    steps: list[list[tuple[int, int]]] = []
+def _schedule(n_samples: list[int], keys: list[str], s: TrainSettings):
+    """Per epoch, the steps as lists of (doc, sample) pairs: each document's own shuffled order, in chunks."""
     gens = [np.random.default_rng(doc_seed(s.seed, k) + 1) for k in keys]
     for _ in range(s.epochs):
         per_doc = [g.permutation(n).tolist() for g, n in zip(gens, n_samples)]
         n_steps = max(math.ceil(n / s.samples_per_step) for n in n_samples)
-        for t in range(n_steps):
-            lo, hi = t * s.samples_per_step, (t + 1) * s.samples_per_step
-            steps.append([(d, i) for d, order in enumerate(per_doc) for i in order[lo:hi]])
-    return steps
+        yield [[(d, i) for d, order in enumerate(per_doc) for i in order[t * s.samples_per_step:
+                                                                          (t + 1) * s.samples_per_step]]
+               for t in range(n_steps)]
 
 
 def _token_chunks(rows: list, budget: int) -> list[list]:
@@ -110,9 +108,10 @@ def _token_chunks(rows: list, budget: int) -> list[list]:
     return chunks + [cur] if cur else chunks
 
 
-def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, device) -> None:
+def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, device) -> torch.Tensor:
     """Forward/backward one chunk; each token's loss is divided by its document's token count for the
-    whole step, so the summed gradients equal those of the step's per-document mean losses."""
+    whole step, so the summed gradients equal those of the step's per-document mean losses. Returns each
+    document's share of that mean loss from this chunk (detached)."""
     width = max(len(ids) for _, (ids, _) in chunk)
     ids = torch.full((len(chunk), width), pad, dtype=torch.long)
     labels = torch.full((len(chunk), width), -100, dtype=torch.long)
@@ -128,12 +127,26 @@ def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, devic
     logits = head(hidden[:, :-1][keep])
     tok_loss = torch.nn.functional.cross_entropy(logits.float(), tgt[keep], reduction="none")
     row_doc = doc_of_row.unsqueeze(1).expand_as(tgt)[keep]
-    (tok_loss / tok_count[row_doc]).sum().backward()
+    share = tok_loss / tok_count[row_doc]
+    share.sum().backward()
+    return torch.zeros_like(tok_count).index_add_(0, row_doc, share.detach())
 
 
-def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings
-                   ) -> list[dict[str, np.ndarray]]:
-    """One adapter per document: {"<module>.lora_A": [r, in], "<module>.lora_B": [out, r]} in float32."""
+@dataclass
+class TrainReport:
+    """What training did per document: epochs run and the mean training loss of each epoch run."""
+
+    epochs: list[int] = field(default_factory=list)
+    losses: list[list[float]] = field(default_factory=list)
+
+
+def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings,
+                   report: TrainReport | None = None) -> list[dict[str, np.ndarray]]:
+    """One adapter per document: {"<module>.lora_A": [r, in], "<module>.lora_B": [out, r]} in float32.
+
+    With ``s.stop_loss`` a document stops training after the first epoch whose mean training loss fell
+    below it: it has learned its samples, and later epochs would spend compute to move it little. The test
+    is on the document's own losses, so it stops at the same epoch whatever it is batched with."""
     if any(not d for d in docs):
         raise ValueError("every document needs at least one training sample")
     sp = side_path(lm.model)
@@ -145,14 +158,30 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
     pad = lm.tokenizer.pad_token_id or 0
     n = len(docs)
-    for step in _schedule([len(e) for e in encoded], keys, s):
-        rows = [(d, encoded[d][i]) for d, i in step]
-        tok_count = torch.zeros(n, device=device)        # the step's tokens per document, over all chunks
-        for d, (_, labels) in rows:
-            tok_count[d] += sum(1 for t in labels[1:] if t != -100)
-        for chunk in _token_chunks(rows, s.max_batch_tokens):
-            _accumulate(backbone, head, sp, factors, chunk, tok_count, s.scale, pad, device)
-        opt.step((tok_count > 0).cpu())
+    done = [False] * n
+    losses: list[list[float]] = [[] for _ in range(n)]
+    for epoch in _schedule([len(e) for e in encoded], keys, s):
+        loss_sum, steps = torch.zeros(n, device=device), torch.zeros(n, device=device)
+        for step in epoch:
+            rows = [(d, encoded[d][i]) for d, i in step if not done[d]]
+            tok_count = torch.zeros(n, device=device)        # the step's tokens per document, over all chunks
+            for d, (_, labels) in rows:
+                tok_count[d] += sum(1 for t in labels[1:] if t != -100)
+            for chunk in _token_chunks(rows, s.max_batch_tokens):
+                loss_sum += _accumulate(backbone, head, sp, factors, chunk, tok_count, s.scale, pad, device)
+            active = tok_count > 0
+            steps += active
+            if rows:
+                opt.step(active.cpu())
+        for d, (total, count) in enumerate(zip(loss_sum.tolist(), steps.tolist())):
+            if count:
+                losses[d].append(total / count)
+                done[d] = done[d] or (s.stop_loss > 0 and losses[d][-1] < s.stop_loss)
+        if all(done):
+            break
+    if report is not None:
+        report.epochs += [len(x) for x in losses]
+        report.losses += losses
     names = [name for name, _ in sp.modules]
     out = []
     for d in range(len(docs)):
