@@ -18,7 +18,9 @@ timed apart. Trainers (tools/prag_reference.py for (a) and (b)):
       may stay with the allocator and would inflate later phases' RSS;
   (b) sequential: the same PEFT loop without padding, on all N documents;
   (c) ParamDB: ``train_adapters`` on batches of B documents (default: ``ParamDB.insert``'s default batch size),
-      exactly what ``db.insert`` runs; then a real ``db.insert`` of the N documents into an empty temporary store.
+      exactly what ``db.insert`` runs; then a real ``db.insert`` of the N documents into an empty temporary store;
+  (c0) when the store's training has ``stop_loss`` (documents stop once they have learned their samples), the
+      same trainer again with every document trained all epochs: what batching alone buys, apart from stopping.
 
 Throughput ratios use TRAINING time only (augmentation excluded). The end-to-end column adds the shared
 augmentation time per document to (a) and (b), and for ParamDB is the real ``db.insert`` (augmentation,
@@ -43,6 +45,7 @@ With ``--json`` the last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import importlib.util
 import inspect
@@ -224,7 +227,7 @@ def run_benchmark(args) -> dict:
     from paramdb import ParamDB
     from paramdb.knowledge.augment import build_samples
     from paramdb.knowledge.models import load_model
-    from paramdb.knowledge.train import train_adapters
+    from paramdb.knowledge.train import TrainReport, train_adapters
     from prag_reference import PRAG_MAX_LENGTH, train_prag_reference, train_sequential
 
     t_start = time.perf_counter()
@@ -247,11 +250,18 @@ def run_benchmark(args) -> dict:
             samples = build_samples(lm, texts, aug)
         n_samples = [len(x) for x in samples]
 
-        with Phase(f"(c) ParamDB train_adapters, batches of {batch_size}") as p_pdb:
-            pdb_adapters = []
-            for i in range(0, len(items), batch_size):
-                pdb_adapters += train_adapters(lm, samples[i:i + batch_size], keys[i:i + batch_size], s)
-                log(f"  paramdb {len(pdb_adapters)}/{len(items)}")
+        def train_all(settings, name, report=None):
+            with Phase(f"{name} train_adapters, batches of {batch_size}") as phase:
+                out = []
+                for i in range(0, len(items), batch_size):
+                    out += train_adapters(lm, samples[i:i + batch_size], keys[i:i + batch_size], settings, report)
+                    log(f"  {name} {len(out)}/{len(items)}")
+            return out, phase
+
+        pdb_report = TrainReport()
+        pdb_adapters, p_pdb = train_all(s, "(c) ParamDB", pdb_report)
+        fixed = dataclasses.replace(s, stop_loss=0.0)
+        fixed_adapters, p_fixed = train_all(fixed, "(c0) ParamDB fixed epochs") if s.stop_loss else (None, None)
 
         with Phase("(b) sequential PEFT, no padding") as p_seq:
             seq_adapters, seq_stats = train_sequential(lm, samples, keys, s,
@@ -266,6 +276,7 @@ def run_benchmark(args) -> dict:
             closed_acc, closed_log = accuracy(lm, items, None, s.scale)
             seq_acc, seq_log = accuracy(lm, items, dict(zip(keys, seq_adapters)), s.scale)
             pdb_acc, pdb_log = accuracy(lm, items, dict(zip(keys, pdb_adapters)), s.scale)
+            fixed_acc = accuracy(lm, items, dict(zip(keys, fixed_adapters)), s.scale)[0] if fixed_adapters else None
         if args.verbose:
             for name, lg in (("closed", closed_log), ("sequential", seq_log), ("paramdb", pdb_log)):
                 for q, t, ok in lg:
@@ -294,6 +305,7 @@ def run_benchmark(args) -> dict:
     ref_extrapolated = any(n != k * s.epochs for n, k in zip(ref_stats.doc_steps, ref_stats.samples))
     seq_doc_s = p_seq.seconds / len(items)
     pdb_doc_s = p_pdb.seconds / len(items)
+    fixed_doc_s = p_fixed.seconds / len(items) if p_fixed else None
     aug_doc_s = p_aug.seconds / len(items)
     ins_doc_s = p_ins.seconds / len(items)
     dpm = lambda sec: 60.0 / sec if sec > 0 else float("inf")  # noqa: E731
@@ -303,7 +315,9 @@ def run_benchmark(args) -> dict:
         "docs": len(items), "questions": sum(len(it["questions"]) for it in items),
         "samples_per_doc": round(sum(n_samples) / len(n_samples), 2),
         "training": {"rank": s.rank, "alpha": s.alpha, "lr": s.lr, "epochs": s.epochs,
-                     "samples_per_step": s.samples_per_step, "max_length": s.max_length},
+                     "samples_per_step": s.samples_per_step, "max_length": s.max_length,
+                     "stop_loss": s.stop_loss},
+        "epochs_mean_paramdb": round(sum(pdb_report.epochs) / len(pdb_report.epochs), 2),
         "batch_size": batch_size,
         "timing_basis": "training-only seconds for docs/min and speedups; *_e2e adds the shared augmentation "
                         "time per doc to (a)/(b) and is a real db.insert for ParamDB",
@@ -324,6 +338,10 @@ def run_benchmark(args) -> dict:
         "docs_per_min_paramdb_e2e": round(dpm(ins_doc_s), 3),
         "speedup_vs_reference": round(ref_doc_s / pdb_doc_s, 2),
         "speedup_vs_sequential": round(seq_doc_s / pdb_doc_s, 2),
+        # The same trainer without stop_loss (every document all epochs): what batching alone buys.
+        "s_per_doc_paramdb_fixed_epochs": fixed_doc_s and round(fixed_doc_s, 3),
+        "speedup_vs_sequential_fixed_epochs": fixed_doc_s and round(seq_doc_s / fixed_doc_s, 2),
+        "prag_acc_paramdb_fixed_epochs": None if fixed_acc is None else round(fixed_acc, 3),
         "prag_acc_reference": None if ref_acc is None else round(ref_acc, 3),
         "prag_acc_sequential": round(seq_acc, 3), "prag_acc_paramdb": round(pdb_acc, 3),
         "closed_acc": round(closed_acc, 3),
@@ -332,6 +350,7 @@ def run_benchmark(args) -> dict:
         "peak_rss_mb_paramdb": round(p_pdb.peak_mb), "peak_rss_mb_paramdb_insert": round(p_ins.peak_mb),
         "peak_rss_mb_phase": {"augment": round(p_aug.peak_mb), "reference": round(p_ref.peak_mb),
                               "sequential": round(p_seq.peak_mb), "paramdb": round(p_pdb.peak_mb),
+                              "paramdb_fixed": p_fixed and round(p_fixed.peak_mb),
                               "paramdb_insert": round(p_ins.peak_mb), "eval": round(p_eval.peak_mb)},
         "reference_steps_per_doc_full": round(sum(ref_stats.samples) * s.epochs / m, 1),
         "total_s": round(time.perf_counter() - t_start, 1),
@@ -358,7 +377,15 @@ def print_table(r: dict) -> None:
         ("(b) sequential PEFT, no padding", r["s_per_doc_sequential"], r["docs_per_min_sequential"],
          r["docs_per_min_sequential_e2e"], ph["sequential"], acc(r["prag_acc_sequential"]), "all docs"),
         ("(c) ParamDB train_adapters", r["s_per_doc_paramdb"], r["docs_per_min_paramdb"],
-         r["docs_per_min_paramdb_e2e"], ph["paramdb"], acc(r["prag_acc_paramdb"]), "all docs"),
+         r["docs_per_min_paramdb_e2e"], ph["paramdb"], acc(r["prag_acc_paramdb"]),
+         f"all docs; stop_loss {t['stop_loss']:g}: {r['epochs_mean_paramdb']:g} epochs/doc on average"),
+    ]
+    if r["s_per_doc_paramdb_fixed_epochs"]:
+        sd = r["s_per_doc_paramdb_fixed_epochs"]
+        rows.append(("(c0) ParamDB, all epochs (no stop)", sd, 60.0 / sd, float("nan"), ph["paramdb_fixed"],
+                     acc(r["prag_acc_paramdb_fixed_epochs"]),
+                     f"batching alone: {r['speedup_vs_sequential_fixed_epochs']:.2f}x vs sequential"))
+    rows += [
         ("(c') ParamDB db.insert (e2e)", r["s_per_doc_paramdb_insert"], r["docs_per_min_paramdb_e2e"],
          r["docs_per_min_paramdb_e2e"], ph["paramdb_insert"], "", "augment+embed+train+write"),
     ]
