@@ -12,25 +12,35 @@ from statistics import mean
 from typing import Callable
 
 from . import evaluation
-from .config import MODES
+from .config import MODES, adapter_weight_for
 from .errors import InvalidInput
 
 Report = Callable[[str], None]
 
 
-def _done(predictions: Path) -> dict[tuple[str, str], dict]:
+def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None) -> str:
+    """What an answer in ``mode`` depends on besides the store, as recorded with each prediction: a rerun with
+    other settings asks again instead of resuming from answers made another way."""
+    s: dict = {"k": k, "method": method}
+    if mode in ("prag", "combine"):
+        s |= {"merge": merge, "adapter_weight": adapter_weight_for(mode, adapter_weight)}
+    return json.dumps(s, sort_keys=True)
+
+
+def _done(predictions: Path) -> dict[tuple[str, str, str], dict]:
     out = {}
     if predictions.exists():
         for line in predictions.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                out[(row["mode"], row["id"])] = row
+                out[(row["mode"], row["id"], json.dumps(row.get("settings"), sort_keys=True))] = row
     return out
 
 
 def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = None,
         distractors: bool = False, method: str = "hybrid", predictions: str | Path | None = None,
-        batch_size: int = 8, merge: str = "mean", report: Report = lambda _msg: None) -> dict:
+        batch_size: int = 8, merge: str = "mean", adapter_weight: float | None = None,
+        report: Report = lambda _msg: None) -> dict:
     """Per mode: EM-in-output, token F1, seconds per question; plus recall@k of the gold passages."""
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -49,23 +59,24 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
               "modes": {}}
     with open(pred_path, "a") as out:
         for mode in modes:
-            todo = [it for it in items if (mode, it.id) not in done]
+            settings = _settings(mode, k, method, merge, adapter_weight)
+            todo = [it for it in items if (mode, it.id, settings) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
                 t0 = time.perf_counter()
                 answers = db.generate_batch([it.question for it in chunk], k=k, mode=mode, method=method,
-                                            merge=merge)
+                                            merge=merge, adapter_weight=adapter_weight)
                 per_q = (time.perf_counter() - t0) / len(chunk)
                 for it, ans in zip(chunk, answers):
                     row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,
                            "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
-                           **evaluation.score(ans.text, it.answers)}
-                    done[(mode, it.id)] = row
+                           "settings": json.loads(settings), **evaluation.score(ans.text, it.answers)}
+                    done[(mode, it.id, settings)] = row
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 report(f"  {mode}: {min(i + batch_size, len(todo))}/{len(todo)} questions")
-            rows = [done[(mode, it.id)] for it in items]
-            result["modes"][mode] = {"em": round(mean(float(r["em"]) for r in rows), 4),
+            rows = [done[(mode, it.id, settings)] for it in items]
+            result["modes"][mode] = {"settings": json.loads(settings),"em": round(mean(float(r["em"]) for r in rows), 4),
                                      "f1": round(mean(r["f1"] for r in rows), 4),
                                      "s_per_q": round(mean(r["s"] for r in rows), 3)}
     result["predictions"] = str(pred_path)

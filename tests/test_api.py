@@ -11,7 +11,7 @@ import torch
 from conftest import FAST_TRAINING, make_tiny_lm
 from paramdb import Answer, Document, ModelMismatch, ParamDB, UnknownId
 from paramdb.errors import InvalidInput
-from paramdb.config import MODES
+from paramdb.config import MODES, adapter_weight_for
 from paramdb.knowledge.lora import side_path
 from paramdb.storage.codec import encode_vector
 from paramdb.storage.meta import MetaStore
@@ -245,6 +245,26 @@ def test_mean_merge_weighs_each_of_k_adapters_one_kth(library):
     mean, total = library._merged_factors(blob_keys, "mean"), library._merged_factors(blob_keys, "sum")
     for (a, b), (ta, tb) in zip(mean, total):
         assert torch.equal(a, ta) and torch.allclose(b * 2, tb)
+
+
+def test_adapter_weight_scales_the_merged_adapters_b_factors(library):
+    blob_keys = [[library._meta.get([h.id])[0]["blob_key"] for h in library.query("Which animal purrs?", k=2)]]
+    full, half = library._merged_factors(blob_keys, "mean"), library._merged_factors(blob_keys, "mean", 0.5)
+    for (a, b), (ha, hb) in zip(full, half):
+        assert torch.equal(a, ha) and torch.allclose(b * 0.5, hb)
+
+
+def test_combine_uses_half_weight_adapters_unless_told_otherwise(library):
+    q = "Which animal purrs?"
+    assert adapter_weight_for("combine", None) == 0.5 and adapter_weight_for("prag", None) == 1.0
+    default = library.generate(q, mode="combine", max_new_tokens=4).text
+    assert default == library.generate(q, mode="combine", max_new_tokens=4, adapter_weight=0.5).text
+
+
+@pytest.mark.parametrize("weight", [-0.5, float("nan"), float("inf"), "1", True])
+def test_a_bad_adapter_weight_is_refused(library, weight):
+    with pytest.raises(InvalidInput, match="adapter_weight"):
+        library.generate("Which animal purrs?", adapter_weight=weight)
 
 
 def test_an_unknown_merge_is_refused(library):

@@ -239,4 +239,6 @@ def test_cli_operations_on_bad_paths_give_one_line_errors_and_change_nothing(fil
     assert not_a_store.exit_code == 4 and "no store" in not_a_store.output
     bad_merge = runner.invoke(main, ["generate", str(store_path), "a question", "--merge", "max"])
     assert bad_merge.exit_code == 2 and "--merge" in bad_merge.output
+    bad_weight = runner.invoke(main, ["generate", str(store_path), "a question", "--adapter-weight", "-1"])
+    assert bad_weight.exit_code == 2 and "--adapter-weight" in bad_weight.output
     assert sorted(p.name for p in store_path.iterdir()) == before

@@ -14,8 +14,8 @@ from paramdb.config import MODES
 from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
-from .options import (device_option, json_option, k_option, merge_option, method_option, store_argument,
-                      where_options)
+from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
+                      store_argument, where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -225,18 +225,19 @@ def query(store, text, k, method, where, as_json):
 @where_options
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
 @merge_option
+@adapter_weight_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Questions generated together (with --questions).")
 @device_option
 @json_option
-def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, merge, batch_size, device,
-             as_json):
+def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, merge, adapter_weight,
+             batch_size, device, as_json):
     """Answer QUESTION (or every question of --questions) from the store's documents."""
     if (question is None) == (questions_file is None):
         raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
     opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method,
-            "merge": merge}
+            "merge": merge, "adapter_weight": adapter_weight}
     with open_store(store, device=device) as db:
         if question is not None:
             answer = db.generate(question, **opts)

@@ -9,7 +9,7 @@ from paramdb import evaluate
 from paramdb.config import MODES
 
 from . import commands
-from .options import device_option, json_option, k_option, merge_option, method_option
+from .options import adapter_weight_option, device_option, json_option, k_option, merge_option, method_option
 
 
 @click.command(name="eval")
@@ -27,10 +27,11 @@ from .options import device_option, json_option, k_option, merge_option, method_
 @click.option("--predictions", default=None, metavar="FILE", help="Per-item predictions (JSONL, resumed).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @merge_option
+@adapter_weight_option
 @device_option
 @json_option
 def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, predictions, batch_size, merge,
-          device, as_json):
+          adapter_weight, device, as_json):
     """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
     recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes."""
     if retrieval_only:
@@ -47,7 +48,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
-                              batch_size=batch_size, merge=merge, report=lambda msg: click.echo(msg, err=True))
+                              batch_size=batch_size, merge=merge, adapter_weight=adapter_weight, report=lambda msg: click.echo(msg, err=True))
     if as_json:
         commands.echo_json(result)
         return

@@ -25,6 +25,10 @@ method_option = click.option("--method", default="hybrid", show_default=True,
 merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean", show_default=True,
                             help="Combine the k adapters at weight 1/k each (mean) or 1 each (sum, as PRAG).")
 
+adapter_weight_option = click.option(
+    "--adapter-weight", type=click.FloatRange(min=0), default=None, metavar="W",
+    help="Scale of the merged adapters [default: 1 in prag, 0.5 in combine, where the passages are in context].")
+
 device_option = click.option("--device", default=None, metavar="DEVICE",
                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")
 
