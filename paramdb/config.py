@@ -19,7 +19,7 @@ MODES = ("prag", "icl", "combine", "closed")
 MERGES = ("mean", "sum")   # how the k retrieved adapters combine: weight 1/k each, or 1 each (PRAG)
 # The merged adapters' weight per mode, unless the caller gives one. With the passages in context the adapters
 # only need to add to them; at full weight they override the context (PopQA, 20 items, k=3: combine F1 0.069
-# at 1.0, 0.150 at 0.5, against icl's 0.120; README "Answer quality").
+# at 1.0, 0.150 at 0.5, against icl's 0.120; README "Evaluation").
 ADAPTER_WEIGHTS = {"prag": 1.0, "combine": 0.5}
 
 # Calibrated on a fictional-facts set (tools/calibrate_training.py, README "Performance"). PRAG's published

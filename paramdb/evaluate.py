@@ -18,13 +18,17 @@ from .errors import InvalidInput
 Report = Callable[[str], None]
 
 
-def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None) -> str:
+def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None) -> dict:
     """What an answer in ``mode`` depends on besides the store, as recorded with each prediction: a rerun with
     other settings asks again instead of resuming from answers made another way."""
     s: dict = {"k": k, "method": method}
     if mode in ("prag", "combine"):
         s |= {"merge": merge, "adapter_weight": adapter_weight_for(mode, adapter_weight)}
-    return json.dumps(s, sort_keys=True)
+    return s
+
+
+def _key(mode: str, item_id: str, settings: dict | None) -> tuple[str, str, str]:
+    return mode, item_id, json.dumps(settings, sort_keys=True)
 
 
 def _done(predictions: Path) -> dict[tuple[str, str, str], dict]:
@@ -33,7 +37,7 @@ def _done(predictions: Path) -> dict[tuple[str, str, str], dict]:
         for line in predictions.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                out[(row["mode"], row["id"], json.dumps(row.get("settings"), sort_keys=True))] = row
+                out[_key(row["mode"], row["id"], row.get("settings"))] = row
     return out
 
 
@@ -60,7 +64,7 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
     with open(pred_path, "a") as out:
         for mode in modes:
             settings = _settings(mode, k, method, merge, adapter_weight)
-            todo = [it for it in items if (mode, it.id, settings) not in done]
+            todo = [it for it in items if _key(mode, it.id, settings) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
                 t0 = time.perf_counter()
@@ -70,13 +74,13 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
                 for it, ans in zip(chunk, answers):
                     row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,
                            "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
-                           "settings": json.loads(settings), **evaluation.score(ans.text, it.answers)}
-                    done[(mode, it.id, settings)] = row
+                           "settings": settings, **evaluation.score(ans.text, it.answers)}
+                    done[_key(mode, it.id, settings)] = row
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
                 report(f"  {mode}: {min(i + batch_size, len(todo))}/{len(todo)} questions")
-            rows = [done[(mode, it.id, settings)] for it in items]
-            result["modes"][mode] = {"settings": json.loads(settings),"em": round(mean(float(r["em"]) for r in rows), 4),
+            rows = [done[_key(mode, it.id, settings)] for it in items]
+            result["modes"][mode] = {"settings": settings, "em": round(mean(float(r["em"]) for r in rows), 4),
                                      "f1": round(mean(r["f1"] for r in rows), 4),
                                      "s_per_q": round(mean(r["s"] for r in rows), 3)}
     result["predictions"] = str(pred_path)

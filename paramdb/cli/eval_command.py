@@ -48,7 +48,8 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
-                              batch_size=batch_size, merge=merge, adapter_weight=adapter_weight, report=lambda msg: click.echo(msg, err=True))
+                              batch_size=batch_size, merge=merge, adapter_weight=adapter_weight,
+                              report=lambda msg: click.echo(msg, err=True))
     if as_json:
         commands.echo_json(result)
         return
