@@ -78,10 +78,10 @@ def assert_error(result, code: int, *fragments: str) -> str:
 # ------------------------------------------------------------------------------------------ init
 def test_init_creates_a_store_with_training_overrides(tmp_path, opened):
     path = tmp_path / "new"
-    result = run("init", path, "--epochs", 1, "--rank", 2, "--lr", 0.01)
+    result = run("init", path, "--epochs", 1, "--rank", 2, "--lr", 0.01, "--stop-loss", 0)
     assert result.exit_code == 0, result.output
     assert "created store" in result.stdout
-    assert opened[-1]["create"] and opened[-1]["training"] == {"epochs": 1, "rank": 2, "lr": 0.01}
+    assert opened[-1]["create"] and opened[-1]["training"] == {"epochs": 1, "rank": 2, "lr": 0.01, "stop_loss": 0}
     assert stored_ids(path) == []
 
 

@@ -85,12 +85,15 @@ class InsertProgress:
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs per document.")
 @click.option("--rank", type=click.IntRange(min=1), default=None, help="LoRA rank.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
+@click.option("--stop-loss", type=click.FloatRange(min=0), default=None,
+              help="A document stops training after an epoch whose mean loss is below this (0: all epochs).")
 @device_option
-def init(store, model, embedder, meta_url, epochs, rank, lr, device):
+def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
     """Create a new store at STORE (fixes its base model, embedder and training settings)."""
     if Layout(Path(store)).exists():     # open(create=True) would silently open an existing store
         raise StoreExists(f"a store already exists at {store}")
-    training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr}.items() if v is not None}
+    training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr, "stop_loss": stop_loss}.items()
+                if v is not None}
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
                     training=training or None) as db:
         click.echo(f"created store at {db.path} (base model: {db.config.model})")
