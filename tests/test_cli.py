@@ -85,6 +85,12 @@ def test_init_creates_a_store_with_training_overrides(tmp_path, opened):
     assert stored_ids(path) == []
 
 
+def test_init_refuses_a_negative_stop_loss_and_creates_nothing(tmp_path):
+    result = run("init", tmp_path / "new", "--stop-loss", -0.1)
+    assert result.exit_code == 2 and "--stop-loss" in result.output
+    assert not (tmp_path / "new").exists()
+
+
 def test_init_refuses_an_existing_store(store):
     assert_error(run("init", store), 4, "already exists", store)
     assert stored_ids(store) == IDS
