@@ -185,15 +185,15 @@ def _rows(lengths: list[int]) -> list:
     return [(i, ([0] * n, [0] * n)) for i, n in enumerate(lengths)]
 
 
-def _padded(chunks: list) -> int:
-    return sum(len(c) * max(len(r[1][0]) for r in c) for c in chunks)
+def _chunk_tokens(chunk: list) -> int:
+    return len(chunk) * max(len(r[1][0]) for r in chunk)
 
 
 def test_token_chunks_keep_every_row_once_and_stay_within_the_budget():
     lengths = [34, 38, 38, 39, 40, 42, 45, 46, 47, 51, 53, 54, 56, 62, 69, 300]
     chunks = _token_chunks(_rows(lengths), budget=512)
     assert sorted(i for c in chunks for i, _ in c) == list(range(len(lengths)))
-    assert all(len(c) * max(len(r[1][0]) for r in c) <= 512 for c in chunks if len(c) > 1)
+    assert all(_chunk_tokens(c) <= 512 for c in chunks if len(c) > 1)
     assert [len(r[1][0]) for r in chunks[-1]] == [300]       # a row alone is never refused
 
 
@@ -201,5 +201,5 @@ def test_token_chunks_cut_where_padding_costs_more_than_another_chunk():
     short, long_ = [20] * 16, [200] * 4                      # one chunk would pad 16 rows from 20 to 200 tokens
     chunks = _token_chunks(_rows(short + long_), budget=10_000, overhead=48)
     assert [len(c) for c in chunks] == [16, 4]
-    assert _padded(chunks) == 16 * 20 + 4 * 200
+    assert sum(map(_chunk_tokens, chunks)) == 16 * 20 + 4 * 200
     assert len(_token_chunks(_rows([40, 41, 42, 43]), budget=10_000, overhead=48)) == 1   # not worth a cut

@@ -220,6 +220,19 @@ def accuracy(lm, items: list[dict], adapters_by_id: dict | None, scale: float) -
     return sum(marks) / len(marks), [(q, t, m) for (_, q, _), t, m in zip(qs, texts, marks)]
 
 
+def train_in_batches(lm, samples: list, keys: list[str], settings, batch_size: int, report=None,
+                     name: str | None = None) -> list[dict]:
+    """``train_adapters`` over batches of ``batch_size`` documents, as ``db.insert`` cuts them."""
+    from paramdb.knowledge.train import train_adapters
+
+    out: list[dict] = []
+    for i in range(0, len(keys), batch_size):
+        out += train_adapters(lm, samples[i:i + batch_size], keys[i:i + batch_size], settings, report)
+        if name:
+            log(f"  {name} {len(out)}/{len(keys)}")
+    return out
+
+
 # ---------------------------------------------------------------- the throughput benchmark
 def run_benchmark(args) -> dict:
     import torch
@@ -227,7 +240,7 @@ def run_benchmark(args) -> dict:
     from paramdb import ParamDB
     from paramdb.knowledge.augment import build_samples
     from paramdb.knowledge.models import load_model
-    from paramdb.knowledge.train import TrainReport, train_adapters
+    from paramdb.knowledge.train import TrainReport
     from prag_reference import PRAG_MAX_LENGTH, train_prag_reference, train_sequential
 
     t_start = time.perf_counter()
@@ -252,10 +265,7 @@ def run_benchmark(args) -> dict:
 
         def train_all(settings, name, report=None):
             with Phase(f"{name} train_adapters, batches of {batch_size}") as phase:
-                out = []
-                for i in range(0, len(items), batch_size):
-                    out += train_adapters(lm, samples[i:i + batch_size], keys[i:i + batch_size], settings, report)
-                    log(f"  {name} {len(out)}/{len(items)}")
+                out = train_in_batches(lm, samples, keys, settings, batch_size, report, name)
             return out, phase
 
         pdb_report = TrainReport()

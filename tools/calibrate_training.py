@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_insert import accuracy, fictional_docs, log  # noqa: E402
+from bench_insert import accuracy, fictional_docs, log, train_in_batches  # noqa: E402
 
 
 def parse_overrides(text: str) -> dict:
@@ -45,7 +45,7 @@ def main() -> None:
     from paramdb.knowledge.augment import build_samples
     from paramdb.knowledge.models import load_model
     from paramdb.knowledge.settings import AugmentSettings
-    from paramdb.knowledge.train import TrainReport, train_adapters
+    from paramdb.knowledge.train import TrainReport
 
     items = fictional_docs(args.docs)
     texts, keys = [it["text"] for it in items], [it["id"] for it in items]
@@ -55,9 +55,8 @@ def main() -> None:
     results = []
     for text in args.variants or ["stop_loss=0", ""]:
         s = dataclasses.replace(base, **parse_overrides(text))
-        report, t0, adapters = TrainReport(), time.perf_counter(), []
-        for i in range(0, len(items), args.batch_size):
-            adapters += train_adapters(lm, samples[i:i + args.batch_size], keys[i:i + args.batch_size], s, report)
+        report, t0 = TrainReport(), time.perf_counter()
+        adapters = train_in_batches(lm, samples, keys, s, args.batch_size, report)
         seconds = time.perf_counter() - t0
         acc, _ = accuracy(lm, items, dict(zip(keys, adapters)), s.scale)
         row = {"set": text or "(defaults)", "s_per_doc": round(seconds / len(items), 2),
