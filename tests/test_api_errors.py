@@ -183,3 +183,20 @@ def test_creating_a_store_in_a_non_empty_folder_raises_store_exists(tmp_path, ti
         ParamDB.open(folder, create=True, model=tiny_lm, embedder=embedder)
     message(err, str(folder))
     assert [p.name for p in folder.iterdir()] == ["todo.txt"]
+
+
+@pytest.mark.parametrize("training, culprit", [
+    ({"stop_loss": -1}, "stop_loss"), ({"epochs": 0}, "epochs"), ({"lr": 0}, "lr"),
+    ({"lr": float("nan")}, "lr"), ({"rank": "4"}, "rank"), ({"epochs": 2.5}, "epochs"), ({"rank": True}, "rank")])
+def test_out_of_range_training_settings_are_refused_and_create_nothing(tmp_path, tiny_lm, embedder, training,
+                                                                       culprit):
+    path = tmp_path / "store"
+    with pytest.raises(InvalidInput) as err:
+        ParamDB.create(path, model=tiny_lm, embedder=embedder, training=training)
+    message(err, culprit)
+    assert not path.exists()
+
+
+def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path, tiny_lm, embedder):
+    with ParamDB.create(tmp_path / "store", model=tiny_lm, embedder=embedder, training={"lr": 1}) as db:
+        assert db.config.training.lr == 1

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from paramdb.knowledge.lora import side_path
-from paramdb.knowledge.train import Sample, TrainReport, TrainSettings, _encode, _token_chunks, train_adapters
+from paramdb.knowledge.train import (Sample, TrainReport, TrainSettings, _encode, _init_factors, _token_chunks,
+                                     train_adapters)
 
 SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=2, samples_per_step=2, seed=0)
 EOS = "[SEP]"
@@ -78,14 +79,12 @@ def test_adapter_is_independent_of_batch_companions_and_position(tiny_lm):
 
 
 def test_initial_factors_come_from_the_documents_own_key_and_seed(tiny_lm):
-    frozen = dataclasses.replace(SETTINGS, lr=0.0)        # adapters stay at their initial values
-    same = doc("moon")
-    a_x, a_y, a_x_again = train_adapters(tiny_lm, [same, same, same], ["x", "y", "x"], frozen)
-    (a_x_seed1,) = train_adapters(tiny_lm, [same], ["x"], dataclasses.replace(frozen, seed=1))
-    name = next(k for k in a_x if k.endswith("lora_A"))
-    np.testing.assert_array_equal(a_x[name], a_x_again[name])
-    assert not np.array_equal(a_x[name], a_y[name])
-    assert not np.array_equal(a_x[name], a_x_seed1[name])
+    shapes = side_path(tiny_lm.model).shapes
+    (a, _), *_ = _init_factors(shapes, ["x", "y", "x"], SETTINGS, "cpu")
+    (a_seed1, _), *_ = _init_factors(shapes, ["x"], dataclasses.replace(SETTINGS, seed=1), "cpu")
+    assert torch.equal(a[0], a[2])
+    assert not torch.equal(a[0], a[1])
+    assert not torch.equal(a[0], a_seed1[0])
 
 
 def test_adapter_has_rank_by_in_and_out_by_rank_factors_for_every_target(tiny_lm):
@@ -100,12 +99,11 @@ def test_adapter_has_rank_by_in_and_out_by_rank_factors_for_every_target(tiny_lm
 
 
 def test_untrained_adapter_has_zero_b_and_leaves_outputs_unchanged(tiny_lm):
-    (adapter,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], dataclasses.replace(SETTINGS, lr=0.0))
-    for name, t in adapter.items():
-        assert t.any() if name.endswith("lora_A") else not t.any(), name
     sp = side_path(tiny_lm.model)
-    factors = [(torch.from_numpy(adapter[f"{n}.lora_A"]), torch.from_numpy(adapter[f"{n}.lora_B"]))
-               for n, _ in sp.modules]
+    initial = _init_factors(sp.shapes, ["cats"], SETTINGS, "cpu")
+    for a, b in initial:
+        assert a.any() and not b.any()
+    factors = [(a[0].detach(), b[0].detach()) for a, b in initial]
     ids = torch.tensor([tiny_lm.tokenizer("Cats land on their feet.", add_special_tokens=False).input_ids])
     with torch.no_grad():
         base = tiny_lm.model(input_ids=ids).logits

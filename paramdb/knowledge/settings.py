@@ -4,7 +4,27 @@ Kept free of torch so reading a store's configuration (and `paramdb --help`) sta
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+
+from ..errors import InvalidInput
+
+
+def _check(settings, what: str, minimum: dict[str, float], above: tuple[str, ...] = ()) -> None:
+    """Refuse a value that would fail hours later inside training (or silently train nothing): each field must
+    have its declared type (a bool is not a number here) and be finite and at least ``minimum``, or strictly
+    above it for the fields named in ``above``."""
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        kinds = {"bool": (bool,), "int": (int,), "float": (int, float)}[f.type]
+        if not isinstance(value, kinds) or (f.type != "bool" and isinstance(value, bool)):
+            raise InvalidInput(f"{what} setting {f.name!r} must be {f.type}, got {value!r}")
+        if f.name not in minimum:
+            continue
+        low = minimum[f.name]
+        if not math.isfinite(value) or value < low or (f.name in above and value == low):
+            bound = f"> {low:g}" if f.name in above else f">= {low:g}"
+            raise InvalidInput(f"{what} setting {f.name!r} must be a finite number {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -14,6 +34,10 @@ class AugmentSettings:
     max_sentences: int = 12         # per document; long documents keep their first sentences
     max_question_tokens: int = 32
     batch_size: int = 16            # prompts per batched generation
+
+    def __post_init__(self) -> None:
+        _check(self, "augment", {"questions_per_sentence": 1, "max_sentences": 1, "max_question_tokens": 1,
+                                 "batch_size": 1})
 
 
 @dataclass(frozen=True)
@@ -27,6 +51,10 @@ class TrainSettings:
     max_length: int = 384          # tokens per sample, longer samples are cut
     max_batch_tokens: int = 2048   # padded tokens per forward/backward: bounds activation memory (~1.2 MB/token on 135M)
     stop_loss: float = 0.0         # a document stops after an epoch whose mean training loss is below this (0: never)
+
+    def __post_init__(self) -> None:
+        _check(self, "training", {"rank": 1, "alpha": 0, "lr": 0, "epochs": 1, "samples_per_step": 1, "max_length": 1,
+                      "max_batch_tokens": 1, "stop_loss": 0}, above=("alpha", "lr"))
 
     @property
     def scale(self) -> float:
