@@ -99,12 +99,21 @@ class ParamDB:
             model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
             ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
             training=apply_overrides(default_training(n_params), training, "training"))
+        made_dir = not layout.root.exists()
         url = layout.create(FORMAT_VERSION, meta_url)
-        meta = MetaStore(url)
-        meta.create_all()
-        meta.set_info("config", config.to_json())
-        blobs = BlobStore(layout.blobs)
-        layout.commit_marker()
+        meta = blobs = None
+        try:
+            meta = MetaStore(url)
+            meta.create_all()
+            meta.set_info("config", config.to_json())
+            blobs = BlobStore(layout.blobs)
+            layout.commit_marker()
+        except BaseException:     # a failed create leaves the path as it found it, so a retry can succeed
+            for part in (blobs, meta):
+                if part is not None:
+                    part.close()
+            layout.discard(made_dir)
+            raise
         return cls(layout, meta, blobs, config, lm, emb, device, lock_timeout)
 
     def close(self) -> None:

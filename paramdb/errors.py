@@ -90,3 +90,9 @@ class ExecutorError(ParamDBError):
     """A distributed executor could not run: Ray not installed, cluster unreachable or short of workers."""
 
     exit_code = 8
+
+
+class MetadataUnavailable(ParamDBError):
+    """The store's SQL database could not be reached: server down, wrong URL or credentials, missing folder."""
+
+    exit_code = 9

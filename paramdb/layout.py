@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,15 @@ class Layout:
         with os.fdopen(fd, "w") as f:
             json.dump(info, f)
         return meta_url or self.default_meta_url
+
+    def discard(self, made_dir: bool) -> None:
+        """Undo a create whose marker was never committed: remove the folder if create made it, else only
+        what was put in it (it was empty before), so a retry finds the path as it was."""
+        if made_dir:
+            shutil.rmtree(self.root, ignore_errors=True)
+        elif self.root.exists():
+            for child in self.root.iterdir():
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
     def read_marker(self) -> tuple[int, str]:
         """(format version, metadata URL) of an existing store, whatever its format."""

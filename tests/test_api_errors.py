@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import FAST_TRAINING
-from paramdb import (Document, DuplicateId, InvalidFilter, InvalidInput, ParamDB, StoreExists, StoreNotFound,
-                     UnknownId)
+from paramdb import (Document, DuplicateId, InvalidFilter, InvalidInput, MetadataUnavailable, ParamDB,
+                     StoreExists, StoreNotFound, UnknownId)
 from paramdb.config import MODES
 from paramdb.documents import coerce
 
@@ -200,3 +200,27 @@ def test_out_of_range_training_settings_are_refused_and_create_nothing(tmp_path,
 def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path, tiny_lm, embedder):
     with ParamDB.create(tmp_path / "store", model=tiny_lm, embedder=embedder, training={"lr": 1}) as db:
         assert db.config.training.lr == 1
+
+
+def test_create_on_a_database_holding_another_store_is_refused_and_that_store_kept(store, tmp_path, tiny_lm,
+                                                                                     embedder):
+    url = f"sqlite:///{(store.path / 'meta.sqlite').resolve()}"
+    before = snapshot(store), store._meta.get_info("config")
+    with pytest.raises(StoreExists) as err:
+        ParamDB.create(tmp_path / "second", model=tiny_lm, embedder=embedder, meta_url=url,
+                       training={"epochs": 7})
+    message(err, "meta.sqlite", "already holds")
+    assert not (tmp_path / "second").exists()
+    assert (snapshot(store), store._meta.get_info("config")) == before
+
+
+def test_a_failed_create_leaves_an_empty_folder_empty_so_a_retry_succeeds(tmp_path, tiny_lm, embedder):
+    folder = tmp_path / "store"
+    folder.mkdir()
+    unreachable = f"sqlite:///{tmp_path / 'no' / 'such' / 'dir' / 'meta.sqlite'}"
+    with pytest.raises(MetadataUnavailable) as err:
+        ParamDB.create(folder, model=tiny_lm, embedder=embedder, meta_url=unreachable)
+    message(err, "no/such/dir/meta.sqlite", "unable to open")
+    assert folder.exists() and not any(folder.iterdir())
+    with ParamDB.create(folder, model=tiny_lm, embedder=embedder) as db:
+        assert len(db) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -94,6 +95,18 @@ def test_init_refuses_a_negative_stop_loss_and_creates_nothing(tmp_path):
 def test_init_refuses_an_existing_store(store):
     assert_error(run("init", store), 4, "already exists", store)
     assert stored_ids(store) == IDS
+
+
+def test_init_with_an_unreachable_meta_url_exits_9_and_leaves_no_folder(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gone' / 'meta.sqlite'}"
+    assert_error(run("init", tmp_path / "new", "--meta-url", url), 9, "cannot connect", "gone/meta.sqlite")
+    assert not (tmp_path / "new").exists()
+
+
+def test_init_on_a_meta_url_holding_another_store_exits_4_and_keeps_that_store(store, tmp_path):
+    url = f"sqlite:///{Path(store).resolve() / 'meta.sqlite'}"
+    assert_error(run("init", tmp_path / "new", "--meta-url", url), 4, "already holds")
+    assert stored_ids(store) == IDS and not (tmp_path / "new").exists()
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -13,7 +13,6 @@ itself (a killed one leaves DST without a marker, to be removed by hand).
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +72,7 @@ def copy_store(src: str | Path, dst: str | Path, meta_url: str | None = None, *,
             if dst_meta is not None:
                 dst_meta.close()
                 dst_meta = None
-            _remove(target.root, made_dir)
+            target.discard(made_dir)
             raise
         finally:
             src_blobs.close()
@@ -122,11 +121,3 @@ def _drop_tables(meta: MetaStore) -> None:
     with meta.transaction(write=True) as conn:
         for table in ("documents", "store_info", "alembic_version"):
             conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
-
-
-def _remove(root: Path, made_dir: bool) -> None:
-    if made_dir:
-        shutil.rmtree(root, ignore_errors=True)
-    elif root.exists():
-        for child in root.iterdir():
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 
-from paramdb.errors import DuplicateId, InvalidInput, UnknownId
+from paramdb.errors import DuplicateId, InvalidInput, MetadataUnavailable, StoreExists, UnknownId
 from paramdb.storage import schema
 from paramdb.storage.codec import BLOB_FORMAT
 from paramdb.storage.hashes import fill_text_sha256, text_sha256
@@ -80,12 +80,17 @@ class MetaStore:
             sa.event.listen(self._engine, "begin", _sqlite_begin)
 
     def create_all(self) -> None:
-        """Make the tables by running every migration from empty (a no-op on a database at the head)."""
+        """Make the tables in an empty database by running every migration from empty.
+
+        Refused (StoreExists) where the database already holds a store's tables: a new store's config and
+        rows written over another store's would orphan that store's adapters."""
         with self._tx(write=True) as conn:
+            if schema.has_tables(conn):
+                raise StoreExists(f"metadata database {self.url.render_as_string()} already holds a ParamDB "
+                                  "store's tables; give an empty database")
             schema.upgrade(conn)
-            for key, value in (("generation", 0), ("blob_format", BLOB_FORMAT)):
-                if conn.execute(sa.select(store_info.c.key).where(store_info.c.key == key)).first() is None:
-                    conn.execute(sa.insert(store_info).values(key=key, value=json.dumps(value)))
+            conn.execute(sa.insert(store_info), [{"key": key, "value": json.dumps(value)}
+                                                 for key, value in (("generation", 0), ("blob_format", BLOB_FORMAT))])
 
     def upgrade_schema(self) -> tuple[str | None, str]:
         """Migrate the SQL schema to the head revision and back-fill ``text_sha256`` in one transaction.
@@ -105,7 +110,13 @@ class MetaStore:
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Connection]:
         """One transaction; on SQLite writes take the write lock up front so check-then-write is safe."""
-        with self._engine.connect() as conn:
+        try:
+            connection = self._engine.connect()
+        except sa_exc.DBAPIError as exc:
+            reason = " ".join(str(exc.orig).split())
+            raise MetadataUnavailable(f"cannot connect to metadata database {self.url.render_as_string()}: "
+                                      f"{reason}") from None
+        with connection as conn:
             if write:
                 conn.execution_options(paramdb_write=True)
             with conn.begin():
