@@ -224,3 +224,14 @@ def test_a_failed_create_leaves_an_empty_folder_empty_so_a_retry_succeeds(tmp_pa
     assert folder.exists() and not any(folder.iterdir())
     with ParamDB.create(folder, model=tiny_lm, embedder=embedder) as db:
         assert len(db) == 0
+
+
+@pytest.mark.parametrize("url, error, culprit", [
+    ("notaurl", InvalidInput, "not a database URL"),
+    ("nosuchdb+nodriver://h/db", MetadataUnavailable, "no database driver")])
+def test_create_with_an_unusable_meta_url_names_it_and_makes_nothing(tmp_path, tiny_lm, embedder, url, error,
+                                                                     culprit):
+    with pytest.raises(error) as err:
+        ParamDB.create(tmp_path / "store", model=tiny_lm, embedder=embedder, meta_url=url)
+    message(err, culprit, url.split(":")[0])
+    assert not (tmp_path / "store").exists()

@@ -49,12 +49,13 @@ class TrainSettings:
     samples_per_step: int = 4      # rows per document per optimizer step
     seed: int = 0
     max_length: int = 384          # tokens per sample, longer samples are cut
-    max_batch_tokens: int = 2048   # padded tokens per forward/backward: bounds activation memory (~1.2 MB/token on 135M)
+    max_batch_tokens: int = 2048   # padded tokens per forward/backward: bounds activation memory
+                                   # (~1.2 MB/token on 135M)
     stop_loss: float = 0.0         # a document stops after an epoch whose mean training loss is below this (0: never)
 
     def __post_init__(self) -> None:
-        _check(self, "training", {"rank": 1, "alpha": 0, "lr": 0, "epochs": 1, "samples_per_step": 1, "max_length": 1,
-                      "max_batch_tokens": 1, "stop_loss": 0}, above=("alpha", "lr"))
+        _check(self, "training", {"rank": 1, "alpha": 0, "lr": 0, "epochs": 1, "samples_per_step": 1,
+                                  "max_length": 1, "max_batch_tokens": 1, "stop_loss": 0}, above=("alpha", "lr"))
 
     @property
     def scale(self) -> float:

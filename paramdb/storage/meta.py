@@ -71,10 +71,18 @@ class MetaStore:
     """The ``documents`` and ``store_info`` tables behind one SQLAlchemy engine."""
 
     def __init__(self, url: str):
-        self.url = sa.make_url(url)
+        try:
+            self.url = sa.make_url(url)
+        except sa_exc.ArgumentError:
+            raise InvalidInput(f"{url!r} is not a database URL (e.g. sqlite:///path/meta.sqlite, "
+                               "postgresql+psycopg://user@host/db)") from None
         self._sqlite = self.url.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}} if self._sqlite else {}
-        self._engine = sa.create_engine(self.url, **kwargs)
+        try:
+            self._engine = sa.create_engine(self.url, **kwargs)
+        except (sa_exc.NoSuchModuleError, ImportError) as exc:
+            raise MetadataUnavailable(f"no database driver for {self.url.render_as_string()}: {exc} "
+                                      "(install it; for PostgreSQL: pip install 'psycopg[binary]')") from None
         if self._sqlite:
             sa.event.listen(self._engine, "connect", _sqlite_connect)
             sa.event.listen(self._engine, "begin", _sqlite_begin)
