@@ -6,11 +6,10 @@ all of it is persisted in the store (``store_info['config']``) and reused on eve
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInput
-from .knowledge.settings import AugmentSettings, TrainSettings
+from .knowledge.settings import AugmentSettings, TrainSettings, check_number
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
@@ -36,8 +35,7 @@ def adapter_weight_for(mode: str, weight: float | None) -> float:
     """The merged adapters' weight in ``mode``: ``weight`` when given (a finite number ≥ 0), else the default."""
     if weight is None:
         return ADAPTER_WEIGHTS.get(mode, 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
-        raise InvalidInput(f"adapter_weight must be a finite number >= 0, got {weight!r}")
+    check_number("adapter_weight", weight, 0)
     return float(weight)
 
 

@@ -10,21 +10,26 @@ from dataclasses import dataclass, fields
 from ..errors import InvalidInput
 
 
+def check_number(name: str, value: object, low: float | None, *, above: bool = False,
+                 integer: bool = False) -> None:
+    """One rule for every numeric knob (settings here, the adapter weight at answer time): the declared type (a
+    bool is not a number here), and finite and at least ``low`` (strictly above it with ``above``)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise InvalidInput(f"{name} must be {'int' if integer else 'float'}, got {value!r}")
+    if low is not None and (not math.isfinite(value) or value < low or (above and value == low)):
+        raise InvalidInput(f"{name} must be a finite number {'>' if above else '>='} {low:g}, got {value!r}")
+
+
 def _check(settings, what: str, minimum: dict[str, float], above: tuple[str, ...] = ()) -> None:
-    """Refuse a value that would fail hours later inside training (or silently train nothing): each field must
-    have its declared type (a bool is not a number here) and be finite and at least ``minimum``, or strictly
-    above it for the fields named in ``above``."""
+    """Refuse a value that would fail hours later inside training (or silently train nothing)."""
     for f in fields(settings):
-        value = getattr(settings, f.name)
-        kinds = {"bool": (bool,), "int": (int,), "float": (int, float)}[f.type]
-        if not isinstance(value, kinds) or (f.type != "bool" and isinstance(value, bool)):
-            raise InvalidInput(f"{what} setting {f.name!r} must be {f.type}, got {value!r}")
-        if f.name not in minimum:
-            continue
-        low = minimum[f.name]
-        if not math.isfinite(value) or value < low or (f.name in above and value == low):
-            bound = f"> {low:g}" if f.name in above else f">= {low:g}"
-            raise InvalidInput(f"{what} setting {f.name!r} must be a finite number {bound}, got {value!r}")
+        value, name = getattr(settings, f.name), f"{what} setting {f.name!r}"
+        if f.type == "bool":
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{name} must be bool, got {value!r}")
+        else:
+            check_number(name, value, minimum.get(f.name), above=f.name in above, integer=f.type == "int")
 
 
 @dataclass(frozen=True)
