@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,18 @@ from .storage.meta import MetaStore
 from .types import Answer, Document, Hit
 
 Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
+
+
+@dataclass(frozen=True)
+class StoreParts:
+    """The storage under one open store, for the operator tools (paramdb.ops: backup, check) that must work
+    below the document API: snapshot the blobs, hold the writer lock, read every row. Applications never
+    need it; its shape follows the store layout, not a compatibility promise."""
+
+    layout: Layout
+    meta: MetaStore
+    blobs: BlobStore
+    lock: WriterLock
 
 
 class ParamDB:
@@ -325,6 +338,10 @@ class ParamDB:
                           "total": meta_bytes + blob_bytes + index_bytes}}
 
     # ---------------------------------------------------------------- operations (paramdb/ops)
+    @property
+    def parts(self) -> StoreParts:
+        return StoreParts(self._layout, self._meta, self._blobs, self._lock)
+
     def backup(self, archive: str | Path) -> dict:
         """Write a consistent snapshot of this store to one archive while writers go on; returns its
         manifest (format, model fingerprint, row count, sha256 of every member)."""

@@ -63,7 +63,7 @@ def build(out: Path) -> None:
             db.insert(FIXTURE_DOCS[3:])
             db.upsert(UPSERT)
             db.delete("gone")
-            db._blobs.copy_to(Path(tmp) / "compact.lmdb", compact=True)
+            db.parts.blobs.copy_to(Path(tmp) / "compact.lmdb", compact=True)
         store.mkdir(parents=True)
         shutil.copy2(work / "paramdb.json", store / "paramdb.json")
         src = sqlite3.connect(work / "meta.sqlite")

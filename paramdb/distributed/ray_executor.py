@@ -248,7 +248,7 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
 def _unstored(db: ParamDB, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
     """The documents still to parameterize: one stored with the same text and metadata is skipped (that
     is what makes a rerun resume); a taken id with other content is a DuplicateId unless ``upsert``."""
-    stored = {r["id"]: r for r in db._meta.get([d.id for d in batch])}
+    stored = {r["id"]: r for r in db.parts.meta.get([d.id for d in batch])}
     out = []
     for d in batch:
         row = stored.get(d.id)

@@ -39,10 +39,11 @@ def backup(db, archive: str | Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".paramdb-backup-", dir=archive.parent) as tmp:
         work = Path(tmp)
         meta_file, blobs_dir = work / arc.META, work / "blobs.lmdb"
+        parts = db.parts
         with contextlib.ExitStack() as locked:
-            locked.enter_context(db._lock.held("backup"))
-            with db._blobs.snapshot() as snap:
-                _snapshot_sql(db._meta, meta_file)
+            locked.enter_context(parts.lock.held("backup"))
+            with parts.blobs.snapshot() as snap:
+                _snapshot_sql(parts.meta, meta_file)
                 generation, rows = _sql_counts(meta_file)
                 locked.close()                 # writers go on: the read transaction keeps what it saw
                 snap.copy_to(blobs_dir)

@@ -71,24 +71,25 @@ def _rows(db) -> list[dict]:
     cols = [documents.c.rowid, documents.c.id, documents.c.text, documents.c.blob_key]
     if "text_sha256" in documents.c:
         cols.append(documents.c.text_sha256)
-    with db._meta._tx() as conn:
+    with db.parts.meta.transaction() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(documents.c.rowid))]
 
 
 def _check_sql(db, report: CheckReport) -> None:
-    if db._meta.url.get_backend_name() != "sqlite":
+    meta = db.parts.meta
+    if meta.url.get_backend_name() != "sqlite":
         return
-    with db._meta._tx() as conn:
+    with meta.transaction() as conn:
         result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check").fetchall()]
     if result != ["ok"]:
-        report.findings.append(Finding(ERROR, "sql-integrity", str(db._meta.url.database), "; ".join(result)[:300]))
+        report.findings.append(Finding(ERROR, "sql-integrity", str(meta.url.database), "; ".join(result)[:300]))
 
 
 def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
     """Every row: adapter present and passing its CRC, embedding present and of the store's width."""
     damaged: list[str] = []
     dim = db.config.embedding_dim
-    with db._blobs.reader() as r:
+    with db.parts.blobs.reader() as r:
         for row in rows:
             problems = []
             adapter, embedding = r.adapter(row["blob_key"]), r.embedding(row["blob_key"])
@@ -121,19 +122,21 @@ def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
 
 def _check_orphans(db, report: CheckReport, repair: bool) -> None:
     """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
+    meta, blobs = db.parts.meta, db.parts.blobs
+
     def orphans() -> list[str]:
-        live = {key for _, _, key in db._meta.all_rows_keys()}
-        return sorted((set(db._blobs.keys("adapters")) | set(db._blobs.keys("embeddings"))) - live)
+        live = {key for _, _, key in meta.all_rows_keys()}
+        return sorted((set(blobs.keys("adapters")) | set(blobs.keys("embeddings"))) - live)
 
     found = orphans()
     if not found:
         return
-    finding = Finding(NOTICE, "orphan-blobs", str(db._blobs.path),
+    finding = Finding(NOTICE, "orphan-blobs", str(blobs.path),
                       f"{len(found)} blob keys no row points at (left by an interrupted write)")
     report.findings.append(finding)
     if repair:
-        with db._lock.held("check --repair"):      # a writer between its two commits would look orphaned
-            db._blobs.delete(orphans())
+        with db.parts.lock.held("check --repair"):      # a writer between its two commits would look orphaned
+            blobs.delete(orphans())
         finding.repaired = True
 
 
@@ -150,9 +153,10 @@ def _check_indexes(db, report: CheckReport, repair: bool) -> None:
     from paramdb.storage.lexical import LexicalIndex
     from paramdb.storage.vectors import VectorIndex
 
-    gen = db._meta.generation()
-    live = {rowid for rowid, _, _ in db._meta.all_rows_keys()}
-    layout = db._layout
+    parts = db.parts
+    gen = parts.meta.generation()
+    live = {rowid for rowid, _, _ in parts.meta.all_rows_keys()}
+    layout = parts.layout
     for name, index in (("vectors", VectorIndex(layout.vectors, db.config.embedding_dim)),
                         ("lexical", LexicalIndex(layout.lexical))):
         if not index.load_or_none(gen):
