@@ -297,6 +297,12 @@ class ParamDB:
     def count(self, where: dict | None = None) -> int:
         return self._meta.count(where)
 
+    @property
+    def generation(self) -> int:
+        """A number that changes with every committed write (insert, upsert, delete): whatever was computed
+        from the store, such as an evaluation's answers, is still valid while it is unchanged."""
+        return self._meta.generation()
+
     def __len__(self) -> int:
         return self._meta.count()
 

@@ -18,10 +18,13 @@ from .errors import InvalidInput
 Report = Callable[[str], None]
 
 
-def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None) -> dict:
-    """What an answer in ``mode`` depends on besides the store, as recorded with each prediction: a rerun with
-    other settings asks again instead of resuming from answers made another way."""
-    s: dict = {"k": k, "method": method}
+def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None, generation: int) -> dict:
+    """What an answer in ``mode`` depends on, as recorded with each prediction: a rerun with other settings, or
+    on a store that has changed since (other passages to retrieve from), asks again instead of resuming from
+    answers made another way. Closed-book answers depend on neither."""
+    if mode == "closed":
+        return {}
+    s: dict = {"k": k, "method": method, "store_generation": generation}
     if mode in ("prag", "combine"):
         s |= {"merge": merge, "adapter_weight": adapter_weight_for(mode, adapter_weight)}
     return s
@@ -63,7 +66,7 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
               "modes": {}}
     with open(pred_path, "a") as out:
         for mode in modes:
-            settings = _settings(mode, k, method, merge, adapter_weight)
+            settings = _settings(mode, k, method, merge, adapter_weight, db.generation)
             todo = [it for it in items if _key(mode, it.id, settings) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]

@@ -47,7 +47,8 @@ def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["modes"]) == {"closed", "prag"} and result["items"] == 2
     assert set(result["modes"]["prag"]) == {"em", "f1", "s_per_q", "settings"}
-    assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "mean", "adapter_weight": 1.0}
+    assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "mean", "adapter_weight": 1.0,
+                                                   "store_generation": 1}
     assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert sorted((x["mode"], x["id"]) for x in rows) == [("closed", "q1"), ("closed", "q2"), ("prag", "q1"),
@@ -69,6 +70,16 @@ def test_eval_rerun_with_another_adapter_weight_asks_the_adapter_modes_again(dat
     assert sorted((x["mode"], x["settings"].get("adapter_weight")) for x in rows) == \
         [("closed", None)] * 2 + [("prag", 0.25)] * 2 + [("prag", 1.0)] * 2
     assert json.loads(r.stdout.strip().splitlines()[-1])["modes"]["prag"]["settings"]["adapter_weight"] == 0.25
+
+
+def test_eval_rerun_on_a_changed_store_asks_the_retrieval_modes_again(data, tmp_path):
+    assert _eval(data, tmp_path, "--limit", "1").exit_code == 0      # a store of q1's passage only
+    r = _eval(data, tmp_path)                                         # adds q2's passage: q1 could retrieve it
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted((x["mode"], x["id"]) for x in rows) == [("closed", "q1"), ("closed", "q2"), ("prag", "q1"),
+                                                          ("prag", "q1"), ("prag", "q2")]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["modes"]["prag"]["settings"]["store_generation"] == 2
 
 
 def test_eval_with_distractors_adds_their_passages(data, tmp_path):
