@@ -122,7 +122,7 @@ def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
 
 def _check_orphans(db, report: CheckReport, repair: bool) -> None:
     """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
-    meta, blobs = db.parts.meta, db.parts.blobs
+    meta, blobs, lock = db.parts.meta, db.parts.blobs, db.parts.lock
 
     def orphans() -> list[str]:
         live = {key for _, _, key in meta.all_rows_keys()}
@@ -135,7 +135,7 @@ def _check_orphans(db, report: CheckReport, repair: bool) -> None:
                       f"{len(found)} blob keys no row points at (left by an interrupted write)")
     report.findings.append(finding)
     if repair:
-        with db.parts.lock.held("check --repair"):      # a writer between its two commits would look orphaned
+        with lock.held("check --repair"):      # a writer between its two commits would look orphaned
             blobs.delete(orphans())
         finding.repaired = True
 
@@ -153,10 +153,9 @@ def _check_indexes(db, report: CheckReport, repair: bool) -> None:
     from paramdb.storage.lexical import LexicalIndex
     from paramdb.storage.vectors import VectorIndex
 
-    parts = db.parts
-    gen = parts.meta.generation()
-    live = {rowid for rowid, _, _ in parts.meta.all_rows_keys()}
-    layout = parts.layout
+    gen = db.generation
+    live = {rowid for rowid, _, _ in db.parts.meta.all_rows_keys()}
+    layout = db.parts.layout
     for name, index in (("vectors", VectorIndex(layout.vectors, db.config.embedding_dim)),
                         ("lexical", LexicalIndex(layout.lexical))):
         if not index.load_or_none(gen):
