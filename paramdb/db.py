@@ -23,7 +23,7 @@ from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
 from .knowledge.generate import greedy
-from .knowledge.inject import AdapterCache, from_stored, merge_flat
+from .knowledge.inject import AdapterCache, from_stored, merge_flat, question_scale
 from .knowledge.lora import DEFAULT_TARGETS, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
@@ -372,6 +372,27 @@ class ParamDB:
         from .ops.check import check
         return check(self, repair=repair)
 
+    # ---------------------------------------------------------------- adapters in other formats (paramdb/interop)
+    def export_peft(self, ids: str | Sequence[str] | None, path: str | Path, *, question: str | None = None,
+                    k: int = 3, where: dict | None = None, method: str = "hybrid", merge: str = "mean",
+                    adapter_weight: float | None = None, force: bool = False):
+        """Write adapters as PEFT LoRA folders that ``PeftModel.from_pretrained`` (vLLM, LoRAX, ...) loads:
+        one id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
+        ``generate(question, mode="prag")`` would apply. Returns a PeftExport."""
+        from .interop import peft_export
+        if (question is None) == (not ids):
+            raise InvalidInput("export either ids or a question's merged adapter, not both or neither")
+        if question is not None:
+            return peft_export.export_question(self, question, Path(path), k=k, where=where, method=method,
+                                               merge=merge, adapter_weight=adapter_weight, force=force)
+        return peft_export.export_rows(self, [ids] if isinstance(ids, str) else list(ids), Path(path), force)
+
+    def import_peft(self, path: str | Path, doc_id: str, text: str, metadata: dict | None = None):
+        """Store a PEFT LoRA folder trained elsewhere as the row ``doc_id`` with ``text`` (embedded, not
+        trained on), after checking it fits this store's base model. Returns a PeftImport."""
+        from .interop.peft_import import import_peft
+        return import_peft(self, path, doc_id, text, metadata)
+
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
                  max_new_tokens: int = 48, method: str = "hybrid", merge: str = "mean",
@@ -454,8 +475,7 @@ class ParamDB:
             return None
         per_q = [self._load_factors(keys) if keys else [] for keys in blob_keys]
         lm = self.lm
-        s = self.config.training.scale * weight
-        scales = [s / max(1, len(keys)) if merge == "mean" else s for keys in blob_keys]
+        scales = [question_scale(self.config.training.scale, merge, weight, len(keys)) for keys in blob_keys]
         return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales)
 
 
