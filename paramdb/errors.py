@@ -96,3 +96,9 @@ class MetadataUnavailable(ParamDBError):
     """The store's SQL database could not be reached: server down, wrong URL or credentials, missing folder."""
 
     exit_code = 9
+
+
+class MissingDependency(ParamDBError):
+    """An optional extra a feature needs is not installed (the message names the pip command)."""
+
+    exit_code = 10
