@@ -15,10 +15,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import documents, retrieval
+from . import documents, retrieval, validate
 from .config import (FORMAT_VERSION, MERGES, MODES, StoreConfig, adapter_weight_for, apply_overrides,
                      default_training)
-from .errors import DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
+from .errors import CorruptData, DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
@@ -55,7 +55,7 @@ class ParamDB:
 
     def __init__(self, layout: Layout, meta: MetaStore, blobs: BlobStore, config: StoreConfig,
                  lm: LoadedModel | str | None, embedder: Embedder | str | None, device: str | None,
-                 lock_timeout: float = DEFAULT_TIMEOUT):
+                 lock_timeout: float = DEFAULT_TIMEOUT, readonly: str | None = None):
         self.path = layout.root
         self._layout, self._meta, self._blobs, self.config = layout, meta, blobs, config
         self._lm = lm if isinstance(lm, LoadedModel) else None
@@ -63,7 +63,7 @@ class ParamDB:
         self._embedder = embedder if isinstance(embedder, Embedder) else None
         self._embedder_path = embedder if isinstance(embedder, str) else None
         self._device = device
-        self._lock = WriterLock(layout.writer_lock, lock_timeout)
+        self._lock = WriterLock(layout.writer_lock, lock_timeout, readonly=readonly)
         self.indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs, self._lock)
         self.adapter_cache = AdapterCache()
 
@@ -72,27 +72,32 @@ class ParamDB:
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
              device: str | None = None, training: dict | None = None,
-             lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+             lock_timeout: float = DEFAULT_TIMEOUT, readonly: bool = False) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
         calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
+        ``readonly=True`` (automatic where this process cannot write the store's files) reads without
+        writing anything: stale derived indexes are rebuilt in memory, writes raise ReadOnlyStore.
         """
         layout = Layout(Path(path))
         if create and not layout.exists():
+            if readonly:
+                raise InvalidInput(f"cannot create a store read-only: no store at {layout.root}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
                               training=training, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
         url = layout.read(FORMAT_VERSION)    # checks the format even when meta_url overrides the URL
         url = meta_url or url
-        meta = MetaStore(url)
+        reason = layout.readonly_reason(readonly)
+        meta = MetaStore(url, readonly=reason is not None)
         config = StoreConfig.from_json(meta.get_info("config"))
-        blobs = BlobStore(layout.blobs)
+        blobs = BlobStore(layout.blobs, readonly=reason is not None)
         return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device,
-                   lock_timeout)
+                   lock_timeout, reason)
 
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
@@ -178,6 +183,8 @@ class ParamDB:
         InsertReport (paramdb.distributed): the ids stored, in commit order, plus ``skipped`` (already stored
         with the same text and metadata, so a rerun resumes) and ``failed`` ((id, error), not stored).
         """
+        validate.documents_arg(docs)
+        self._lock.refuse_if_readonly("insert")
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
         if batch_size < 1:
@@ -273,7 +280,7 @@ class ParamDB:
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
-        ids = [ids] if isinstance(ids, str) else list(ids)
+        ids = validate.lookup_ids(ids)
         with self._lock.held("delete"):
             gen_before = self.indexes.sync()
             removed = self._meta.delete(ids)          # committed here: blobs after it are garbage
@@ -286,7 +293,7 @@ class ParamDB:
 
     # ---------------------------------------------------------------- reading
     def get(self, doc_id: str) -> Document:
-        rows = self._meta.get([doc_id])
+        rows = self._meta.get(validate.lookup_ids(doc_id))
         if not rows:
             raise UnknownId(doc_id)
         return _document(rows[0])
@@ -317,10 +324,8 @@ class ParamDB:
     def _search(self, text: str, k: int, where: dict | None, method: str) -> list[tuple[Hit, str]]:
         """Hits with their rows' blob keys, so answering reads adapters without a second SQL lookup."""
         retrieval.check_method(method)
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInput("query text is empty")
-        if k < 1:
-            raise InvalidInput(f"k must be at least 1, got {k}")
+        validate.query_text(text)
+        validate.positive_int(k, "k")
         allowed = set(self._meta.rowids_matching(where)) if where else None
         if allowed is not None and not allowed:
             return []
@@ -399,9 +404,8 @@ class ParamDB:
             raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
         weight = adapter_weight_for(mode, adapter_weight)
         retrieval.check_method(method)
-        for q in questions:
-            if not isinstance(q, str) or not q.strip():
-                raise InvalidInput("question is empty")
+        questions = validate.question_list(questions)
+        validate.positive_int(max_new_tokens, "max_new_tokens")
         lm = self.lm
         t0 = time.perf_counter()
         found = [self._search(q, k, where, method) if mode != "closed" else [] for q in questions]
@@ -442,10 +446,14 @@ class ParamDB:
         if todo:
             with self._blobs.reader() as r:
                 for k in todo:
-                    buf = r.adapter(k)
-                    if buf is None:
-                        raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
-                    out[k] = from_stored(buf, names, lm.device, dtype)
+                    try:
+                        buf = r.adapter(k)
+                        if buf is None:
+                            raise CorruptData(f"adapter blob {k} is missing")
+                        out[k] = from_stored(buf, names, lm.device, dtype)
+                    except CorruptData as exc:       # name the row: the blob key means nothing to a user
+                        raise CorruptData(f"document {self._meta.id_of_blob(k)!r}: {exc}; run `paramdb check "
+                                          f"--repair {self.path}`") from None
                     self.adapter_cache.put(k, out[k])
         return [out[k] for k in keys]
 

@@ -55,12 +55,18 @@ class CheckReport:
 
 def check(db, repair: bool = False) -> CheckReport:
     """Inspect (and with ``repair`` fix) the store behind an open ParamDB handle."""
+    if repair:
+        db.parts.lock.refuse_if_readonly("check --repair")
     report = CheckReport()
     _check_sql(db, report)
     rows = _rows(db)
     report.rows = len(rows)
-    damaged = _check_blobs(db, rows, report)
-    _check_orphans(db, report, repair)
+    try:
+        damaged = _check_blobs(db, rows, report)
+        _check_orphans(db, report, repair)
+    except CorruptData as exc:         # LMDB's own pages are damaged: no row's blobs can be trusted or rebuilt
+        report.findings.append(Finding(ERROR, "lmdb-corrupt", str(db.parts.blobs.path), str(exc)))
+        return report
     if repair and damaged:
         _reparameterize(db, damaged, report)
     _check_indexes(db, report, repair)

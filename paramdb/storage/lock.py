@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from paramdb.errors import StoreLocked
+from paramdb.errors import ReadOnlyStore, StoreLocked
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -26,9 +26,12 @@ DEFAULT_TIMEOUT = 60.0
 class WriterLock:
     """Re-entrant within one handle; exclusive across processes (and across handles in one process)."""
 
-    def __init__(self, path: str | Path, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, path: str | Path, timeout: float = DEFAULT_TIMEOUT, readonly: str | None = None):
+        """``readonly`` (why the store is read-only, or None): every write is refused at the lock, the one
+        door all writes go through, and optional work (saving derived indexes) is quietly skipped."""
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.readonly = readonly
         self._depth = 0
         self._fd: int | None = None
         self._thread_lock = threading.RLock()
@@ -36,6 +39,7 @@ class WriterLock:
     @contextmanager
     def held(self, operation: str) -> Iterator[None]:
         """Hold the lock for ``operation``, waiting up to ``timeout`` seconds, then StoreLocked."""
+        self.refuse_if_readonly(operation)
         with self._thread_lock:
             if self._depth == 0:
                 self._acquire(operation, wait=True)
@@ -48,6 +52,9 @@ class WriterLock:
     @contextmanager
     def try_held(self, operation: str) -> Iterator[bool]:
         """Take the lock only if it is free now; yields whether it was taken (for optional work)."""
+        if self.readonly:
+            yield False
+            return
         with self._thread_lock:
             if self._depth == 0 and not self._acquire(operation, wait=False):
                 yield False
@@ -57,6 +64,10 @@ class WriterLock:
                 yield True
             finally:
                 self._leave()
+
+    def refuse_if_readonly(self, operation: str) -> None:
+        if self.readonly:
+            raise ReadOnlyStore(f"store {self.path.parent} is read-only ({self.readonly}): {operation} refused")
 
     def _leave(self) -> None:
         self._depth -= 1
@@ -91,8 +102,11 @@ class WriterLock:
                                       f"gave up after waiting {self.timeout:g} s") from None
                 time.sleep(0.02)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "operation": operation, "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:
+            pass        # naming the holder is a courtesy; on a full disk the lock itself still holds
         self._fd = fd
         return True
 
