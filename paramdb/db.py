@@ -6,6 +6,7 @@ open), never a row that points at nothing. Each key of a blob is new, so an upse
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import numpy as np
 from . import documents, retrieval, validate
 from .config import (FORMAT_VERSION, MERGES, MODES, StoreConfig, adapter_weight_for, apply_overrides,
                      default_training)
-from .errors import CorruptData, DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
+from .errors import CorruptData, DuplicateId, InvalidInput, ModelMismatch, ParamDBError, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
@@ -133,6 +134,11 @@ class ParamDB:
             layout.discard(made_dir)
             raise
         return cls(layout, meta, blobs, config, lm, emb, device, lock_timeout)
+
+    @property
+    def readonly(self) -> bool:
+        """True when this handle only reads (asked for, or the store's files are not writable here)."""
+        return self._lock.readonly is not None
 
     def close(self) -> None:
         self.indexes.save()
@@ -271,7 +277,8 @@ class ParamDB:
             else:
                 rowids, replaced = self._meta.insert(rows), []
         except BaseException:
-            self._blobs.delete(keys)          # the row never existed: its blobs are orphans now
+            with contextlib.suppress(ParamDBError):   # the row never existed: its blobs are orphans now, and
+                self._blobs.delete(keys)              # left as such (check tidies them) if even this fails
             raise
         self._blobs.delete(replaced)
         for k in replaced:
