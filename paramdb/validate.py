@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import InvalidInput
+from .types import Document
 
 MAX_ID_BYTES = 256
 MAX_DEPTH = 32                      # metadata nesting; a where filter's nesting is bounded in storage/where.py
@@ -65,6 +66,8 @@ def lookup_ids(ids: Any) -> list[str]:
 
 def documents_arg(docs: Any) -> None:
     """What insert accepts: one document (str, dict, Document) or an iterable of them."""
+    if isinstance(docs, (str, dict, Document)):
+        return
     if docs is None or isinstance(docs, (bytes, bytearray)) or not isinstance(docs, Iterable):
         raise InvalidInput("insert takes a str, dict or Document, or a list or iterable of them, got "
                            f"{type(docs).__name__}")

@@ -83,14 +83,22 @@ def _typed(col: sa.Column, key: str, sample: Any) -> ColumnElement[Any]:
 def _check_value(key: str, op: str, v: Any) -> None:
     if not isinstance(v, _Scalar) or (op in ("$gt", "$gte", "$lt", "$lte") and isinstance(v, (str, bool))):
         kinds = "a number" if op in ("$gt", "$gte", "$lt", "$lte") else "a str, int, float or bool"
-        shown = repr(v) if isinstance(v, _Scalar) or v is None else f"of type {type(v).__name__}"
-        raise InvalidFilter(f"where filter {key!r} {op}: value {shown} must be {kinds}")
+        raise InvalidFilter(f"where filter {key!r} {op}: value {_shown(v)} must be {kinds}")
     if isinstance(v, float) and not math.isfinite(v):
         raise InvalidFilter(f"where filter {key!r} {op}: value {v!r} is not a finite number")
     if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
         raise InvalidFilter(f"where filter {key!r} {op}: integer {v} is beyond 64 bits")
     if isinstance(v, str):
         _check_unicode(v, f"where filter {key!r} {op}: value")
+
+
+def _shown(value: Any) -> str:
+    """repr for the message, short; a value nested thousands deep has no repr (RecursionError)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"(a deeply nested {type(value).__name__})"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_unicode(text: str, what: str) -> None:
