@@ -124,16 +124,16 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
-            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
-    skipped, failed = getattr(ids, "skipped", []), getattr(ids, "failed", [])
+            report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
+    skipped, failed, n = report.skipped, report.failed, len(report.ids)
     for doc_id, error in failed:
         click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
     if as_json:
-        echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
+        echo_json({"inserted": n, "ids": report.ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
                                                         if on_ray else {})})
     else:
         extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
-        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
+        click.echo(f"{'upserted' if upsert else 'inserted'} {n} document{'s' * (n != 1)}{extra}")
     if failed:
         raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "
                            "(rerun the same command to retry them)")
