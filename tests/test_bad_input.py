@@ -23,9 +23,9 @@ def store(tmp_path_factory, tiny_lm, embedder):
 
 @pytest.fixture
 def unchanged(store):
-    before = (len(store), [d.id for d in store.list()], store.parts.blobs.count("adapters"), store.generation)
+    before = (len(store), [d.id for d in store.list()], store.store.blobs.count("adapters"), store.generation)
     yield store
-    assert (len(store), [d.id for d in store.list()], store.parts.blobs.count("adapters"),
+    assert (len(store), [d.id for d in store.list()], store.store.blobs.count("adapters"),
             store.generation) == before
 
 
@@ -105,7 +105,7 @@ def test_a_lone_surrogate_in_a_text_is_refused_before_the_model_loads(tmp_path, 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr("paramdb.db.load_model", no_model)
+    monkeypatch.setattr("paramdb.engine.models.load_model", no_model)
     with ParamDB.open(tmp_path / "s", embedder=embedder) as db:
         with pytest.raises(InvalidInput) as err:
             db.insert([{"id": "ok", "text": "fine"}, {"id": "bad", "text": "caf\ud800"}])

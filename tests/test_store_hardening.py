@@ -97,7 +97,7 @@ def damage_page_holding(store: Path, needle: bytes) -> None:
 def damaged(tmp_path, tiny_lm, embedder):
     path = made(tmp_path / "s", tiny_lm, embedder)
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
-        key = db.parts.meta.all_rows_keys()[0][2]
+        key = db.store.meta.all_rows_keys()[0][2]
     damage_page_holding(path, key.encode())
     return path
 
@@ -115,7 +115,7 @@ def test_check_reports_damaged_lmdb_pages_and_says_to_restore(damaged, tiny_lm, 
 def test_generate_on_a_damaged_adapter_names_the_document(tmp_path, tiny_lm, embedder):
     path = made(tmp_path / "s", tiny_lm, embedder)
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
-        key = {doc_id: k for _, doc_id, k in db.parts.meta.all_rows_keys()}["d2"]
+        key = {doc_id: k for _, doc_id, k in db.store.meta.all_rows_keys()}["d2"]
     env = lmdb.open(str(path / "blobs.lmdb"), max_dbs=4)
     with env.begin(write=True) as txn:
         adapters = env.open_db(b"adapters", txn=txn)
@@ -154,7 +154,7 @@ def fill(disk: Path) -> Path:
 
 
 def snapshot(db) -> tuple:
-    return len(db), [d.id for d in db.list()], db.parts.blobs.count("adapters"), db.generation
+    return len(db), [d.id for d in db.list()], db.store.blobs.count("adapters"), db.generation
 
 
 NEW = [{"id": f"n{i}", "text": f"Long note {i}. " + "The marsh is wide and the water is still. " * 40}
@@ -179,13 +179,13 @@ def test_a_metadata_commit_on_a_full_disk_says_so_and_stores_nothing(small_disk,
     shutil.copytree(made(tmp_path / "s", tiny_lm, embedder), small_disk / "s")
     with ParamDB.open(small_disk / "s", model=tiny_lm, embedder=embedder) as db:
         before = snapshot(db)
-        real_put = type(db.parts.blobs).put
+        real_put = type(db.store.blobs).put
 
         def put_then_fill(self, adapters, embeddings):    # the disk fills between the LMDB and SQL commits
             real_put(self, adapters, embeddings)
             fill(small_disk)
 
-        monkeypatch.setattr(type(db.parts.blobs), "put", put_then_fill)
+        monkeypatch.setattr(type(db.store.blobs), "put", put_then_fill)
         with pytest.raises(DiskFull) as err:
             db.insert(NEW[:2])
         assert "metadata database" in str(err.value) and "full" in str(err.value)

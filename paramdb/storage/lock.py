@@ -8,6 +8,7 @@ so a killed writer never leaves the store locked.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -40,9 +41,23 @@ class WriterLock:
     def held(self, operation: str) -> Iterator[None]:
         """Hold the lock for ``operation``, waiting up to ``timeout`` seconds, then StoreLocked."""
         self.refuse_if_readonly(operation)
+        with self.frozen(operation):
+            yield
+
+    @contextmanager
+    def frozen(self, operation: str) -> Iterator[None]:
+        """Keep writers out while reading a consistent whole (backup, copy): not itself a write, so a
+        read-only handle may do it too. Where the lock file cannot be opened at all (read-only media) no
+        one can write the store, so there is nothing to keep out."""
         with self._thread_lock:
             if self._depth == 0:
-                self._acquire(operation, wait=True)
+                try:
+                    self._acquire(operation, wait=True)
+                except OSError as exc:
+                    if self.readonly is None or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                        raise
+                    yield
+                    return
             self._depth += 1
             try:
                 yield
