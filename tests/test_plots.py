@@ -66,7 +66,7 @@ def test_without_matplotlib_a_plot_is_one_line_naming_the_extra(tiny_cli, data, 
     with pytest.raises(MissingDependency, match=r"paramdb\[plot\]"):
         plots.check_target(tmp_path / "x.png")
     r = evaluate(data, tmp_path, tmp_path / "eval.png")
-    assert r.exit_code == 10 and "pip install 'paramdb[plot]'" in r.stderr and "Traceback" not in r.output
+    assert r.exit_code == 12 and "pip install 'paramdb[plot]'" in r.stderr and "Traceback" not in r.output
 
 
 def test_a_plot_must_be_an_image_file(tmp_path):

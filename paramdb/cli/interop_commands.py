@@ -30,7 +30,14 @@ from .readers import read_text
 @json_option
 def export(store, ids, target, question, k, method, where, merge, adapter_weight, force, device, as_json):
     """Write the adapters of ID... (or of --question's merge) as PEFT LoRA folders, loadable by
-    PeftModel.from_pretrained, vLLM, LoRAX and SGLang."""
+    PeftModel.from_pretrained, vLLM, LoRAX and SGLang.
+
+    \b
+    Examples:
+      paramdb export mystore d1 --peft d1-lora
+      paramdb export mystore d1 d2 d3 --peft loras --force
+      paramdb export mystore --question "Who invented moonrind?" -k 3 --merge mean --peft moonrind-lora
+    """
     if bool(ids) == (question is not None):
         raise click.UsageError("give ID... or --question TEXT (not both)")
     with open_store(store, device=device) as db:
@@ -61,7 +68,13 @@ def export(store, ids, target, question, k, method, where, merge, adapter_weight
 @device_option
 @json_option
 def import_(store, folder, doc_id, text_file, metadata_json, device, as_json):
-    """Store the PEFT LoRA adapter in DIR (trained elsewhere) as a row, if it fits the store's base model."""
+    """Store the PEFT LoRA adapter in DIR (trained elsewhere) as a row, if it fits the store's base model.
+
+    \b
+    Examples:
+      paramdb import mystore my-lora --id d9 --text-file d9.txt
+      paramdb import mystore my-lora --id d9 --text-file d9.txt --metadata '{"src": "vendor"}'
+    """
     metadata = None
     if metadata_json is not None:
         try:

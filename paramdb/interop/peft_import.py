@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..documents import coerce
+from ..engine.commit import commit_batch
 from ..errors import DuplicateId, InvalidInput, ModelMismatch
 from ..knowledge.lora import side_path
 from ..knowledge.models import load_model
@@ -46,6 +47,7 @@ class PeftImport:
 
 def import_peft(db, folder: str | Path, doc_id: str, text: str, metadata: dict | None = None) -> PeftImport:
     folder = Path(folder)
+    db.store.lock.refuse_if_readonly("import")
     doc = coerce({"id": doc_id, "text": text, "metadata": metadata}, f"import {folder}")
     if doc.id in db:
         raise DuplicateId(doc.id)
@@ -55,8 +57,8 @@ def import_peft(db, folder: str | Path, doc_id: str, text: str, metadata: dict |
     base_check = _check_base_model(db, folder, adapter.base_model)
     tensors = _stored_tensors(folder, adapter, db.config.training.rank, db.config.training.scale)
     vectors = db.embedder.embed([doc.text])
-    db.commit_batch([doc], vectors, [tensors])          # kind: ADAPTER_KIND (see above)
-    db.indexes.save()
+    commit_batch(db.store, [doc], vectors, [tensors])   # kind: ADAPTER_KIND (see above)
+    db.store.indexes.save()
     return PeftImport(doc.id, adapter.rank, max(adapter.rank, db.config.training.rank), base_check)
 
 
