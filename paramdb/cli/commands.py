@@ -14,6 +14,7 @@ from paramdb.config import MODES
 from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
+from .output import say, shown_id
 from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
                       store_argument, where_options)
 from .readers import read_documents, read_questions
@@ -96,7 +97,7 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
                 if v is not None}
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
                     training=training or None) as db:
-        click.echo(f"created store at {db.path} (base model: {db.config.model})")
+        say(f"created store at {db.path} (base model: {db.config.model})")
 
 
 @click.command()
@@ -127,13 +128,13 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
             ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
     skipped, failed = getattr(ids, "skipped", []), getattr(ids, "failed", [])
     for doc_id, error in failed:
-        click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
+        say(f"warning: document {shown_id(doc_id)} not stored: {error}", err=True)
     if as_json:
         echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
                                                         if on_ray else {})})
     else:
         extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
-        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
+        say(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
     if failed:
         raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "
                            "(rerun the same command to retry them)")
@@ -146,7 +147,7 @@ def delete(store, ids):
     """Delete documents by id (all or nothing: an unknown id deletes none)."""
     with open_store(store) as db:
         n = db.delete(ids)
-    click.echo(f"deleted {n} document{'s' * (n != 1)}")
+    say(f"deleted {n} document{'s' * (n != 1)}")
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -161,7 +162,10 @@ def get(store, doc_id, as_json):
     if as_json:
         echo_json(doc_json(doc))
     else:
-        click.echo(f"id: {doc.id}\nmetadata: {json.dumps(doc.metadata, ensure_ascii=False)}\n\n{doc.text}")
+        say(f"id: {shown_id(doc.id)}")
+        say(f"metadata: {json.dumps(doc.metadata, ensure_ascii=False)}")
+        say()
+        say(doc.text, multiline=True)
 
 
 @click.command(name="ls")
@@ -178,7 +182,7 @@ def ls(store, limit, offset, where, as_json):
         echo_json([doc_json(d) for d in docs])
     for d in [] if as_json else docs:
         meta = json.dumps(d.metadata, ensure_ascii=False) if d.metadata else ""
-        click.echo("  ".join(x for x in (d.id, snippet(d.text), meta) if x))
+        say("  ".join(x for x in (shown_id(d.id), snippet(d.text), meta) if x))
 
 
 @click.command()
@@ -194,7 +198,7 @@ def stats(store, as_json):
     for key, value in info.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        click.echo(f"{key}: {value}")
+        say(f"{key}: {value}")
 
 
 @click.command()
@@ -211,9 +215,9 @@ def query(store, text, k, method, where, as_json):
     if as_json:
         echo_json([asdict(h) for h in hits])
     elif not hits:
-        click.echo("no matching documents", err=True)
+        say("no matching documents", err=True)
     for rank, h in enumerate([] if as_json else hits, 1):
-        click.echo(f"{rank:>2}  {h.score:.4f}  {h.id}  {snippet(h.text)}")
+        say(f"{rank:>2}  {h.score:.4f}  {shown_id(h.id)}  {snippet(h.text)}")
 
 
 @click.command()
@@ -247,7 +251,7 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
             if as_json:
                 echo_json(answer_json(answer))
             else:
-                click.echo(answer.text)
+                say(answer.text)
             return
         for start in range(0, len(asked), batch_size):
             chunk = asked[start:start + batch_size]

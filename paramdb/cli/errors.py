@@ -13,6 +13,8 @@ import click
 
 from paramdb.errors import ParamDBError
 
+from .output import say
+
 INTERNAL_ERROR = 70
 
 
@@ -30,7 +32,7 @@ def report(exc: BaseException, debug: bool) -> int:
         message, code = f"internal error: {type(exc).__name__}: {one_line(exc)}", INTERNAL_ERROR
         if not debug:
             message += " (rerun with --debug for the traceback)"
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     return code
 
 
