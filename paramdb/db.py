@@ -18,7 +18,8 @@ import numpy as np
 from . import documents, retrieval
 from .config import (FORMAT_VERSION, MERGES, MODES, StoreConfig, adapter_weight_for, apply_overrides,
                      default_training)
-from .errors import DuplicateId, InvalidInput, ModelMismatch, StoreExists, UnknownId
+from .distributed import InsertReport
+from .errors import DuplicateId, InsertInterrupted, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
 from .knowledge.embed import Embedder
@@ -28,6 +29,7 @@ from .knowledge.lora import DEFAULT_TARGETS, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
 from .layout import Layout
+from .resume import unstored
 from .storage.blobs import BlobStore
 from .indexes import DerivedIndexes
 from .storage.lock import DEFAULT_TIMEOUT, WriterLock
@@ -171,12 +173,15 @@ class ParamDB:
 
         A list is validated whole first (one bad item adds nothing). Any other iterable is streamed:
         read, validated and committed ``batch_size`` documents at a time, so memory stays bounded whatever
-        the corpus size. Either way each batch is written atomically. A taken id is refused unless ``upsert``.
+        the corpus size. Either way each batch is written atomically. A taken id is refused unless ``upsert``
+        or the stored document is identical (same text and metadata), which is skipped.
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
-        ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; it returns an
-        InsertReport (paramdb.distributed): the ids stored, in commit order, plus ``skipped`` (already stored
-        with the same text and metadata, so a rerun resumes) and ``failed`` ((id, error), not stored).
+        ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes. Either
+        executor returns an InsertReport (paramdb.distributed): the ids stored, in commit order, plus
+        ``skipped`` (already stored with the same text and metadata, so a rerun after an interruption resumes)
+        and, on Ray, ``failed`` ((id, error), not stored). Ctrl-C raises InsertInterrupted (a
+        KeyboardInterrupt) whose ``committed`` lists the ids already stored.
         """
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
@@ -189,15 +194,15 @@ class ParamDB:
                               address=ray_address, workers=ray_workers)
         if executor != "local":
             raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
+        ids = InsertReport()
         if isinstance(docs, Sequence):
-            checked = self._validated(enumerate(docs, 1), upsert)
+            checked = self._validated(enumerate(docs, 1), upsert, ids.skipped)
             batches: Iterable[list[Document]] = (checked[i:i + batch_size]
                                                  for i in range(0, len(checked), batch_size))
             total = len(checked)
         else:
-            batches = self._streamed(docs, batch_size, upsert)
+            batches = self._streamed(docs, batch_size, upsert, ids.skipped)
             total = -1
-        ids: list[str] = []
         if progress:
             progress(0, total)
         try:
@@ -206,29 +211,30 @@ class ParamDB:
                 ids += [d.id for d in batch]
                 if progress:
                     progress(len(ids), total)
+        except KeyboardInterrupt:
+            raise InsertInterrupted(list(ids)) from None
         finally:
             self.indexes.save()
         return ids
 
-    def _validated(self, numbered: Iterable[tuple[int, Any]], upsert: bool) -> list[Document]:
-        batch = documents.coerce_all((f"document {i}", d) for i, d in numbered)
-        if not upsert:
-            taken = self._meta.existing_ids([d.id for d in batch])
-            if taken:
-                raise DuplicateId(next(d.id for d in batch if d.id in taken))
-        return batch
+    def _validated(self, numbered: Iterable[tuple[int, Any]], upsert: bool, skipped: list[str]) -> list[Document]:
+        """Coerced documents not yet stored; identical stored ones go to ``skipped`` (paramdb.resume)."""
+        return unstored(self._meta, documents.coerce_all((f"document {i}", d) for i, d in numbered), upsert,
+                        skipped)
 
-    def _streamed(self, docs: Iterable[Any], batch_size: int, upsert: bool) -> Iterator[list[Document]]:
+    def _streamed(self, docs: Iterable[Any], batch_size: int, upsert: bool,
+                  skipped: list[str]) -> Iterator[list[Document]]:
         numbered = enumerate(docs, 1)
         seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
         while chunk := list(islice(numbered, batch_size)):
-            batch = self._validated(chunk, upsert)
+            batch = self._validated(chunk, upsert, skipped)
             if not upsert:
                 repeat = next((d.id for d in batch if d.id in seen), None)
                 if repeat is not None:
                     raise DuplicateId(repeat)
                 seen.update(d.id for d in batch)
-            yield batch
+            if batch:
+                yield batch
 
     def upsert(self, docs, **kwargs) -> list[str]:
         return self.insert(docs, upsert=True, **kwargs)

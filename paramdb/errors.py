@@ -96,3 +96,15 @@ class MetadataUnavailable(ParamDBError):
     """The store's SQL database could not be reached: server down, wrong URL or credentials, missing folder."""
 
     exit_code = 9
+
+
+class InsertInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an insert, carrying what was committed before it: whole batches only, so rerunning the
+    same input stores the rest (documents already stored with the same text and metadata are skipped).
+    A KeyboardInterrupt, not a ParamDBError: code that stops on Ctrl-C still stops."""
+
+    def __init__(self, committed: list[str]):
+        n = len(committed)
+        super().__init__(f"interrupted: {n} document{'s' * (n != 1)} committed; "
+                         "rerun the same command to insert the rest")
+        self.committed = committed

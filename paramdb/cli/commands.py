@@ -108,19 +108,20 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
               help="Documents trained together (and committed together).")
 @click.option("--create", is_flag=True, help="Create the store (default model) if it does not exist.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray. "
-                   "A rerun skips documents already stored.")
+              help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ray workers (default: one per GPU, else per CPU of the cluster).")
 @device_option
 @json_option
 def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
-    any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid."""
+    any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid.
+    A document without an id gets one from its text, and one already stored with the same text and metadata
+    is skipped, so rerunning an interrupted insert stores only the rest."""
     on_ray = ray_address is not None
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
-    docs = read_documents(files, content_ids=on_ray)     # ids stable across runs, so a rerun resumes
+    docs = read_documents(files, content_ids=True)     # ids stable across runs, so a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
@@ -130,10 +131,11 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
     for doc_id, error in failed:
         say(f"warning: document {shown_id(doc_id)} not stored: {error}", err=True)
     if as_json:
-        echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
-                                                        if on_ray else {})})
+        echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped} if skipped or on_ray else {}),
+                   **({"failed": [list(f) for f in failed]} if on_ray else {})})
     else:
-        extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
+        extra = (f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else
+                 f" ({len(skipped)} already stored)" if skipped else "")
         say(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
     if failed:
         raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "

@@ -31,7 +31,8 @@ import numpy as np
 from .. import documents
 from ..config import StoreConfig
 from ..db import ParamDB
-from ..errors import DuplicateId, ExecutorError, ParamDBError
+from ..errors import DuplicateId, ExecutorError, InsertInterrupted, ParamDBError
+from ..resume import unstored
 from ..types import Document
 from . import InsertReport
 
@@ -140,6 +141,8 @@ def ray_insert(db: ParamDB, docs: Iterable[Any], *, upsert: bool = False, batch_
         _run(ray, db, actors, batches, upsert, total, progress, report)
         report.stats["workers"] = len(actors)
         report.stats["nodes"] = len({i["node"] for i in info})
+    except KeyboardInterrupt:
+        raise InsertInterrupted(list(report)) from None
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -246,21 +249,7 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
 
 
 def _unstored(db: ParamDB, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
-    """The documents still to parameterize: one stored with the same text and metadata is skipped (that
-    is what makes a rerun resume); a taken id with other content is a DuplicateId unless ``upsert``."""
-    stored = {r["id"]: r for r in db.parts.meta.get([d.id for d in batch])}
-    out = []
-    for d in batch:
-        row = stored.get(d.id)
-        if row is None:
-            out.append(d)
-        elif row["text"] == d.text and row["metadata"] == d.metadata:
-            skipped.append(d.id)
-        elif upsert:
-            out.append(d)
-        else:
-            raise DuplicateId(d.id)
-    return out
+    return unstored(db.parts.meta, batch, upsert, skipped)
 
 
 def _streamed(db: ParamDB, docs: Iterable[Any], batch_size: int, upsert: bool,
