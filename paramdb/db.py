@@ -22,6 +22,7 @@ from .distributed import InsertReport
 from .errors import DuplicateId, InsertInterrupted, InvalidInput, ModelMismatch, StoreExists, UnknownId
 from .knowledge import prompts
 from .knowledge.augment import build_samples
+from .knowledge.budget import context_window
 from .knowledge.embed import Embedder
 from .knowledge.generate import greedy
 from .knowledge.inject import AdapterCache, from_stored, merge_flat
@@ -409,6 +410,8 @@ class ParamDB:
             if not isinstance(q, str) or not q.strip():
                 raise InvalidInput("question is empty")
         lm = self.lm
+        context = context_window(lm)
+        room = prompts.prompt_budget(lm.tokenizer, questions, context, max_new_tokens)
         t0 = time.perf_counter()
         found = [self._search(q, k, where, method) if mode != "closed" else [] for q in questions]
         hits = [[hit for hit, _ in f] for f in found]
@@ -417,13 +420,15 @@ class ParamDB:
             if mode in ("prag", "combine") else None
         t2 = time.perf_counter()
         with_passages = mode in ("icl", "combine")
-        texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
-                                                    else None) for q, hs in zip(questions, hits)],
-                       max_new_tokens, factors=factors, scale=1.0)    # merged factors carry the scale
+        fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None,
+                                                 room, context) for q, hs in zip(questions, hits)]
+        texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
+                       scale=1.0)    # merged factors carry the scale
         t3 = time.perf_counter()
         n = len(questions)
         timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
-        return [Answer(text=t, mode=mode, hits=h, timings=dict(timings)) for t, h in zip(texts, hits)]
+        return [Answer(text=t, mode=mode, hits=h, timings=dict(timings), notes=notes)
+                for t, h, (_, notes) in zip(texts, hits, fitted)]
 
     def adapter_factors(self, doc_ids: list[str]) -> list:
         """Each document's adapter as side-path factors on the compute device (cached)."""

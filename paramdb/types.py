@@ -26,9 +26,11 @@ class Hit:
 
 @dataclass
 class Answer:
-    """A generated answer, the documents it drew on, and seconds spent per stage."""
+    """A generated answer, the documents it drew on, and seconds spent per stage. ``notes`` says what was
+    changed to answer at all, e.g. a passage cut to fit the model's context."""
 
     text: str
     mode: str
     hits: list[Hit] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)

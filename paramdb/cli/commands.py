@@ -42,7 +42,7 @@ def doc_json(doc) -> dict:
 
 def answer_json(answer) -> dict:
     return {"answer": answer.text, "mode": answer.mode, "hits": [asdict(h) for h in answer.hits],
-            "timings": answer.timings}
+            "timings": answer.timings, "notes": answer.notes}
 
 
 class InsertProgress:
@@ -254,6 +254,8 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
                 echo_json(answer_json(answer))
             else:
                 say(answer.text)
+            for note in answer.notes:
+                say(f"note: {note}", err=True)
             return
         for start in range(0, len(asked), batch_size):
             chunk = asked[start:start + batch_size]
