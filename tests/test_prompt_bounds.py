@@ -115,3 +115,16 @@ def test_clip_cuts_at_a_token_boundary_and_reports_it(short_lm):
 def test_share_gives_short_texts_all_they_need_and_splits_the_rest():
     assert budget.share([10, 1000, 1000], 210) == [10, 100, 100]
     assert budget.share([5, 5], 100) == [5, 5]
+
+
+def test_the_cli_refuses_a_100kb_question_with_one_line_and_exit_2(huge_store, monkeypatch, short_lm, embedder):
+    from click.testing import CliRunner
+
+    from paramdb.cli import commands, main
+
+    real = commands.open_store
+    monkeypatch.setattr(commands, "open_store", lambda path, create=False, **kw: real(
+        path, create, **{**kw, "model": short_lm, "embedder": embedder}))
+    result = CliRunner().invoke(main, ["generate", str(huge_store), "why " * 25_000 + "?", "--mode", "icl"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: question is longer than") and result.stderr.count("\n") == 1
