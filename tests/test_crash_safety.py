@@ -36,8 +36,8 @@ WORKER = textwrap.dedent("""
 
     store, run, archives = {store!r}, {run}, {archives!r}
     with ParamDB.open(store, model=make_tiny_lm()) as db:
-        blobs = db.parts.blobs
-        real_put, real_delete = blobs.put, db.parts.meta.delete
+        blobs = db.store.blobs
+        real_put, real_delete = blobs.put, db.store.meta.delete
 
         def put(adapters, embeddings):       # the bytes this writer commits, recorded before it writes them
             say("writing", {{k: [sha(adapters[k]), sha(embeddings[k])] for k in adapters}})
@@ -46,7 +46,7 @@ WORKER = textwrap.dedent("""
         def delete(ids):
             say("writing", {{}})
             return real_delete(ids)
-        blobs.put, db.parts.meta.delete = put, delete
+        blobs.put, db.store.meta.delete = put, delete
         say("ready")
         for step in range(10_000):
             kind = ("insert", "insert", "delete", "upsert", "backup")[step % 5]

@@ -8,6 +8,7 @@ import signal
 import pytest
 
 from paramdb import InsertInterrupted, ParamDB
+from paramdb.engine import ingest
 from test_cli import CLI_TRAINING, opened, run  # noqa: F401  (opened: autouse fixture giving the CLI the tiny model)
 
 TEXTS = [f"Fact {i}: the lighthouse of Orm{i} burns green oil." for i in range(6)]
@@ -31,16 +32,16 @@ def docs_file(tmp_path):
 def sigint_on_batch(monkeypatch):
     """Send this process a real SIGINT while it parameterizes the given (1-based) batch (0: never); returns
     the documents parameterized since it was armed."""
-    real = ParamDB.parameterize
+    real = ingest.parameterize
     state = {"at": 0, "batches": 0, "docs": []}
 
-    def parameterize(self, batch):
+    def parameterize(models, batch):
         state["batches"] += 1
         state["docs"] += batch
         if state["batches"] == state["at"]:
             os.kill(os.getpid(), signal.SIGINT)
-        return real(self, batch)
-    monkeypatch.setattr(ParamDB, "parameterize", parameterize)
+        return real(models, batch)
+    monkeypatch.setattr(ingest, "parameterize", parameterize)
 
     def arm(n: int) -> list:
         state.update(at=n, batches=0, docs=[])
