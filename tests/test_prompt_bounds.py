@@ -128,3 +128,14 @@ def test_the_cli_refuses_a_100kb_question_with_one_line_and_exit_2(huge_store, m
     result = CliRunner().invoke(main, ["generate", str(huge_store), "why " * 25_000 + "?", "--mode", "icl"])
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: question is longer than") and result.stderr.count("\n") == 1
+
+
+def test_a_question_writing_prompt_shows_at_most_max_fill_tokens_of_passage_and_sentence(short_lm, monkeypatch):
+    from paramdb.knowledge import augment, prompts
+
+    monkeypatch.setattr(augment, "MAX_FILL_TOKENS", 40)
+    tok, template = short_lm.tokenizer, prompts.QUESTION_FEW_SHOT
+    text = unpunctuated(50_000)
+    prompt = augment._fitted(short_lm, template, text, sentences(text, 1)[0], 16)
+    bare = len(tok(template.format(passage="", sentence=""), add_special_tokens=False).input_ids)
+    assert bare < len(tok(prompt, add_special_tokens=False).input_ids) <= bare + 40 + 4

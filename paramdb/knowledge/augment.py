@@ -24,6 +24,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # of at most this many words and characters, so each one fits a question prompt and a training sample.
 PIECE_WORDS = 64
 PIECE_CHARS = 512
+# The passage and sentence shown in one question prompt take at most this many tokens even where the context
+# holds more: a question needs the sentence and some context, and a prompt of thousands of tokens for each
+# of a document's sentences would cost minutes (typical passages, ~250 tokens, are shown whole).
+MAX_FILL_TOKENS = 1024
 
 
 def sentences(text: str, limit: int) -> list[str]:
@@ -92,7 +96,8 @@ def _fitted(lm: LoadedModel, template: str, passage: str, sentence: str, new_tok
     context; None when the template alone leaves no room."""
     tok = lm.tokenizer
     bare = len(tok(template.format(passage="", sentence=""), add_special_tokens=False).input_ids)
-    room = budget.context_window(lm) - new_tokens - bare - 4     # 4 spare: joined text may tokenize longer
+    room = min(budget.context_window(lm) - new_tokens - bare - 4,    # 4 spare: joined text may tokenize longer
+               MAX_FILL_TOKENS)
     if room < 8:
         return None
     with_passage = "{passage}" in template
