@@ -98,6 +98,18 @@ class MetadataUnavailable(ParamDBError):
     exit_code = 9
 
 
+class ReadOnlyStore(ParamDBError):
+    """A write to a store opened read-only (``readonly=True``, or files this process cannot write)."""
+
+    exit_code = 10
+
+
+class DiskFull(ParamDBError):
+    """The disk (or the LMDB map) filled up during a write; the write was rolled back, nothing was stored."""
+
+    exit_code = 11
+
+
 class InsertInterrupted(KeyboardInterrupt):
     """Ctrl-C during an insert, carrying what was committed before it: whole batches only, so rerunning the
     same input stores the rest (documents already stored with the same text and metadata are skipped).

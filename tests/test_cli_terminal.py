@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -21,9 +22,14 @@ HOSTILE = [
 
 @pytest.fixture
 def hostile_store(tmp_path, tiny_lm, embedder):
+    """Texts and metadata with terminal escapes, and ids with them too: inserts refuse such ids now, so they
+    are written the way a store made before that check could hold them, straight into its SQL rows."""
     path = tmp_path / "store"
     with ParamDB.open(path, create=True, model=tiny_lm, embedder=embedder, training=CLI_TRAINING) as db:
-        db.insert(HOSTILE)
+        db.insert([{**d, "id": f"plain{i}"} for i, d in enumerate(HOSTILE)])
+    with sqlite3.connect(path / "meta.sqlite") as conn:
+        for i, d in enumerate(HOSTILE):
+            conn.execute("UPDATE documents SET id = ? WHERE id = ?", (d["id"], f"plain{i}"))
     return str(path)
 
 
