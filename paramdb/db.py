@@ -27,15 +27,18 @@ from .knowledge.inject import AdapterCache, from_stored, merge_flat
 from .knowledge.lora import DEFAULT_TARGETS, side_path
 from .knowledge.models import LoadedModel, load_model
 from .knowledge.train import train_adapters
+from .knowledge.translator import translate
 from .layout import Layout
 from .storage.blobs import BlobStore
 from .indexes import DerivedIndexes
 from .storage.lock import DEFAULT_TIMEOUT, WriterLock
 from .storage.codec import encode_tensors, encode_vector
 from .storage.meta import MetaStore
+from .translators import info as translator_info
 from .types import Answer, Document, Hit
 
 Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
+PARAMETERIZE = ("train", "translate")   # how insert makes adapters: trained per document, or translated
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ParamDB:
         self._lock = WriterLock(layout.writer_lock, lock_timeout)
         self.indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs, self._lock)
         self.adapter_cache = AdapterCache()
+        self._translator = None            # loaded on the first translated insert
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
@@ -166,7 +170,7 @@ class ParamDB:
     # ---------------------------------------------------------------- writing
     def insert(self, docs: Iterable[Any] | Any, *, upsert: bool = False, batch_size: int = 8,
                progress: Progress | None = None, executor: str = "local", ray_address: str | None = None,
-               ray_workers: int | None = None) -> list[str]:
+               ray_workers: int | None = None, parameterize: str = "train") -> list[str]:
         """Parameterize and store documents (str, dict with text/id/metadata, or Document); returns ids.
 
         A list is validated whole first (one bad item adds nothing). Any other iterable is streamed:
@@ -177,6 +181,9 @@ class ParamDB:
         ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; it returns an
         InsertReport (paramdb.distributed): the ids stored, in commit order, plus ``skipped`` (already stored
         with the same text and metadata, so a rerun resumes) and ``failed`` ((id, error), not stored).
+
+        ``parameterize="translate"`` writes each adapter with the store's translator (``distill``) in one
+        forward pass instead of training it: no augmentation, no training; ``refine`` trains them later.
         """
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
@@ -189,6 +196,10 @@ class ParamDB:
                               address=ray_address, workers=ray_workers)
         if executor != "local":
             raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
+        if parameterize not in PARAMETERIZE:
+            raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
+        if parameterize == "translate":
+            self.translator()                  # no translator: say so before reading any input
         if isinstance(docs, Sequence):
             checked = self._validated(enumerate(docs, 1), upsert)
             batches: Iterable[list[Document]] = (checked[i:i + batch_size]
@@ -202,7 +213,7 @@ class ParamDB:
             progress(0, total)
         try:
             for batch in batches:
-                self._write_batch(batch, upsert)
+                self._write_batch(batch, upsert, parameterize)
                 ids += [d.id for d in batch]
                 if progress:
                     progress(len(ids), total)
@@ -240,24 +251,38 @@ class ParamDB:
         adapters = train_adapters(self.lm, samples, [d.id for d in batch], self.config.training)
         return vectors, adapters
 
-    def _write_batch(self, batch: list[Document], upsert: bool) -> None:
-        vectors, adapters = self.parameterize(batch)
-        self.commit_batch(batch, vectors, adapters, upsert)
+    def translated(self, batch: list[Document]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """Embeddings and translated adapters for a batch: one forward pass each, no training."""
+        return self.embedder.embed([d.text for d in batch]), translate(self.lm, self.translator(), [d.text for d in batch])
+
+    def translator(self):
+        """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""
+        if self._translator is None:
+            from .translators import load
+            self._translator, _ = load(self._blobs, self.config.model_fingerprint, str(self.path))
+        return self._translator
+
+    def forget_translator(self) -> None:
+        self._translator = None
+
+    def _write_batch(self, batch: list[Document], upsert: bool, how: str = "train") -> None:
+        vectors, adapters = self.translated(batch) if how == "translate" else self.parameterize(batch)
+        self.commit_batch(batch, vectors, adapters, upsert, kind="translated" if how == "translate" else "trained")
 
     def commit_batch(self, batch: list[Document], vectors: np.ndarray, adapters: list[dict[str, np.ndarray]],
-                     upsert: bool = False) -> None:
+                     upsert: bool = False, kind: str = "trained") -> None:
         """Write one parameterized batch atomically: the only step that touches the store, so work done
         elsewhere (another process, a Ray worker) becomes rows here and nowhere else."""
         with self._lock.held("insert"):
-            self._commit_locked(batch, vectors, adapters, upsert)
+            self._commit_locked(batch, vectors, adapters, upsert, kind)
 
-    def _commit_locked(self, batch, vectors, adapters, upsert: bool) -> None:
+    def _commit_locked(self, batch, vectors, adapters, upsert: bool, kind: str = "trained") -> None:
         gen_before = self.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
         self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
-        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time()}
-                for d, k in zip(batch, keys)]
+        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time(),
+                 "adapter_kind": kind} for d, k in zip(batch, keys)]
         try:
             if upsert:
                 rowids, replaced = self._meta.upsert(rows)
@@ -340,6 +365,7 @@ class ParamDB:
                          "targets": list(DEFAULT_TARGETS)},
                 "training": {"lr": c.training.lr, "epochs": c.training.epochs,
                              "samples_per_step": c.training.samples_per_step},
+                "adapters": self._meta.adapter_kinds(), "translator": translator_info(self._blobs),
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
                           "total": meta_bytes + blob_bytes + index_bytes}}
 
@@ -365,6 +391,17 @@ class ParamDB:
         """Problems in an archive or a store, one line each; empty when it is sound."""
         from .ops.backup import verify
         return verify(path)
+
+    def distill(self, source: Iterable[Any] | None = None, **kwargs):
+        """Train the store's translator from its rows (or ``source`` passages) and store it; see
+        paramdb.ops.distill for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
+        from .ops.distill import distill
+        return distill(self, source, **kwargs)
+
+    def refine(self, **kwargs):
+        """Replace translated adapters with trained ones, batch by batch, while the store stays usable."""
+        from .ops.refine import refine
+        return refine(self, **kwargs)
 
     def check(self, repair: bool = False):
         """Look for damaged or missing blobs, orphans and index drift; ``repair`` fixes what it can
@@ -469,4 +506,5 @@ def _stored_model(config: StoreConfig) -> str | None:
 
 
 def _document(row: dict) -> Document:
-    return Document(text=row["text"], id=row["id"], metadata=row["metadata"])
+    return Document(text=row["text"], id=row["id"], metadata=row["metadata"],
+                    adapter_kind=row.get("adapter_kind") or "trained")

@@ -96,3 +96,9 @@ class MetadataUnavailable(ParamDBError):
     """The store's SQL database could not be reached: server down, wrong URL or credentials, missing folder."""
 
     exit_code = 9
+
+
+class NoTranslator(ParamDBError):
+    """A fast (translated) insert on a store that has no translator yet: `paramdb distill` makes one."""
+
+    exit_code = 10
