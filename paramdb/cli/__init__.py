@@ -10,6 +10,7 @@ from .eval_command import eval_
 from .errors import ParamDBGroup
 from .ops_commands import ALL as OPS
 from .store_commands import STORE_COMMANDS
+from .translator_commands import TRANSLATOR_COMMANDS
 
 
 @click.group(cls=ParamDBGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,5 +20,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS]:
+for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *TRANSLATOR_COMMANDS]:
     main.add_command(_command)

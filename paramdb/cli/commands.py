@@ -36,7 +36,7 @@ def snippet(text: str, width: int = SNIPPET) -> str:
 
 
 def doc_json(doc) -> dict:
-    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata, "adapter": doc.adapter_kind}
 
 
 def answer_json(answer) -> dict:
@@ -111,20 +111,26 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
                    "A rerun skips documents already stored.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ray workers (default: one per GPU, else per CPU of the cluster).")
+@click.option("--translate", is_flag=True,
+              help="Write adapters with the store's translator in one forward pass (no training); "
+                   "`paramdb refine` trains them later. Needs `paramdb distill` first.")
 @device_option
 @json_option
-def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
+def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, translate, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
     any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid."""
     on_ray = ray_address is not None
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
+    if translate and on_ray:
+        raise click.UsageError("--translate runs locally (one forward pass per document): drop --ray")
     docs = read_documents(files, content_ids=on_ray)     # ids stable across runs, so a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
-            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
+            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress,
+                            **({"parameterize": "translate"} if translate else ray))
     skipped, failed = getattr(ids, "skipped", []), getattr(ids, "failed", [])
     for doc_id, error in failed:
         click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
@@ -161,7 +167,8 @@ def get(store, doc_id, as_json):
     if as_json:
         echo_json(doc_json(doc))
     else:
-        click.echo(f"id: {doc.id}\nmetadata: {json.dumps(doc.metadata, ensure_ascii=False)}\n\n{doc.text}")
+        click.echo(f"id: {doc.id}\nmetadata: {json.dumps(doc.metadata, ensure_ascii=False)}\n"
+                   f"adapter: {doc.adapter_kind}\n\n{doc.text}")
 
 
 @click.command(name="ls")
@@ -178,7 +185,7 @@ def ls(store, limit, offset, where, as_json):
         echo_json([doc_json(d) for d in docs])
     for d in [] if as_json else docs:
         meta = json.dumps(d.metadata, ensure_ascii=False) if d.metadata else ""
-        click.echo("  ".join(x for x in (d.id, snippet(d.text), meta) if x))
+        click.echo("  ".join(x for x in (d.id, d.adapter_kind, snippet(d.text), meta) if x))
 
 
 @click.command()
@@ -192,6 +199,11 @@ def stats(store, as_json):
         echo_json(info)
         return
     for key, value in info.items():
+        if key == "translator" and value is None:
+            value = f"none (make one with `paramdb distill {store}`)"
+        elif key == "translator":
+            value = {k: value.get(k) for k in ("bytes", "params", "teacher", "held_out_loss", "base_loss")} | \
+                {"learned_from": (value.get("learned_from") or {}).get("count")}
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         click.echo(f"{key}: {value}")

@@ -61,6 +61,7 @@ def check(db, repair: bool = False) -> CheckReport:
     report.rows = len(rows)
     damaged = _check_blobs(db, rows, report)
     _check_orphans(db, report, repair)
+    _check_translator(db, report)
     if repair and damaged:
         _reparameterize(db, damaged, report)
     _check_indexes(db, report, repair)
@@ -138,6 +139,14 @@ def _check_orphans(db, report: CheckReport, repair: bool) -> None:
         with lock.held("check --repair"):      # a writer between its two commits would look orphaned
             blobs.delete(orphans())
         finding.repaired = True
+
+
+def _check_translator(db, report: CheckReport) -> None:
+    """The translator, when there is one: CRC, format and base model (repair cannot rebuild it: distill can)."""
+    from paramdb import translators
+
+    for kind, detail in translators.problems(db.parts.blobs, db.config.model_fingerprint):
+        report.findings.append(Finding(ERROR, kind, "translator", f"{detail} (run `paramdb distill` to replace it)"))
 
 
 def _reparameterize(db, ids: list[str], report: CheckReport) -> None:
