@@ -253,7 +253,8 @@ class ParamDB:
 
     def translated(self, batch: list[Document]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
         """Embeddings and translated adapters for a batch: one forward pass each, no training."""
-        return self.embedder.embed([d.text for d in batch]), translate(self.lm, self.translator(), [d.text for d in batch])
+        texts = [d.text for d in batch]
+        return self.embedder.embed(texts), translate(self.lm, self.translator(), texts)
 
     def translator(self):
         """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""

@@ -2,7 +2,7 @@
 
 In LMDB beside the adapters, so backup, restore, verify and copy carry it with no code of their own, and it is
 replaced in one LMDB transaction: a distill killed at any moment leaves the previous translator (or none).
-The value records, in its metadata (covered with the weights by no CRC, but checked on every load): its
+The weights carry a CRC32 like every adapter; the metadata beside them records, and every load checks: its
 format, the base model fingerprint it reads (a translator is as model-bound as an adapter), its settings and
 shapes, and what it learned from (count + sha256 of the ids, teacher, held-out loss).
 """

@@ -32,7 +32,7 @@ def refine(db, *, batch_size: int = 8, limit: int | None = None, progress: Progr
         raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise InvalidInput(f"limit must be at least 1, got {limit}")
-    meta, blobs, lock = db.parts.meta, db.parts.blobs, db.parts.lock
+    meta = db.parts.meta
     result, tried = RefineResult(), set()
     total = meta.adapter_kinds()["translated"] if limit is None else min(limit, meta.adapter_kinds()["translated"])
     if progress:
