@@ -98,7 +98,19 @@ class MetadataUnavailable(ParamDBError):
     exit_code = 9
 
 
+class ReadOnlyStore(ParamDBError):
+    """A write to a store opened read-only (``readonly=True``, or files this process cannot write)."""
+
+    exit_code = 10
+
+
+class DiskFull(ParamDBError):
+    """The disk (or the LMDB map) filled up during a write; the write was rolled back, nothing was stored."""
+
+    exit_code = 11
+
+
 class NoTranslator(ParamDBError):
     """A fast (translated) insert on a store that has no translator yet: `paramdb distill` makes one."""
 
-    exit_code = 10
+    exit_code = 12

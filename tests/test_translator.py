@@ -95,7 +95,7 @@ def test_adapter_teacher_with_passages_from_a_file_is_refused(db):
 
 def test_stored_translator_round_trips_and_translates_the_same(trained_db):
     distilled(trained_db, epochs=1)
-    t, info = translators.load(trained_db.parts.blobs, trained_db.config.model_fingerprint, "s")
+    t, info = translators.load(trained_db.store.blobs, trained_db.config.model_fingerprint, "s")
     fresh = translate(trained_db.lm, t, ["Person 9 lives in Sorrel."])[0]
     again = translate(trained_db.lm, trained_db.translator(), ["Person 9 lives in Sorrel."])[0]
     assert info["learned_from"]["count"] == 8 and info["teacher"] == "context"
@@ -104,7 +104,7 @@ def test_stored_translator_round_trips_and_translates_the_same(trained_db):
 
 def test_translator_from_another_base_model_is_refused_in_one_line(trained_db):
     other = make_tiny_lm(seed=1, name="other")
-    translators.save(trained_db.parts.blobs, new_translator(other, TranslatorSettings(rank=2)),
+    translators.save(trained_db.store.blobs, new_translator(other, TranslatorSettings(rank=2)),
                      other.fingerprint, translators.Provenance(count=1))
     with pytest.raises(ModelMismatch) as err:
         trained_db.insert(DOCS[8:9], parameterize="translate")
@@ -115,9 +115,9 @@ def test_translator_from_another_base_model_is_refused_in_one_line(trained_db):
 
 def test_check_finds_a_corrupt_translator(trained_db):
     distilled(trained_db, epochs=1)
-    buf = bytearray(trained_db.parts.blobs.get_model(translators.KEY))
+    buf = bytearray(trained_db.store.blobs.get_model(translators.KEY))
     buf[-3] ^= 0xFF
-    trained_db.parts.blobs.put_model(translators.KEY, bytes(buf))
+    trained_db.store.blobs.put_model(translators.KEY, bytes(buf))
     assert [f.kind for f in trained_db.check().findings if f.severity == "error"] == ["translator-corrupt"]
 
 
@@ -139,13 +139,13 @@ def test_backup_restore_verify_and_copy_carry_the_translator(trained_db, tmp_pat
 def test_refine_replaces_translated_adapters_with_trained_ones(trained_db):
     distilled(trained_db, epochs=1)
     trained_db.insert(DOCS[8:11], parameterize="translate")
-    before = {r["id"]: r["blob_key"] for r in trained_db.parts.meta.rows_of_kind("translated")}
+    before = {r["id"]: r["blob_key"] for r in trained_db.store.meta.rows_of_kind("translated")}
     result = trained_db.refine(batch_size=2)
     assert (result.refined, result.remaining) == (3, 0)
     assert trained_db.stats()["adapters"] == {"trained": 11, "translated": 0}
-    after = {r["id"]: r["blob_key"] for r in trained_db.parts.meta.get(list(before))}
+    after = {r["id"]: r["blob_key"] for r in trained_db.store.meta.get(list(before))}
     assert all(after[i] != before[i] for i in before)
-    assert not (set(before.values()) & set(trained_db.parts.blobs.keys()))   # old blobs gone
+    assert not (set(before.values()) & set(trained_db.store.blobs.keys()))   # old blobs gone
     assert trained_db.check().ok
 
 

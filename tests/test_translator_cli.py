@@ -39,9 +39,9 @@ def new_docs(tmp_path, docs=DOCS[4:]):
     return f
 
 
-def test_insert_translate_without_a_translator_exits_10_in_one_line_and_adds_nothing(store, tmp_path):
+def test_insert_translate_without_a_translator_exits_12_in_one_line_and_adds_nothing(store, tmp_path):
     r = run("insert", store, new_docs(tmp_path), "--translate")
-    assert r.exit_code == 10
+    assert r.exit_code == 12
     assert r.output.strip().splitlines() == [f"error: store {store} has no translator; make one with "
                                              f"`paramdb distill {store}` (or --from FILE.jsonl for a new store)"]
     assert json.loads(run("stats", store, "--json").output)["documents"] == 4

@@ -59,7 +59,7 @@ def assert_sound(path, tiny_lm, embedder) -> dict:
         assert len(db.adapter_factors([d["id"] for d in DOCS])) == len(DOCS)
         assert all(len(f) == len(names) for f in db.adapter_factors([d["id"] for d in DOCS]))
         assert db.check().ok, db.check().findings
-        translators.load(db.parts.blobs, db.config.model_fingerprint, str(path))   # whole, CRC-checked
+        translators.load(db.store.blobs, db.config.model_fingerprint, str(path))   # whole, CRC-checked
         return db.stats()["adapters"]
 
 

@@ -65,8 +65,8 @@ def update_norms(db) -> float:
     """Median Frobenius norm of ΔW = B·A over a store's rows' adapters (all modules together)."""
     names = [n for n, _ in side_path(db.lm.model).modules]
     norms = []
-    for row in db.parts.meta.list():
-        t = decode_tensors(db.parts.blobs.get_adapter(row["blob_key"]))
+    for row in db.store.meta.list():
+        t = decode_tensors(db.store.blobs.get_adapter(row["blob_key"]))
         sq = 0.0
         for n in names:
             a, b = (torch.from_numpy(np.array(t[f"{n}.lora_{x}"], dtype=np.float32)) for x in "AB")
@@ -121,7 +121,7 @@ def main() -> None:
         res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
                              predictions=work / "trained.predictions.jsonl", report=log)
         norm_trained = update_norms(db)
-        adapter_bytes = len(db.parts.blobs.get_adapter(db.parts.meta.list(limit=1)[0]["blob_key"]))
+        adapter_bytes = len(db.store.blobs.get_adapter(db.store.meta.list(limit=1)[0]["blob_key"]))
 
     log(f"translated store: distill from {len(learn)} passages")
     variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}"
@@ -144,11 +144,11 @@ def main() -> None:
         res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
                              predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
         norm_translated = update_norms(db)
-        translator_value = db.parts.blobs.get_model("translator")
+        translator_value = db.store.blobs.get_model("translator")
 
     fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
     with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
-        fdb.parts.blobs.put_model("translator", translator_value)     # same base model: the same translator
+        fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
         timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
         qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
         answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")

@@ -46,7 +46,7 @@ def _source_docs(db, source: Iterable[Any] | None, teacher: str, limit: int | No
         docs = documents.coerce_all(documents.with_content_ids((f"passage {i}", d) for i, d in enumerate(source, 1)))
         rows = [{"id": d.id, "text": d.text, "blob_key": None} for d in docs]
     else:
-        rows = db.parts.meta.rows_of_kind("trained", limit) if teacher == "adapter" else db.parts.meta.list(limit)
+        rows = db.store.meta.rows_of_kind("trained", limit) if teacher == "adapter" else db.store.meta.list(limit)
     rows = rows[:limit] if limit else rows
     if not rows:
         what = "rows with trained adapters" if teacher == "adapter" and source is None else "documents"
@@ -77,7 +77,7 @@ def distill(db, source: Iterable[Any] | None = None, *, teacher: str = "context"
         raise InvalidInput(f"held-out fraction must be in [0, 1), got {held_out}")
     settings = apply_overrides(TranslatorSettings(rank=db.config.training.rank), translator, "translator")
     rows = _source_docs(db, source, teacher, limit)
-    lm, blobs = db.lm, db.parts.blobs
+    lm, blobs = db.lm, db.store.blobs
     docs = []
     for i in range(0, len(rows), SAMPLE_BATCH):
         chunk = rows[i:i + SAMPLE_BATCH]
@@ -90,7 +90,7 @@ def distill(db, source: Iterable[Any] | None = None, *, teacher: str = "context"
                                                               held_out=held_out), db.config.training, progress)
     prov = dataclasses.replace(provenance([d.key for d in docs], teacher), held_out_loss=report.held_out_loss,
                                base_loss=report.base_loss)
-    with db.parts.lock.held("distill"):
+    with db.store.lock.held("distill"):
         size = translators.save(blobs, model, db.config.model_fingerprint, prov)
     db.forget_translator()
     one = len(encode_tensors(translate(lm, model, [docs[0].text])[0]))

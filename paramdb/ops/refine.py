@@ -32,7 +32,7 @@ def refine(db, *, batch_size: int = 8, limit: int | None = None, progress: Progr
         raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise InvalidInput(f"limit must be at least 1, got {limit}")
-    meta = db.parts.meta
+    meta = db.store.meta
     result, tried = RefineResult(), set()
     total = meta.adapter_kinds()["translated"] if limit is None else min(limit, meta.adapter_kinds()["translated"])
     if progress:
@@ -54,10 +54,10 @@ def refine(db, *, batch_size: int = 8, limit: int | None = None, progress: Progr
 
 
 def _commit(db, rows: list[dict], adapters: list[dict], result: RefineResult) -> None:
-    meta, blobs, lock = db.parts.meta, db.parts.blobs, db.parts.lock
+    meta, blobs, lock = db.store.meta, db.store.blobs, db.store.lock
     keys = [uuid.uuid4().hex for _ in rows]
     with lock.held("refine"):
-        gen_before = db.indexes.sync()
+        gen_before = db.store.indexes.sync()
         vectors = {}
         for k, r in zip(keys, rows):
             v = blobs.get_embedding(r["blob_key"])
@@ -70,8 +70,8 @@ def _commit(db, rows: list[dict], adapters: list[dict], result: RefineResult) ->
         done = {doc_id for doc_id, _ in swapped}
         blobs.delete([old for _, old in swapped] + [k for k, r in zip(keys, rows) if r["id"] not in done])
         for _, old in swapped:
-            db.adapter_cache.discard(old)
+            db.store.cache.discard(old)
         if swapped:
-            db.indexes.unchanged(gen_before)
+            db.store.indexes.unchanged(gen_before)
     result.refined += len(done)
     result.skipped += [r["id"] for r in rows if r["id"] not in done]
