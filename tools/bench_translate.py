@@ -117,6 +117,8 @@ def main() -> None:
     log(f"trained store: {len(eval_docs)} passages")
     with ParamDB.open(work / "trained.store", create=True) as db:
         t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
+        if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
+            t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
         timed_insert(db, eval_docs)
         res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
                              predictions=work / "trained.predictions.jsonl", report=log)
