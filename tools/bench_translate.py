@@ -185,7 +185,7 @@ def main() -> None:
         norm_trained = update_norms(db)
     modes = {m: res_t["modes"][m] for m in ("closed", "icl")}
     modes |= {f"{m}_trained": res_t["modes"][m] for m in ("prag", "combine")}
-    out["popqa"] = {m: {"em": v["em"], "f1": v["f1"]} for m, v in modes.items()}
+    out["popqa"] = {m: {"em": v["em"], "f1": v["f1"], "n": res_t["items"]} for m, v in modes.items()}
     out["update_norm_median"] = {"trained": round(norm_trained, 4)}
     publish("popqa trained")
 
@@ -194,8 +194,8 @@ def main() -> None:
         res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
                              predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
         norm_translated = update_norms(db)
-    out["popqa"] |= {f"{m}_translated": {"em": res_x["modes"][m]["em"], "f1": res_x["modes"][m]["f1"]}
-                     for m in ("prag", "combine")}
+    out["popqa"] |= {f"{m}_translated": {"em": v["em"], "f1": v["f1"], "n": res_x["items"]}
+                     for m, v in ((m, res_x["modes"][m]) for m in ("prag", "combine"))}
     pt, px = work / "trained.predictions.jsonl", work / f"translated_{variant}.predictions.jsonl"
     ids = [it.id for it in eval_items]
     any_s = lambda s: True  # noqa: E731 (the latest answer per item wins; stores are not rebuilt between runs)
@@ -203,6 +203,9 @@ def main() -> None:
     closed_em, prag_em = per_item(pt, "closed", any_s, "em"), per_item(px, "prag", any_s, "em")
     out["combine_translated_minus_icl_f1"] = bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
     out["prag_translated_minus_closed_em"] = bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
+    for m in ("prag", "combine"):      # translated against trained, item by item
+        x, t = per_item(px, m, any_s, "f1"), per_item(pt, m, any_s, "f1")
+        out[f"{m}_translated_minus_trained_f1"] = bootstrap([x[i] for i in ids], [t[i] for i in ids])
     out["update_norm_median"]["translated"] = round(norm_translated, 4)
     publish("all")
     if args.json:
