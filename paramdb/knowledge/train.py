@@ -18,6 +18,7 @@ import torch
 
 from .lora import side_path
 from .models import LoadedModel
+from .precision import precision_for
 from .settings import TrainSettings
 
 
@@ -72,15 +73,18 @@ class _StackedAdam:
             p.grad = None
 
 
-def _init_factors(shapes, keys: list[str], s: TrainSettings, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed."""
+def _init_factors(shapes, keys: list[str], s: TrainSettings, device, dtype=torch.float32
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed;
+    in ``dtype`` (fp32 whatever the base model's dtype: precision.py), drawn in fp32 so it is the same."""
     factors = []
     gens = [torch.Generator().manual_seed(doc_seed(s.seed, k)) for k in keys]
     for shp in shapes:
         bound = 1.0 / math.sqrt(shp.in_features)
         a = torch.stack([(torch.rand(s.rank, shp.in_features, generator=g) * 2 - 1) * bound for g in gens])
         b = torch.zeros(len(keys), shp.out_features, s.rank)
-        factors.append((a.to(device).requires_grad_(), b.to(device).requires_grad_()))
+        factors.append((a.to(device=device, dtype=dtype).requires_grad_(),
+                        b.to(device=device, dtype=dtype).requires_grad_()))
     return factors
 
 
@@ -167,8 +171,8 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     sp = side_path(lm.model)
     device = lm.device
     encoded = [_encode(lm.tokenizer, d, s.max_length) for d in docs]
-    factors = _init_factors(sp.shapes, keys, s, device)
-    params = [t for pair in factors for t in pair]
+    factors = _init_factors(sp.shapes, keys, s, device, precision_for(device).factors)
+    params = [t for pair in factors for t in pair]       # Adam's moments take their dtype: fp32
     opt = _StackedAdam(params, len(docs), s.lr)
     backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
     pad = lm.tokenizer.pad_token_id or 0
@@ -202,7 +206,7 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     for d in range(len(docs)):
         adapter = {}
         for name, (a, b) in zip(names, factors):
-            adapter[f"{name}.lora_A"] = a[d].detach().cpu().numpy()
-            adapter[f"{name}.lora_B"] = b[d].detach().cpu().numpy()
+            adapter[f"{name}.lora_A"] = a[d].detach().float().cpu().numpy()
+            adapter[f"{name}.lora_B"] = b[d].detach().float().cpu().numpy()
         out.append(adapter)
     return out
