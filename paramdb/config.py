@@ -29,6 +29,9 @@ SMALL_MODEL_TRAINING = TrainSettings(rank=4, alpha=32.0, lr=5e-3, epochs=10, sam
 # Not calibrated here (no such model on this machine): PRAG's rank and α with a stronger schedule.
 LARGE_MODEL_TRAINING = TrainSettings(rank=2, alpha=32.0, lr=1e-3, epochs=3, samples_per_step=4)
 SMALL_MODEL_PARAMS = 1_000_000_000
+# What a new store's augmentation is; a stored config without a field reads the AugmentSettings default, which
+# is what stores made before that field had (docs/recipe.md: short answers).
+NEW_STORE_AUGMENT = AugmentSettings(short_answers=True)
 
 
 def adapter_weight_for(mode: str, weight: float | None) -> float:
@@ -50,7 +53,7 @@ class StoreConfig:
     embedder: str
     embedding_dim: int
     training: TrainSettings
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    augment: AugmentSettings = field(default_factory=lambda: NEW_STORE_AUGMENT)
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict:

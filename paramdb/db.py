@@ -411,8 +411,9 @@ class ParamDB:
             if mode in ("prag", "combine") else None
         t2 = time.perf_counter()
         with_passages = mode in ("icl", "combine")
+        short = self.config.augment.short_answers   # asked as its adapters were trained
         texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages
-                                                    else None) for q, hs in zip(questions, hits)],
+                                                    else None, short=short) for q, hs in zip(questions, hits)],
                        max_new_tokens, factors=factors, scale=1.0)    # merged factors carry the scale
         t3 = time.perf_counter()
         n = len(questions)

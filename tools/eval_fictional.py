@@ -4,7 +4,9 @@ Builds a store from tools/data/fictional.jsonl (or --data), asks every question 
 prints accuracy (an answer alias appears in the output), EM-in-output and token F1 (PRAG's normalisation,
 paramdb.evaluation) and the median answer length in words per mode, and top-1 retrieval accuracy.
 
-    python tools/eval_fictional.py [--data FILE] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+    python tools/eval_fictional.py [--data FILE] [--docs N] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+
+With ``--store`` a rerun reuses the documents already inserted there (resumable on a slow machine).
 """
 from __future__ import annotations
 
@@ -31,11 +33,12 @@ def main() -> None:
     ap.add_argument("--store", help="store folder (default: a temporary one, removed afterwards)")
     ap.add_argument("--modes", default="closed,icl,prag,combine")
     ap.add_argument("-k", type=int, default=1)
+    ap.add_argument("--docs", type=int, default=None, help="only the first N documents (and their questions)")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    items = [json.loads(line) for line in open(args.data) if line.strip()]
+    items = [json.loads(line) for line in open(args.data) if line.strip()][:args.docs]
     tmp = None if args.store else tempfile.mkdtemp(prefix="paramdb-eval-")
     store = Path(args.store or tmp) / "store"
     try:

@@ -5,6 +5,10 @@ to recite it, not to answer from it. So each sentence of the passage gets a ques
 (few-shot, all sentences of a batch in one batched generation) and the sample teaches "that question → that
 sentence". The answer is the document's own sentence, so a poor question costs little and an answer is never
 invented. A question the model botches is replaced by a cloze prompt built from the sentence itself.
+
+With ``short_answers`` the LLM also copies the question's short answer out of the sentence (a name, a date, a
+phrase); kept only if it really is a span of the sentence and not already in the question, it adds a second
+sample "question -> that span", asked with the short-answer prompt that answering then uses.
 """
 from __future__ import annotations
 
@@ -50,17 +54,52 @@ def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSet
     return out
 
 
+def short_span(answer: str, sentence: str, question: str) -> str | None:
+    """``answer`` as the sentence writes it, or None: not a span of the sentence, as long as the sentence
+    (nothing short about it), or already in the question (the model echoed the subject)."""
+    answer = answer.strip().strip(".,;:!?\"'").strip()
+    if not answer or len(answer.split()) > 8 or len(answer) > 0.6 * len(sentence):
+        return None
+    if answer.lower() in question.lower():
+        return None
+    at = sentence.lower().find(answer.lower())
+    return sentence[at:at + len(answer)] if at >= 0 else None
+
+
+def write_questions_with_answers(lm: LoadedModel, sents: list[str], s: AugmentSettings
+                                 ) -> list[tuple[str, str | None]]:
+    """One (question, short answer span or None) per sentence, in batched generations."""
+    jobs = [prompts.QUESTION_ANSWER_FEW_SHOT.format(sentence=x) for x in sents]
+    out = []
+    for i in range(0, len(jobs), s.batch_size):
+        lines = greedy(lm, jobs[i:i + s.batch_size], s.max_question_tokens + 16)
+        for line, sent in zip(lines, sents[i:i + s.batch_size]):
+            q, _, a = line.partition("Answer:")
+            q = q.strip()
+            out.append((q, short_span(a, sent, q)) if _usable(q) else (_cloze(sent), None))
+    return out
+
+
 def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
-    """Training samples for each text: the passage, then question → sentence pairs for each sentence."""
+    """Training samples for each text: the passage, then question → sentence pairs for each sentence (and
+    question → short answer, with ``short_answers``)."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
     flat = [(" ".join(t.split()), x) for t, doc in zip(texts, per_doc) for x in doc]
-    questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
+    spans: list[str | None] = [None] * len(flat)
+    if s.short_answers and s.questions:
+        qa = write_questions_with_answers(lm, [x for _, x in flat], s)
+        questions, spans = [[q] for q, _ in qa], [a for _, a in qa]
+    else:
+        questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):
         samples = [Sample("", " ".join(text.split()) + eos)]
         for sent in doc:
             samples += [Sample(prompts.question_prompt(lm.tokenizer, q), sent + eos) for q in questions[pos]]
+            if spans[pos]:
+                samples.append(Sample(prompts.question_prompt(lm.tokenizer, questions[pos][0], short=True),
+                                      spans[pos] + eos))
             pos += 1
         out.append(samples)
     return out

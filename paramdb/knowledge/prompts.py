@@ -8,6 +8,10 @@ from __future__ import annotations
 
 ANSWER_SYSTEM = "Answer the question using the context."
 CLOSED_SYSTEM = "Answer the question."
+# Stores with short answers (AugmentSettings.short_answers) train and ask with these: EM/F1 are scored against
+# one- or two-word answers, and a sentence-long answer buries the fact (docs/recipe.md).
+SHORT_ANSWER_SYSTEM = "Answer the question using the context, in a few words."
+SHORT_CLOSED_SYSTEM = "Answer the question in a few words."
 
 
 def _chat(tokenizer, system: str, user: str) -> str | None:
@@ -17,13 +21,17 @@ def _chat(tokenizer, system: str, user: str) -> str | None:
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def question_prompt(tokenizer, question: str, passages: list[str] | None = None) -> str:
-    """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine)."""
+def question_prompt(tokenizer, question: str, passages: list[str] | None = None, short: bool = False) -> str:
+    """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine); ``short``
+    asks for a short answer (chat models: in the system prompt; plain models: "Short answer:")."""
+    system = (SHORT_ANSWER_SYSTEM if short else ANSWER_SYSTEM) if passages else \
+        (SHORT_CLOSED_SYSTEM if short else CLOSED_SYSTEM)
+    cue = "Short answer:" if short else "Answer:"
     if passages:
         context = "\n\n".join(p.strip() for p in passages)
-        return (_chat(tokenizer, ANSWER_SYSTEM, f"Context: {context}\n\nQuestion: {question}")
-                or f"Context: {context}\n\nQuestion: {question}\nAnswer:")
-    return _chat(tokenizer, CLOSED_SYSTEM, f"Question: {question}") or f"Question: {question}\nAnswer:"
+        return (_chat(tokenizer, system, f"Context: {context}\n\nQuestion: {question}")
+                or f"Context: {context}\n\nQuestion: {question}\n{cue}")
+    return _chat(tokenizer, system, f"Question: {question}") or f"Question: {question}\n{cue}"
 
 
 def answer_suffix(tokenizer) -> str:
@@ -68,6 +76,25 @@ Question:"""
 # Measured on tools/data/fictional.jsonl (20 documents, 40 questions, 10 epochs): the sentence-only wording
 # injected 30/40, the passage-aware one 19/40; the first template is the default (questions_per_sentence=1).
 QUESTION_TEMPLATES = (QUESTION_FEW_SHOT_SENTENCE, QUESTION_FEW_SHOT)
+
+# Stores with short answers: the same sentence-only wording, and the question's answer copied from the sentence
+# on the same line (greedy stops at the newline). The answer is kept only if it is a span of the sentence.
+QUESTION_ANSWER_FEW_SHOT = """Write a question that the sentence answers, then its short answer copied from the sentence.
+
+Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
+Question: When was the Eiffel Tower completed? Answer: 1889
+
+Sentence: Marie Curie was born in Warsaw and later moved to France.
+Question: Where was Marie Curie born? Answer: Warsaw
+
+Sentence: The platypus is one of the few mammals that lay eggs.
+Question: Which mammal lays eggs? Answer: The platypus
+
+Sentence: The novel was written by Jane Austen and published by Thomas Egerton.
+Question: Who published the novel? Answer: Thomas Egerton
+
+Sentence: {sentence}
+Question:"""
 
 REWRITE_FEW_SHOT = """Rewrite the passage in other words, keeping every fact.
 
