@@ -1,0 +1,71 @@
+"""Short answers: new stores also train "question -> short answer span" and ask for short answers; stores
+made before keep their prompts."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import FAST_TRAINING
+from paramdb import ParamDB
+from paramdb.config import StoreConfig
+from paramdb.knowledge import augment, prompts
+from paramdb.knowledge.augment import AugmentSettings, _cloze, build_samples, short_span
+
+SHORT = AugmentSettings(short_answers=True, max_question_tokens=4)
+SENT = "Quillane invented a blue glass called moonrind in 1987."
+
+
+@pytest.mark.parametrize("answer, want", [
+    ("moonrind", "moonrind"),
+    (" Moonrind.", "moonrind"),              # trimmed, and written as the sentence writes it
+    ("1987", "1987"),
+    ("red glass", None),                      # not in the sentence: never an invented answer
+    ("Quillane", None),                       # already in the question
+    ("", None),
+    (SENT, None),                             # the whole sentence is no short answer
+])
+def test_short_span_keeps_only_a_short_span_of_the_sentence_not_in_the_question(answer, want):
+    assert short_span(answer, SENT, "What did Quillane invent?") == want
+
+
+def test_short_answer_samples_sit_beside_the_sentence_samples_with_the_short_prompt(tiny_lm, monkeypatch):
+    lines = iter([["What did Quillane invent? Answer: moonrind", "What glows at night? Answer: nothing here"]])
+    monkeypatch.setattr(augment, "greedy", lambda lm, ps, n: next(lines))
+    text = SENT + " It glows at night."
+    (samples,) = build_samples(tiny_lm, [text], SHORT)
+    tok, eos = tiny_lm.tokenizer, tiny_lm.tokenizer.eos_token
+    assert [(s.prompt, s.target) for s in samples[1:]] == [
+        (prompts.question_prompt(tok, "What did Quillane invent?"), SENT + eos),
+        (prompts.question_prompt(tok, "What did Quillane invent?", short=True), "moonrind" + eos),
+        (prompts.question_prompt(tok, "What glows at night?"), "It glows at night." + eos)]
+
+
+def test_an_unusable_question_gets_the_cloze_prompt_and_no_short_sample(tiny_lm, monkeypatch):
+    monkeypatch.setattr(augment, "greedy", lambda lm, ps, n: ["garbage Answer: moonrind"] * len(ps))
+    (samples,) = build_samples(tiny_lm, [SENT], SHORT)
+    assert [s.prompt for s in samples[1:]] == [prompts.question_prompt(tiny_lm.tokenizer, _cloze(SENT))]
+
+
+def test_the_short_prompt_asks_for_a_short_answer_and_differs_from_the_plain_one(tiny_lm):
+    tok = tiny_lm.tokenizer                       # no chat template: the plain format
+    assert prompts.question_prompt(tok, "Who?", short=True).endswith("Short answer:")
+    assert prompts.question_prompt(tok, "Who?", ["P."], short=True) != prompts.question_prompt(tok, "Who?", ["P."])
+
+
+def test_new_stores_get_short_answers_and_stores_made_before_keep_sentence_answers():
+    assert StoreConfig("m", "f", "e", 4, FAST_TRAINING).augment.short_answers is True
+    old = StoreConfig("m", "f", "e", 4, FAST_TRAINING).to_json()
+    del old["augment"]["short_answers"]           # a config written before the field existed
+    old["training"] = {"rank": 2}
+    assert StoreConfig.from_json(old).augment.short_answers is False
+
+
+def test_generate_asks_with_the_prompt_the_stores_adapters_were_trained_with(tmp_path, tiny_lm, embedder,
+                                                                              monkeypatch):
+    import paramdb.db as dbmod
+
+    seen = []
+    with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
+        db.insert([{"id": "d1", "text": SENT}])
+        monkeypatch.setattr(dbmod, "greedy", lambda lm, ps, n, **kw: seen.extend(ps) or ["x"] * len(ps))
+        db.generate("What did Quillane invent?", k=1, mode="prag")
+    assert seen == [prompts.question_prompt(tiny_lm.tokenizer, "What did Quillane invent?", short=True)]
