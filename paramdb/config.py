@@ -15,7 +15,9 @@ from .knowledge.settings import AugmentSettings, TrainSettings, check_number
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 2
 MODES = ("prag", "icl", "combine", "closed")
-MERGES = ("mean", "sum")   # how the k retrieved adapters combine: weight 1/k each, or 1 each (PRAG)
+# How the k retrieved adapters combine: weight 1/k each, 1 each (PRAG), or by retrieval rank (1/rank,
+# normalised to sum 1: the best document outweighs the others; RANK_WEIGHTS).
+MERGES = ("mean", "sum", "rank")
 # The merged adapters' weight per mode, unless the caller gives one. With the passages in context the adapters
 # only need to add to them; at full weight they override the context (PopQA, 20 items, k=3: combine F1 0.069
 # at 1.0, 0.150 at 0.5, against icl's 0.120; README "Evaluation").
@@ -32,6 +34,12 @@ SMALL_MODEL_PARAMS = 1_000_000_000
 # What a new store's augmentation is; a stored config without a field reads the AugmentSettings default, which
 # is what stores made before that field had (docs/recipe.md: short answers).
 NEW_STORE_AUGMENT = AugmentSettings(short_answers=True)
+
+
+def rank_weights(k: int) -> list[float]:
+    """Weights of k adapters by retrieval rank for ``merge="rank"``: 1/rank, summing to 1 (k=3: .55 .27 .18)."""
+    raw = [1.0 / (j + 1) for j in range(k)]
+    return [x / sum(raw) for x in raw]
 
 
 def adapter_weight_for(mode: str, weight: float | None) -> float:

@@ -23,7 +23,8 @@ method_option = click.option("--method", default="hybrid", show_default=True,
                              help="Retrieval: dense (embeddings), bm25 (terms) or hybrid (both, rank-fused).")
 
 merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean", show_default=True,
-                            help="Combine the k adapters at weight 1/k each (mean) or 1 each (sum, as PRAG).")
+                            help="Combine the k adapters at weight 1/k each (mean), 1 each (sum, as PRAG) or "
+                                 "1/rank normalised (rank: the best hit outweighs the rest).")
 
 adapter_weight_option = click.option(
     "--adapter-weight", type=click.FloatRange(min=0), default=None, metavar="W",
