@@ -132,6 +132,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     names = [n for n, _ in sp.modules]
     scale, rank, alpha = db.config.training.scale, db.config.training.rank, db.config.training.alpha
     clock = Clock(device)
+    short = db.config.augment.short_answers        # generate()'s prompt for this store
 
     # Every stored adapter as a PEFT directory on disk, as PRAG keeps them (export time not measured).
     docs = db.list()
@@ -156,9 +157,9 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
 
     # Warm-up, untimed: first calls pay one-off costs (lazy imports, allocator, PEFT's first injection).
     q0 = questions[0]
-    enc0 = encode(tok, [prompts.question_prompt(tok, q0)], device)
+    enc0 = encode(tok, [prompts.question_prompt(tok, q0, short=short)], device)
     ids0 = [h.id for h in db.query(q0, k)]
-    flow.answer(prompts.question_prompt(tok, q0), [dirs[i] for i in ids0], T)
+    flow.answer(prompts.question_prompt(tok, q0, short=short), [dirs[i] for i in ids0], T)
     fixed_generate(lm.model, tok, enc0, T)
     switch_paramdb(ids0, cold=True)
     fixed_generate(lm.model, tok, enc0, T)
@@ -169,7 +170,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
                              "paramdb_generate_s", "api_load_adapters_cold_ms", "api_generate_s", "same_tokens",
                              "k_effective")}
     for qi, q in enumerate(questions):
-        prompt = prompts.question_prompt(tok, q)       # the prag prompt is the closed prompt (no passages)
+        prompt = prompts.question_prompt(tok, q, short=short)   # prag's prompt is closed's (no passages)
         enc = encode(tok, [prompt], device)
         t0 = clock()
         hits = db.query(q, k)
@@ -217,7 +218,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         t0 = clock()
         hits = [db.query(q, k) for q in chunk]
         factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
-        enc = encode(tok, [prompts.question_prompt(tok, q) for q in chunk], device)
+        enc = encode(tok, [prompts.question_prompt(tok, q, short=short) for q in chunk], device)
         with sp.applied(factors, 1.0):
             out = fixed_generate(lm.model, tok, enc, T)
         batch_times.append(clock() - t0)

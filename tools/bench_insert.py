@@ -201,8 +201,9 @@ def contains_answer(output: str, aliases: list[str]) -> bool:
 
 
 def answer(lm, questions: list[str], adapters: list[dict] | None, scale: float, max_new_tokens: int = 48,
-           batch: int = 8) -> list[str]:
-    """ParamDB's prag answer path with given adapters (k=1: one per question), or closed-book if None."""
+           batch: int = 8, short: bool = True) -> list[str]:
+    """ParamDB's prag answer path with given adapters (k=1: one per question), or closed-book if None;
+    ``short`` asks with the short-answer prompt (as a store whose augmentation has short_answers does)."""
     import numpy as np
     import torch
 
@@ -223,15 +224,21 @@ def answer(lm, questions: list[str], adapters: list[dict] | None, scale: float, 
                      for ad in adapters[i:i + batch]]
             factors = merge_factors(per_q, lm.device, dtype)
         with torch.no_grad():
-            out += greedy(lm, [prompts.question_prompt(lm.tokenizer, q) for q in qs], max_new_tokens,
+            out += greedy(lm, [prompts.question_prompt(lm.tokenizer, q, short=short) for q in qs], max_new_tokens,
                           factors=factors, scale=scale)
     return out
 
 
-def accuracy(lm, items: list[dict], adapters_by_id: dict | None, scale: float) -> tuple[float, list]:
+def accuracy(lm, items: list[dict], adapters_by_id: dict | None, scale: float,
+             short: bool | None = None) -> tuple[float, list]:
+    """Fraction of questions answered (an alias in the answer). ``short``: the prompt style (default: that of a
+    new store, config.NEW_STORE_AUGMENT), which must match the one the adapters were trained with."""
+    from paramdb.config import NEW_STORE_AUGMENT
+
+    short = NEW_STORE_AUGMENT.short_answers if short is None else short
     qs = [(it["id"], q["q"], q["a"]) for it in items for q in it["questions"]]
     ads = None if adapters_by_id is None else [adapters_by_id[d] for d, _, _ in qs]
-    texts = answer(lm, [q for _, q, _ in qs], ads, scale)
+    texts = answer(lm, [q for _, q, _ in qs], ads, scale, short=short)
     marks = [contains_answer(t, a) for t, (_, _, a) in zip(texts, qs)]
     return sum(marks) / len(marks), [(q, t, m) for (_, q, _), t, m in zip(qs, texts, marks)]
 
@@ -308,12 +315,14 @@ def run_benchmark(args) -> dict:
         db.close()
 
         with Phase("evaluation") as p_eval:
-            closed_acc, closed_log = accuracy(lm, items, None, s.scale)
-            seq_acc, seq_log = accuracy(lm, items, dict(zip(keys, seq_adapters)), s.scale)
-            pdb_acc, pdb_log = accuracy(lm, items, dict(zip(keys, pdb_adapters)), s.scale)
-            one_acc = accuracy(lm, items, dict(zip(keys, one_adapters)), s.scale)[0]
-            fixed_acc = accuracy(lm, items, dict(zip(keys, fixed_adapters)), s.scale)[0] if fixed_adapters else None
-            seq0_acc = accuracy(lm, items, dict(zip(keys, seq0_adapters)), s.scale)[0] if seq0_adapters else None
+            closed_acc, closed_log = accuracy(lm, items, None, s.scale, aug.short_answers)
+            seq_acc, seq_log = accuracy(lm, items, dict(zip(keys, seq_adapters)), s.scale, aug.short_answers)
+            pdb_acc, pdb_log = accuracy(lm, items, dict(zip(keys, pdb_adapters)), s.scale, aug.short_answers)
+            short = aug.short_answers
+
+            def acc_of(adapters):
+                return accuracy(lm, items, dict(zip(keys, adapters)), s.scale, short)[0] if adapters else None
+            one_acc, fixed_acc, seq0_acc = acc_of(one_adapters), acc_of(fixed_adapters), acc_of(seq0_adapters)
         if args.verbose:
             for name, lg in (("closed", closed_log), ("sequential", seq_log), ("paramdb", pdb_log)):
                 for q, t, ok in lg:
@@ -329,7 +338,7 @@ def run_benchmark(args) -> dict:
                                                            progress=lambda d, n: log(f"  reference {d}/{n}"))
         ref_acc = None
         if ref_epochs == s.epochs and not args.reference_steps:      # a complete run: its accuracy means something
-            ref_acc, _ = accuracy(lm, items[:m], dict(zip(keys[:m], ref_adapters)), s.scale)
+            ref_acc, _ = accuracy(lm, items[:m], dict(zip(keys[:m], ref_adapters)), s.scale, aug.short_answers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
