@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from paramdb.config import rank_weights
+from paramdb.engine import adapters
 
 DOCS = [{"id": "a", "text": "Zorbel is the capital of Freedonia."},
         {"id": "b", "text": "Cats purr when they are content."},
@@ -13,9 +14,10 @@ DOCS = [{"id": "a", "text": "Zorbel is the capital of Freedonia."},
 def test_rank_merge_weights_each_hits_adapter_by_its_rank(db):
     db.insert(DOCS)
     hits = db.query("What is the capital of Freedonia?", k=3)
-    keys = [db._meta.get([h.id])[0]["blob_key"] for h in hits]
-    ranked = db._merged_factors([keys], "rank", 1.0)
-    mean = db._merged_factors([keys], "mean", 1.0)
+    store = db._store
+    keys = [store.meta.get([h.id])[0]["blob_key"] for h in hits]
+    ranked = adapters.merged(store, db.lm, [keys], "rank", 1.0)
+    mean = adapters.merged(store, db.lm, [keys], "mean", 1.0)
     w = rank_weights(3)
     r = db.config.training.rank
     for (ra, rb), (ma, mb) in zip(ranked, mean):

@@ -61,7 +61,7 @@ def test_new_stores_get_short_answers_and_stores_made_before_keep_sentence_answe
 
 def test_generate_asks_with_the_prompt_the_stores_adapters_were_trained_with(tmp_path, tiny_lm, embedder,
                                                                               monkeypatch):
-    import paramdb.db as dbmod
+    import paramdb.engine.answer as dbmod
 
     seen = []
     with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
