@@ -7,8 +7,9 @@ answered from lives there, where the operator tools and the Ray executor use it 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
+from . import validate
 from .config import MERGES, MODES, adapter_weight_for
 from .engine import adapters, answer, commit, ingest, search
 from .engine.ingest import Progress
@@ -38,20 +39,24 @@ class ParamDB:
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
              device: str | None = None, training: dict | None = None,
-             lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+             lock_timeout: float = DEFAULT_TIMEOUT, readonly: bool = False) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
         calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
+        ``readonly=True`` (automatic where this process cannot write the store's files) reads without
+        writing anything: stale derived indexes are rebuilt in memory, writes raise ReadOnlyStore.
         """
         if create and not Layout(Path(path)).exists():
+            if readonly:
+                raise InvalidInput(f"cannot create a store read-only: no store at {path}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
                               training=training, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
-        store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout)
+        store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
         return cls(store, Models(store.config, model, embedder or None, device, label=str(store.path)))
 
     @classmethod
@@ -65,6 +70,11 @@ class ParamDB:
             raise StoreExists(f"a store already exists at {layout.root}")
         models = for_new_store(model, embedder, device, training, label=str(layout.root))
         return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
+
+    @property
+    def readonly(self) -> bool:
+        """True when this handle only reads (asked for, or the store's files are not writable here)."""
+        return self._store.lock.readonly is not None
 
     def close(self) -> None:
         self._store.close()
@@ -107,6 +117,8 @@ class ParamDB:
         ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
         ``failed`` the (id, error) of documents not stored.
         """
+        validate.documents_arg(docs)
+        self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
         if batch_size < 1:
@@ -126,11 +138,11 @@ class ParamDB:
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
-        return commit.delete(self._store, [ids] if isinstance(ids, str) else list(ids))
+        return commit.delete(self._store, validate.lookup_ids(ids))
 
     # ---------------------------------------------------------------- reading
     def get(self, doc_id: str) -> Document:
-        rows = self._store.meta.get([doc_id])
+        rows = self._store.meta.get(validate.lookup_ids(doc_id))
         if not rows:
             raise UnknownId(doc_id)
         return _document(rows[0])
@@ -196,6 +208,27 @@ class ParamDB:
         from .ops.check import check
         return check(self._store, repair=repair, models=self._models)
 
+    # ---------------------------------------------------------------- adapters in other formats (paramdb/interop)
+    def export_peft(self, ids: str | Sequence[str] | None, path: str | Path, *, question: str | None = None,
+                    k: int = 3, where: dict | None = None, method: str = "hybrid", merge: str = "mean",
+                    adapter_weight: float | None = None, force: bool = False):
+        """Write adapters as PEFT LoRA folders that ``PeftModel.from_pretrained`` (vLLM, LoRAX, ...) loads:
+        one id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
+        ``generate(question, mode="prag")`` would apply. Returns a PeftExport."""
+        from .interop import peft_export
+        if (question is None) == (not ids):
+            raise InvalidInput("export either ids or a question's merged adapter, not both or neither")
+        if question is not None:
+            return peft_export.export_question(self, question, Path(path), k=k, where=where, method=method,
+                                               merge=merge, adapter_weight=adapter_weight, force=force)
+        return peft_export.export_rows(self, [ids] if isinstance(ids, str) else list(ids), Path(path), force)
+
+    def import_peft(self, path: str | Path, doc_id: str, text: str, metadata: dict | None = None):
+        """Store a PEFT LoRA folder trained elsewhere as the row ``doc_id`` with ``text`` (embedded, not
+        trained on), after checking it fits this store's base model. Returns a PeftImport."""
+        from .interop.peft_import import import_peft
+        return import_peft(self, path, doc_id, text, metadata)
+
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
                  max_new_tokens: int = 48, method: str = "hybrid", merge: str = "mean",
@@ -225,9 +258,8 @@ class ParamDB:
             raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
         weight = adapter_weight_for(mode, adapter_weight)
         check_method(method)
-        for q in questions:
-            if not isinstance(q, str) or not q.strip():
-                raise InvalidInput("question is empty")
+        questions = validate.question_list(questions)
+        validate.positive_int(max_new_tokens, "max_new_tokens")
         return answer.answer_batch(self._store, self._models, questions, k=k, mode=mode, where=where,
                                    max_new_tokens=max_new_tokens, method=method, merge=merge, weight=weight)
 

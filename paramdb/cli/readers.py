@@ -35,7 +35,7 @@ def _lines(path: str) -> Iterator[tuple[str, int, str]]:
         raise InvalidInput(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -54,6 +54,8 @@ def jsonl_objects(path: str) -> Iterator[tuple[str, dict]]:
             obj = json.loads(line)
         except ValueError as exc:
             raise InvalidInput(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}") from None
+        except RecursionError:
+            raise InvalidInput(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
         yield where, obj
@@ -63,7 +65,7 @@ def _located_items(path: str) -> Iterator[tuple[str, Any]]:
     if path == STDIN or path.lower().endswith(".jsonl"):
         yield from jsonl_objects(path)
     else:
-        yield path, {"id": Path(path).stem, "text": _read_text(path)}
+        yield path, {"id": Path(path).stem, "text": read_text(path)}
 
 
 def read_documents(paths: Sequence[str], content_ids: bool = False) -> list[Document]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import rank_weights
-from ..errors import InvalidInput, UnknownId
-from ..knowledge.inject import from_stored, merge_flat
+from ..errors import CorruptData, UnknownId
+from ..knowledge.inject import from_stored, merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import LoadedModel
 from .store import Store
@@ -40,10 +40,14 @@ def load(store: Store, lm: LoadedModel, keys: list[str]) -> list:
     if todo:
         with store.blobs.reader() as r:
             for k in todo:
-                buf = r.adapter(k)
-                if buf is None:
-                    raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
-                out[k] = from_stored(buf, names, lm.device, dtype)
+                try:
+                    buf = r.adapter(k)
+                    if buf is None:
+                        raise CorruptData(f"adapter blob {k} is missing")
+                    out[k] = from_stored(buf, names, lm.device, dtype)
+                except CorruptData as exc:       # name the row: the blob key means nothing to a user
+                    raise CorruptData(f"document {store.meta.id_of_blob(k)!r}: {exc}; run `paramdb check "
+                                      f"--repair {store.path}`") from None
                 store.cache.put(k, out[k])
     return [out[k] for k in keys]
 
@@ -56,7 +60,6 @@ def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str
     if not any(blob_keys):
         return None
     per_q = [load(store, lm, keys) if keys else [] for keys in blob_keys]
-    s = store.config.training.scale * weight
-    scales = [s / max(1, len(keys)) if merge == "mean" else s for keys in blob_keys]
+    scales = [question_scale(store.config.training.scale, merge, weight, len(keys)) for keys in blob_keys]
     weights = [rank_weights(len(keys)) for keys in blob_keys] if merge == "rank" else None
     return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales, weights=weights)

@@ -96,6 +96,16 @@ def _convert_gguf(gguf: Path) -> Path:
     return target
 
 
+def model_folder(path: str | None = None) -> Path:
+    """The Hugging Face folder that ``path`` (a folder or GGUF file; None: the default) loads from: the
+    folder itself, or the GGUF's dequantized copy in the cache (made on first use). An exported adapter
+    names it as its base model, so transformers alone can load what it was trained on."""
+    src = Path(path or default_model_path()).expanduser()
+    if not src.exists():
+        raise ModelLoadError(f"model not found: {src}")
+    return _convert_gguf(src) if src.suffix == ".gguf" else src
+
+
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """Hash of every parameter's name, shape and a cheap summary of its values (sum, first values)."""
     h = hashlib.sha256()
