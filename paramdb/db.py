@@ -109,13 +109,14 @@ class ParamDB:
         Returns an InsertReport: the ids stored, in commit order (it reads and compares as that list), plus
         ``skipped``, ``failed`` and ``stats``. A list is validated whole first (one bad item adds nothing).
         Any other iterable is streamed: read, validated and committed ``batch_size`` documents at a time, so
-        memory stays bounded whatever the corpus size. Either way each batch is written atomically. A taken id
-        is refused unless ``upsert``.
+        memory stays bounded whatever the corpus size. Either way each batch is written atomically. Without
+        ``upsert``, a document already stored with the same text and metadata is skipped (``skipped``: so a
+        rerun after an interruption resumes) and another taken id is refused; ``upsert`` replaces both. Ctrl-C raises InsertInterrupted (a
+        KeyboardInterrupt) whose ``committed`` lists the ids stored before it.
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
         ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; there
-        ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
-        ``failed`` the (id, error) of documents not stored.
+        ``failed`` lists the (id, error) of documents not stored.
         """
         validate.documents_arg(docs)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it

@@ -9,6 +9,7 @@ from paramdb import evaluate, plots
 from paramdb.config import MODES
 
 from . import commands
+from .output import say
 from .options import adapter_weight_option, device_option, json_option, k_option, merge_option, method_option
 
 
@@ -49,27 +50,27 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
         plots.check_target(plot)                # before hours of work, not after
     if retrieval_only:
         result = evaluate.retrieval_only(data, k=k, limit=limit, distractors=distractors,
-                                         report=lambda msg: click.echo(msg, err=True))
+                                         report=lambda msg: say(msg, err=True))
         if as_json:
             commands.echo_json(result)
         else:
-            click.echo(f"{result['items']} items, {result['passages']} passages, k={k}")
+            say(f"{result['items']} items, {result['passages']} passages, k={k}")
             for key in ("recall_at_k", "hit_at_k", "first_gold_at_k"):
-                click.echo(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
+                say(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
         return
     store = store or Path(data).stem + ".store"
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
                               batch_size=batch_size, merge=merge, adapter_weight=adapter_weight,
-                              report=lambda msg: click.echo(msg, err=True))
+                              report=lambda msg: say(msg, err=True))
     if plot is not None:
         plots.eval_figure(result, plot)
     if as_json:
         commands.echo_json(result)
         return
-    click.echo(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
-    click.echo(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
+    say(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
+    say(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
     for mode, m in result["modes"].items():
-        click.echo(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
-    click.echo(f"predictions: {result['predictions']}")
+        say(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
+    say(f"predictions: {result['predictions']}")

@@ -8,6 +8,7 @@ import click
 from paramdb.errors import InvalidInput
 
 from .commands import echo_json, open_store
+from .output import say, shown_id
 from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
                       store_argument, where_options)
 from .readers import read_text
@@ -49,13 +50,12 @@ def export(store, ids, target, question, k, method, where, merge, adapter_weight
                    "documents": done.hits or list(done.folders)})
         return
     if done.merged:
-        click.echo(f"wrote the merge of {len(done.hits)} adapters ({', '.join(done.hits)}), rank {done.rank}, "
-                   f"to {done.path}")
+        say(f"wrote the merge of {len(done.hits)} adapters ({', '.join(shown_id(i) for i in done.hits)}), "
+            f"rank {done.rank}, to {done.path}")
     else:
-        click.echo(f"wrote {len(done.folders)} adapter{'s' * (len(done.folders) != 1)} to {done.path}")
+        say(f"wrote {len(done.folders)} adapter{'s' * (len(done.folders) != 1)} to {done.path}")
     if done.base_model is None:
-        click.echo("note: the store's base model has no folder on disk; base_model_name_or_path is empty",
-                   err=True)
+        say("note: the store's base model has no folder on disk; base_model_name_or_path is empty", err=True)
 
 
 @click.command(name="import")
@@ -88,9 +88,9 @@ def import_(store, folder, doc_id, text_file, metadata_json, device, as_json):
         echo_json({"id": done.id, "source_rank": done.source_rank, "rank": done.rank,
                    "base_check": done.base_check})
     else:
-        click.echo(f"imported {done.id!r} (rank {done.source_rank}"
-                   f"{f', stored at rank {done.rank}' if done.rank != done.source_rank else ''}; base model "
-                   f"checked by {'weight fingerprint' if done.base_check == 'fingerprint' else 'module shapes only'})")
+        say(f"imported '{shown_id(done.id)}' (rank {done.source_rank}"
+            f"{f', stored at rank {done.rank}' if done.rank != done.source_rank else ''}; base model "
+            f"checked by {'weight fingerprint' if done.base_check == 'fingerprint' else 'module shapes only'})")
 
 
 INTEROP = [export, import_]

@@ -13,7 +13,9 @@ sample "question -> that span", asked with the short-answer prompt that answerin
 from __future__ import annotations
 
 import re
-from . import prompts
+from typing import Iterator
+
+from . import budget, prompts
 from .generate import greedy
 from .models import LoadedModel
 from .settings import AugmentSettings
@@ -22,9 +24,44 @@ from .train import Sample
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
+# A "sentence" longer than this (a text without full stops, a table, a hostile 1 MB line) is cut into pieces
+# of at most this many words and characters, so each one fits a question prompt and a training sample.
+PIECE_WORDS = 64
+PIECE_CHARS = 512
+# The passage and sentence shown in one question prompt take at most this many tokens even where the context
+# holds more: a question needs the sentence and some context, and a prompt of thousands of tokens for each
+# of a document's sentences would cost minutes (typical passages, ~250 tokens, are shown whole).
+MAX_FILL_TOKENS = 1024
+
+
 def sentences(text: str, limit: int) -> list[str]:
-    parts = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if len(s.strip()) > 3]
-    return parts[:limit]
+    """The first ``limit`` sentences (pieces of long ones) of ``text``; only as much of it as that takes is
+    cut up."""
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(" ".join(text.split())):
+        for piece in _pieces(sentence.strip()):
+            if len(piece) > 3:
+                out.append(piece)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def _pieces(sentence: str) -> Iterator[str]:
+    if len(sentence) <= PIECE_CHARS and sentence.count(" ") < PIECE_WORDS:
+        yield sentence
+        return
+    piece: list[str] = []
+    size = 0
+    for word in sentence.split(" "):
+        for part in (word[i:i + PIECE_CHARS] for i in range(0, len(word), PIECE_CHARS)):
+            if piece and (len(piece) == PIECE_WORDS or size + 1 + len(part) > PIECE_CHARS):
+                yield " ".join(piece)
+                piece, size = [], -1
+            piece.append(part)
+            size += 1 + len(part)
+    if piece:
+        yield " ".join(piece)
 
 
 def _usable(question: str) -> bool:
@@ -43,7 +80,8 @@ def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSet
     name who a pronoun stands for. Unusable outputs fall back to a cloze prompt.
     """
     templates = prompts.QUESTION_TEMPLATES[:max(1, s.questions_per_sentence)]
-    jobs = [(t.format(passage=p, sentence=x), j) for t in templates for j, (p, x) in enumerate(pairs)]
+    jobs = [(prompt, j) for t in templates for j, pair in enumerate(pairs)
+            if (prompt := _fitted(lm, t, *pair, s.max_question_tokens)) is not None]
     out: list[list[str]] = [[] for _ in pairs]
     for i in range(0, len(jobs), s.batch_size):
         chunk = jobs[i:i + s.batch_size]
@@ -51,7 +89,27 @@ def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSet
             q = q if _usable(q) else _cloze(pairs[j][1])
             if q not in out[j]:
                 out[j].append(q)
+    for j, (_, sentence) in enumerate(pairs):
+        if not out[j]:                 # the model's context cannot even hold the few-shot template
+            out[j].append(_cloze(sentence))
     return out
+
+
+def _fitted(lm: LoadedModel, template: str, passage: str, sentence: str, new_tokens: int) -> str | None:
+    """``template`` filled with the passage and sentence cut so the prompt and its question fit the model's
+    context; None when the template alone leaves no room."""
+    tok = lm.tokenizer
+    bare = len(tok(template.format(passage="", sentence=""), add_special_tokens=False).input_ids)
+    room = min(budget.context_window(lm) - new_tokens - bare - 4,    # 4 spare: joined text may tokenize longer
+               MAX_FILL_TOKENS)
+    if room < 8:
+        return None
+    with_passage = "{passage}" in template
+    lengths = [budget.count(tok, sentence, room)] + ([budget.count(tok, passage, room)] if with_passage else [])
+    allowed = budget.share(lengths, room)
+    sentence = budget.clip(tok, sentence, allowed[0])[0]
+    passage = budget.clip(tok, passage, allowed[1])[0] if with_passage else ""
+    return template.format(passage=passage, sentence=sentence)
 
 
 def short_span(answer: str, sentence: str, question: str) -> str | None:
@@ -69,14 +127,17 @@ def short_span(answer: str, sentence: str, question: str) -> str | None:
 def write_questions_with_answers(lm: LoadedModel, sents: list[str], s: AugmentSettings
                                  ) -> list[tuple[str, str | None]]:
     """One (question, short answer span or None) per sentence, in batched generations."""
-    jobs = [prompts.QUESTION_ANSWER_FEW_SHOT.format(sentence=x) for x in sents]
-    out = []
+    new_tokens = s.max_question_tokens + 16            # the question and its answer on one line
+    jobs = [(prompt, j) for j, x in enumerate(sents)
+            if (prompt := _fitted(lm, prompts.QUESTION_ANSWER_FEW_SHOT, "", x, new_tokens)) is not None]
+    out: list[tuple[str, str | None]] = [(_cloze(x), None) for x in sents]   # kept where the model fails
     for i in range(0, len(jobs), s.batch_size):
-        lines = greedy(lm, jobs[i:i + s.batch_size], s.max_question_tokens + 16)
-        for line, sent in zip(lines, sents[i:i + s.batch_size]):
+        chunk = jobs[i:i + s.batch_size]
+        for line, (_, j) in zip(greedy(lm, [prompt for prompt, _ in chunk], new_tokens), chunk):
             q, _, a = line.partition("Answer:")
             q = q.strip()
-            out.append((q, short_span(a, sent, q)) if _usable(q) else (_cloze(sent), None))
+            if _usable(q):
+                out[j] = (q, short_span(a, sents[j], q))
     return out
 
 
@@ -85,7 +146,7 @@ def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list
     question → short answer, with ``short_answers``)."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
-    flat = [(" ".join(t.split()), x) for t, doc in zip(texts, per_doc) for x in doc]
+    flat = [(passage, x) for t, doc in zip(texts, per_doc) for passage in [" ".join(t.split())] for x in doc]
     spans: list[str | None] = [None] * len(flat)
     if s.short_answers and s.questions:
         qa = write_questions_with_answers(lm, [x for _, x in flat], s)
