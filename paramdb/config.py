@@ -12,8 +12,9 @@ from .errors import InvalidInput
 from .knowledge.settings import AugmentSettings, TrainSettings, check_number
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
+# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models").
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODES = ("prag", "icl", "combine", "closed")
 # How the k retrieved adapters combine: weight 1/k each, 1 each (PRAG), or by retrieval rank (1/rank,
 # normalised to sum 1: the best document outweighs the others; RANK_WEIGHTS).
