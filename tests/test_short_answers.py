@@ -69,3 +69,14 @@ def test_generate_asks_with_the_prompt_the_stores_adapters_were_trained_with(tmp
         monkeypatch.setattr(dbmod, "greedy", lambda lm, ps, n, **kw: seen.extend(ps) or ["x"] * len(ps))
         db.generate("What did Quillane invent?", k=1, mode="prag")
     assert seen == [prompts.question_prompt(tiny_lm.tokenizer, "What did Quillane invent?", short=True)]
+
+
+def test_the_translators_context_teacher_asks_a_short_sample_in_the_short_style(tiny_lm):
+    from paramdb.knowledge.distill import _question_of, _with_passage
+
+    tok = tiny_lm.tokenizer
+    for short in (False, True):
+        prompt = prompts.question_prompt(tok, "Who invented moonrind?", short=short)
+        assert _question_of(tok, prompt) == ("Who invented moonrind?", short)
+        assert _with_passage(tok, prompt, SENT) == prompts.question_prompt(tok, "Who invented moonrind?", [SENT],
+                                                                           short=short)
