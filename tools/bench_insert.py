@@ -331,7 +331,8 @@ def run_benchmark(args) -> dict:
         # Last: padded to 3,000 tokens it needs several GB, which the allocator may keep after it ends, and
         # that would inflate every later phase's RSS.
         steps_note = f", {args.reference_steps} step(s)" if args.reference_steps else ""
-        with Phase(f"(a) PRAG's padding applied to these samples, pad {PRAG_MAX_LENGTH}, {m} doc(s) x {ref_epochs} epoch(s)"
+        with Phase(f"(a) PRAG's padding applied to these samples, pad {PRAG_MAX_LENGTH}, {m} doc(s) x "
+                   f"{ref_epochs} epoch(s)"
                    f"{steps_note}") as p_ref:
             ref_adapters, ref_stats = train_prag_reference(lm, samples[:m], keys[:m], s, epochs=ref_epochs,
                                                            max_steps=args.reference_steps or None,
