@@ -31,7 +31,7 @@ from .layout import Layout
 from .storage.blobs import BlobStore
 from .indexes import DerivedIndexes
 from .storage.lock import DEFAULT_TIMEOUT, WriterLock
-from .storage.codec import encode_tensors, encode_vector
+from .storage.codec import check_adapter_dtype, encode_adapter, encode_vector
 from .storage.meta import MetaStore
 from .types import Answer, Document, Hit
 
@@ -71,25 +71,32 @@ class ParamDB:
     @classmethod
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
-             device: str | None = None, training: dict | None = None,
+             device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
              lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
-        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``). A write waits up to
+        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``); ``adapter_dtype`` ("float16",
+        the default, or "int8": half the bytes) how adapters are kept, also fixed at creation (``paramdb
+        compact`` converts an existing store). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
         """
         layout = Layout(Path(path))
         if create and not layout.exists():
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                              training=training, lock_timeout=lock_timeout)
+                              training=training, adapter_dtype=adapter_dtype, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
         url = layout.read(FORMAT_VERSION)    # checks the format even when meta_url overrides the URL
         url = meta_url or url
         meta = MetaStore(url)
         config = StoreConfig.from_json(meta.get_info("config"))
+        if adapter_dtype is not None and adapter_dtype != config.adapter_dtype:
+            meta.close()
+            raise InvalidInput(f"store {layout.root} keeps {config.adapter_dtype} adapters, not {adapter_dtype!r}: "
+                               f"the adapter dtype is fixed at creation; convert with `paramdb compact "
+                               f"{layout.root} --adapter-dtype {adapter_dtype}`")
         blobs = BlobStore(layout.blobs)
         return cls(layout, meta, blobs, config, model or _stored_model(config), embedder or None, device,
                    lock_timeout)
@@ -97,12 +104,13 @@ class ParamDB:
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
                embedder: Embedder | str | None = None, meta_url: str | None = None,
-               device: str | None = None, training: dict | None = None,
+               device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
                lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
         layout = Layout(Path(path))
         if layout.exists():
             raise StoreExists(f"a store already exists at {layout.root}")
+        adapter_dtype = check_adapter_dtype(adapter_dtype or "float16")   # before any model is loaded
         model, embedder = _absolute(model), _absolute(embedder)
         lm = model if isinstance(model, LoadedModel) else load_model(model, device)
         emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
@@ -111,7 +119,7 @@ class ParamDB:
             model=str(model) if isinstance(model, str) else ("default" if model is None else lm.name),
             model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
             ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
-            training=apply_overrides(default_training(n_params), training, "training"))
+            training=apply_overrides(default_training(n_params), training, "training"), adapter_dtype=adapter_dtype)
         made_dir = not layout.root.exists()
         url = layout.create(FORMAT_VERSION, meta_url)
         meta = blobs = None
@@ -252,9 +260,10 @@ class ParamDB:
             self._commit_locked(batch, vectors, adapters, upsert)
 
     def _commit_locked(self, batch, vectors, adapters, upsert: bool) -> None:
-        gen_before = self.indexes.sync()
+        gen_before, c = self.indexes.sync(), self.config
         keys = [uuid.uuid4().hex for _ in batch]
-        self._blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
+        self._blobs.put({k: encode_adapter(a, c.adapter_dtype, {"doc_id": d.id})
+                         for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
         rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time()}
                 for d, k in zip(batch, keys)]
@@ -334,14 +343,18 @@ class ParamDB:
         c = self.config
         meta_bytes, blob_bytes = self._meta.size_bytes(), self._blobs.size_bytes()
         index_bytes = self.indexes.size_bytes()
-        return {"path": str(self.path), "documents": len(self), "format_version": c.format_version,
+        n, adapter_bytes = len(self), self._blobs.value_bytes("adapters")
+        return {"path": str(self.path), "documents": n, "format_version": c.format_version,
                 "base_model": c.model, "model_fingerprint": c.model_fingerprint, "embedder": c.embedder,
                 "lora": {"rank": c.training.rank, "alpha": c.training.alpha,
                          "targets": list(DEFAULT_TARGETS)},
                 "training": {"lr": c.training.lr, "epochs": c.training.epochs,
                              "samples_per_step": c.training.samples_per_step},
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
-                          "total": meta_bytes + blob_bytes + index_bytes}}
+                          "total": meta_bytes + blob_bytes + index_bytes},
+                # adapter_bytes: every adapter value in LMDB (rows written before a `compact` included)
+                "adapter_dtype": c.adapter_dtype, "adapter_bytes": adapter_bytes,
+                "adapter_bytes_per_row": round(adapter_bytes / n) if n else 0}
 
     # ---------------------------------------------------------------- operations (paramdb/ops)
     @property

@@ -247,6 +247,21 @@ class MetaStore:
             self._bump(conn)
         return [found[i] for i in ids]
 
+    def repoint(self, moves: Sequence[tuple[int, str, str]]) -> builtins.list[tuple[int, str, str]]:
+        """Point rows at new blob keys, (rowid, old key, new key) each, in one transaction; a row whose key is
+        no longer the old one is left alone. Returns the moves made; bumps ``generation`` (the adapters
+        behind the rows changed, so what was computed from them, e.g. eval answers, is stale)."""
+        done = []
+        with self._tx(write=True) as conn:
+            for rowid, old, new in moves:
+                hit = conn.execute(sa.update(documents).where(documents.c.rowid == rowid)
+                                   .where(documents.c.blob_key == old).values(blob_key=new))
+                if hit.rowcount == 1:
+                    done.append((rowid, old, new))
+            if done:
+                self._bump(conn)
+        return done
+
     # -- reads ----------------------------------------------------------------------------------------
     def _fetch(self, col: sa.Column, keys: Sequence[Any]) -> builtins.list[dict[str, Any]]:
         by: dict[Any, dict[str, Any]] = {}
