@@ -80,7 +80,7 @@ def test_cli_refuses_an_old_store_with_exit_5_then_migrates_it(tmp_path):
     assert res.exit_code == 5 and f"run `paramdb migrate {store}`" in res.output
     res = CliRunner().invoke(main, ["migrate", str(store)])
     assert res.exit_code == 0, res.output
-    assert "from format 1 to 2" in res.output and "4 rows verified" in res.output
+    assert f"from format 1 to {FORMAT_VERSION}" in res.output and "4 rows verified" in res.output
     res = CliRunner().invoke(main, ["migrate", str(store), "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["changed"] is False
 
