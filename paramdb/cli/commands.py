@@ -14,8 +14,8 @@ from paramdb.config import MODES
 from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
-from .options import (adapter_dtype_option, adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
-                      store_argument, where_options)
+from .options import (adapter_dtype_option, adapter_weight_option, device_option, json_option, k_option,
+                      merge_option, method_option, store_argument, where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
