@@ -1,4 +1,4 @@
-"""Scoring and data for evaluating ParamDB on QA benchmarks (the files of shared/eval).
+"""Scoring and data for evaluating ParamDB on QA benchmarks (e.g. tools/data/eval: PopQA, HotpotQA).
 
 Scoring follows PRAG / SQuAD: answers are compared after :func:`normalize_answer`; a prediction is correct
 (EM-in-output) when it contains any alias on word boundaries, and token F1 is taken against the best alias.

@@ -1,6 +1,7 @@
 """The typed values ParamDB takes and returns."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,3 +33,37 @@ class Answer:
     mode: str
     hits: list[Hit] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class InsertReport(Sequence):
+    """What an insert did, whichever executor ran it. It reads as the sequence of ids stored (in commit
+    order) and compares equal to that list, so ``ids = db.insert(...)`` needs nothing more.
+
+    ``skipped``: ids already stored with the same text and metadata (a Ray rerun after an interrupted run).
+    ``failed``: ``(id, error)`` of documents that failed alone after their batch failed (Ray); not stored,
+    and a rerun tries them again. ``stats``: executor figures (Ray: workers, batches, retries, seconds, docs/s).
+    """
+
+    ids: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i]
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, InsertReport):
+            return (self.ids, self.skipped, self.failed, self.stats) == \
+                (other.ids, other.skipped, other.failed, other.stats)
+        if isinstance(other, (list, tuple)):
+            return self.ids == list(other)
+        return NotImplemented
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ids": list(self.ids), "skipped": list(self.skipped), "failed": [list(f) for f in self.failed],
+                "stats": dict(self.stats)}

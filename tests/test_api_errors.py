@@ -22,7 +22,7 @@ def store(tmp_path_factory, tiny_lm, embedder):
 
 
 def snapshot(db) -> tuple:
-    return len(db), [d.id for d in db.list()], db.parts.blobs.count("adapters"), db.parts.blobs.count("embeddings")
+    return len(db), [d.id for d in db.list()], db.store.blobs.count("adapters"), db.store.blobs.count("embeddings")
 
 
 @pytest.fixture
@@ -205,13 +205,13 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path, tiny_lm, emb
 def test_create_on_a_database_holding_another_store_is_refused_and_that_store_kept(store, tmp_path, tiny_lm,
                                                                                      embedder):
     url = f"sqlite:///{(store.path / 'meta.sqlite').resolve()}"
-    before = snapshot(store), store.parts.meta.get_info("config")
+    before = snapshot(store), store.store.meta.get_info("config")
     with pytest.raises(StoreExists) as err:
         ParamDB.create(tmp_path / "second", model=tiny_lm, embedder=embedder, meta_url=url,
                        training={"epochs": 7})
     message(err, "meta.sqlite", "already holds")
     assert not (tmp_path / "second").exists()
-    assert (snapshot(store), store.parts.meta.get_info("config")) == before
+    assert (snapshot(store), store.store.meta.get_info("config")) == before
 
 
 def test_a_failed_create_leaves_an_empty_folder_empty_so_a_retry_succeeds(tmp_path, tiny_lm, embedder):

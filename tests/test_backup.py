@@ -25,8 +25,8 @@ DOCS = [{"id": f"d{i}", "text": f"Document {i} says the river Quell{i} flows nor
 
 
 def adapters_by_id(db) -> dict[str, bytes]:
-    rows = db.parts.meta.all_rows_keys()
-    with db.parts.blobs.reader() as r:
+    rows = db.store.meta.all_rows_keys()
+    with db.store.blobs.reader() as r:
         return {doc_id: bytes(r.adapter(key)) for _, doc_id, key in rows}
 
 
@@ -147,11 +147,11 @@ def test_verify_finds_a_live_store_sound_and_names_a_damaged_adapter(filled, sto
 
 
 def _corrupt_adapter(db, doc_id: str) -> None:
-    key = db.parts.meta.get([doc_id])[0]["blob_key"]
-    raw = bytearray(db.parts.blobs.get_adapter(key))
+    key = db.store.meta.get([doc_id])[0]["blob_key"]
+    raw = bytearray(db.store.blobs.get_adapter(key))
     raw[-5] ^= 0xFF
-    db.parts.blobs.put({key: bytes(raw)}, {})
-    db.adapter_cache.clear()
+    db.store.blobs.put({key: bytes(raw)}, {})
+    db.store.cache.clear()
 
 
 BACKGROUND_WRITER = textwrap.dedent("""
@@ -225,7 +225,7 @@ def test_a_store_on_postgresql_backs_up_and_restores_to_a_local_store(tmp_path, 
         assert [(d.id, d.text, d.metadata) for d in local.list()] == expected
         assert adapters_by_id(local) == blobs and local.check().ok
         local.insert([{"id": "new", "text": "A row after the restore."}])
-        assert local.parts.meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused
+        assert local.store.meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused
 
 
 def test_cli_operations_on_bad_paths_give_one_line_errors_and_change_nothing(filled, store_path, tmp_path):

@@ -24,7 +24,7 @@ def kinds(report) -> list[str]:
 
 
 def blob_key(db, doc_id: str) -> str:
-    return db.parts.meta.get([doc_id])[0]["blob_key"]
+    return db.store.meta.get([doc_id])[0]["blob_key"]
 
 
 def test_a_healthy_store_passes_with_nothing_to_report(filled):
@@ -33,16 +33,16 @@ def test_a_healthy_store_passes_with_nothing_to_report(filled):
 
 
 def test_orphan_blobs_are_a_notice_and_repair_deletes_them(filled):
-    filled.parts.blobs.put({"orphan": encode_tensors({"x": np.ones(2)})}, {"orphan": encode_vector(np.ones(3))})
+    filled.store.blobs.put({"orphan": encode_tensors({"x": np.ones(2)})}, {"orphan": encode_vector(np.ones(3))})
     report = filled.check()
     assert report.ok and kinds(report) == ["orphan-blobs"]
     assert filled.check(repair=True).findings[0].repaired
-    assert "orphan" not in filled.parts.blobs.keys("adapters") and filled.check().findings == []
+    assert "orphan" not in filled.store.blobs.keys("adapters") and filled.check().findings == []
 
 
 def test_a_missing_adapter_is_an_error_that_repair_retrains_from_the_text(filled):
     before = filled.adapter_factors(["d1"])
-    filled.parts.blobs.delete([blob_key(filled, "d1")])
+    filled.store.blobs.delete([blob_key(filled, "d1")])
     report = filled.check()
     assert not report.ok and kinds(report) == ["adapter-missing", "embedding-missing"]
     assert all(f.subject == "d1" for f in report.findings)
@@ -56,17 +56,17 @@ def test_a_missing_adapter_is_an_error_that_repair_retrains_from_the_text(filled
 
 def test_a_flipped_adapter_byte_fails_its_checksum(filled):
     key = blob_key(filled, "d2")
-    raw = bytearray(filled.parts.blobs.get_adapter(key))
+    raw = bytearray(filled.store.blobs.get_adapter(key))
     raw[-3] ^= 0x01
-    filled.parts.blobs.put({key: bytes(raw)}, {})
+    filled.store.blobs.put({key: bytes(raw)}, {})
     report = filled.check()
     assert not report.ok and kinds(report) == ["adapter-checksum"] and report.findings[0].subject == "d2"
 
 
 def test_an_index_that_claims_to_be_current_but_misses_rows_is_drift(filled, store_path):
-    filled.indexes._dense.remove([1])                        # damage the saved dense index, keep its generation
-    filled.indexes._dirty = True
-    filled.indexes.save()
+    filled.store.indexes._dense.remove([1])                        # damage the saved dense index, keep its generation
+    filled.store.indexes._dirty = True
+    filled.store.indexes.save()
     report = filled.check()
     assert not report.ok and kinds(report) == ["index-drift"]
     assert filled.check(repair=True).ok and filled.check().findings == []
@@ -81,7 +81,7 @@ def test_a_stale_index_is_only_a_notice(filled, store_path):
 
 
 def test_cli_check_exits_1_on_an_error_and_0_once_repaired(filled, store_path, tiny_lm, monkeypatch):
-    filled.parts.blobs.delete([blob_key(filled, "d0")])
+    filled.store.blobs.delete([blob_key(filled, "d0")])
     filled.close()
     real = commands.open_store
     monkeypatch.setattr(commands, "open_store", lambda path, *a, **kw: real(path, *a, model=tiny_lm, **kw))

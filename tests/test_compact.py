@@ -44,14 +44,14 @@ def fp16_store(tmp_path, tiny_lm, embedder):
 
 
 def dtypes(db) -> dict[str, str]:
-    with db.parts.blobs.reader() as r:
-        return {doc_id: codec.adapter_dtype(r.adapter(key)) for _, doc_id, key in db.parts.meta.all_rows_keys()}
+    with db.store.blobs.reader() as r:
+        return {doc_id: codec.adapter_dtype(r.adapter(key)) for _, doc_id, key in db.store.meta.all_rows_keys()}
 
 
 def adapters(store, tiny_lm, embedder) -> dict[str, dict[str, np.ndarray]]:
-    with open_store(store, tiny_lm, embedder) as db, db.parts.blobs.reader() as r:
+    with open_store(store, tiny_lm, embedder) as db, db.store.blobs.reader() as r:
         return {doc_id: {n: np.array(t, np.float32) for n, t in codec.decode_tensors(r.adapter(key)).items()}
-                for _, doc_id, key in db.parts.meta.all_rows_keys()}
+                for _, doc_id, key in db.store.meta.all_rows_keys()}
 
 
 def assert_within_int8_step(got: dict, want: dict) -> None:
@@ -69,14 +69,14 @@ def test_a_store_created_int8_writes_int8_adapters_and_answers(int8_db):
     ans = int8_db.generate("Where does the lighthouse of Orm1 shine?", k=2, mode="prag", max_new_tokens=4)
     assert ans.hits and ans.timings["load_adapters"] >= 0
     factors = int8_db.adapter_factors(["d0"])[0]
-    assert int8_db.adapter_cache.get(int8_db.parts.meta.get(["d0"])[0]["blob_key"]) is factors   # cached
+    assert int8_db.store.cache.get(int8_db.store.meta.get(["d0"])[0]["blob_key"]) is factors   # cached
     assert all(torch.isfinite(a).all() and torch.isfinite(b).all() for a, b in factors)
 
 
 def test_stats_give_the_adapter_dtype_and_all_adapter_bytes(int8_db):
     stats = int8_db.stats()
-    with int8_db.parts.blobs.reader() as r:
-        total = sum(len(r.adapter(k)) for _, _, k in int8_db.parts.meta.all_rows_keys())
+    with int8_db.store.blobs.reader() as r:
+        total = sum(len(r.adapter(k)) for _, _, k in int8_db.store.meta.all_rows_keys())
     assert stats["adapter_dtype"] == "int8" and stats["adapter_bytes"] == total
     assert stats["adapter_bytes_per_row"] == round(total / len(DOCS))
 
@@ -90,10 +90,10 @@ def test_the_dtype_is_kept_in_the_config_and_fixed_at_creation(int8_db, store_pa
 
 
 def test_check_repair_rebuilds_a_damaged_int8_row_as_int8(int8_db):
-    key = int8_db.parts.meta.get(["d2"])[0]["blob_key"]
-    raw = bytearray(int8_db.parts.blobs.get_adapter(key))
+    key = int8_db.store.meta.get(["d2"])[0]["blob_key"]
+    raw = bytearray(int8_db.store.blobs.get_adapter(key))
     raw[-3] ^= 0x40
-    int8_db.parts.blobs.put({key: bytes(raw)}, {})
+    int8_db.store.blobs.put({key: bytes(raw)}, {})
     report = int8_db.check()
     assert not report.ok and [f.kind for f in report.findings if f.subject == "d2"] == ["adapter-checksum"]
     assert int8_db.check(repair=True).ok
@@ -137,23 +137,23 @@ def test_a_mixed_store_answers_with_float16_and_int8_adapters_together(fp16_stor
         db.insert({"id": "late", "text": "Written in int8."})
         assert set(dtypes(db).values()) == {"int8"}
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        key = db.parts.meta.get(["late"])[0]["blob_key"]
-        tensors = codec.decode_tensors(db.parts.blobs.get_adapter(key))
-        db.parts.blobs.put({key: codec.encode_adapter(tensors, "float16")}, {})   # one float16 row among int8
+        key = db.store.meta.get(["late"])[0]["blob_key"]
+        tensors = codec.decode_tensors(db.store.blobs.get_adapter(key))
+        db.store.blobs.put({key: codec.encode_adapter(tensors, "float16")}, {})   # one float16 row among int8
         answers = db.generate_batch(["Where is Orm0?", "What was written late?"], k=3, max_new_tokens=3)
         assert len(answers) == 2 and db.check().ok
 
 
 def test_compact_skips_and_names_a_damaged_row(fp16_store, tiny_lm, embedder):
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        key = db.parts.meta.get(["d1"])[0]["blob_key"]
-        raw = bytearray(db.parts.blobs.get_adapter(key))
+        key = db.store.meta.get(["d1"])[0]["blob_key"]
+        raw = bytearray(db.store.blobs.get_adapter(key))
         raw[-1] ^= 0x01
-        db.parts.blobs.put({key: bytes(raw)}, {})
+        db.store.blobs.put({key: bytes(raw)}, {})
     report = compact(fp16_store, "int8")
     assert report.damaged == ["d1"] and report.converted == 3
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        assert db.parts.blobs.get_adapter(key) == bytes(raw)      # left as it was, for check --repair
+        assert db.store.blobs.get_adapter(key) == bytes(raw)      # left as it was, for check --repair
         assert db.check(repair=True).ok and dtypes(db)["d1"] == "int8"
 
 

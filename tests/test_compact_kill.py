@@ -59,7 +59,7 @@ def grown_store(path: Path, tiny_lm, embedder) -> Path:
     with ParamDB.open(path, create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
         db.insert([{"id": "a", "text": "The tower of Pell is made of green glass."},
                    {"id": "b", "text": "Pell's tower was raised in the year of the comet."}])
-        keys = [key for _, _, key in db.parts.meta.all_rows_keys()]
+        keys = [key for _, _, key in db.store.meta.all_rows_keys()]
     env = lmdb.open(str(path / "blobs.lmdb"), map_size=1 << 30, max_dbs=4)
     adapters, embeddings = env.open_db(b"adapters"), env.open_db(b"embeddings")
     with env.begin(write=True) as txn:

@@ -10,7 +10,7 @@ from paramdb.errors import InvalidInput
 from paramdb.evaluation import (EvalItem, corpus, em_in_output, gold_ids, load_items, normalize_answer,
                                 passage_id, recall_at_k, score, token_f1)
 
-SHARED_EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
+EVAL_DATA = Path(__file__).resolve().parents[1] / "tools" / "data" / "eval"
 
 
 @pytest.mark.parametrize("raw, want", [
@@ -130,9 +130,7 @@ def test_recall_at_k():
 
 @pytest.mark.parametrize("name", ["popqa_dev.jsonl", "hotpotqa_dev.jsonl"])
 def test_real_eval_file_loads(tmp_path, name):
-    src = SHARED_EVAL / name
-    if not src.exists():
-        pytest.skip(f"{src} is not here")
+    src = EVAL_DATA / name
     with src.open(encoding="utf-8") as f:
         first = f.readline()
     items = load_items(write_lines(tmp_path / name, [first]))

@@ -180,5 +180,5 @@ def test_new_stores_are_at_the_head_revision_with_text_hashes(db):
     url = meta_url_of(db.path)
     assert raw_rows(url)[0]["text_sha256"] == text_sha256("some text")
     assert json.loads(raw_info(url)["blob_format"]) == BLOB_FORMAT
-    with db.parts.meta.transaction() as conn:
+    with db.store.meta.transaction() as conn:
         assert schema.revision(conn) == schema.head()

@@ -3,8 +3,8 @@ that dies mid-batch, a document that keeps failing, and a driver killed mid-run 
 
 Workers load the model from a path, so the tiny random Llama is saved to a folder and stores are created
 with that path. Faults are injected into the workers only, by a Ray worker setup hook that wraps
-``paramdb.db.build_samples``: a document whose text holds FAIL_MARKER raises there, and the first batch
-holding CRASH_MARKER kills its worker process (os._exit) mid-batch.
+``paramdb.engine.parameterize.build_samples``: a document whose text holds FAIL_MARKER raises there, and the
+first batch holding CRASH_MARKER kills its worker process (os._exit) mid-batch.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _docs(n: int, prefix: str = "d", extra: dict | None = None) -> list[dict]:
 
 def _install_faults() -> None:
     """Runs in every worker process of the test cluster (never in this process)."""
-    import paramdb.db as dbmod
+    import paramdb.engine.parameterize as dbmod
 
     real = dbmod.build_samples
 
@@ -120,11 +120,11 @@ def _store(path: Path, model_dir: str, **training) -> ParamDB:
 
 
 def _rows(db: ParamDB) -> dict[str, dict]:
-    return {r["id"]: r for r in db.parts.meta.get([d.id for d in db.list()])}
+    return {r["id"]: r for r in db.store.meta.get([d.id for d in db.list()])}
 
 
 def _adapter(db: ParamDB, key: str) -> dict[str, np.ndarray]:
-    return decode_tensors(db.parts.blobs.get_adapter(key))
+    return decode_tensors(db.store.blobs.get_adapter(key))
 
 
 def _assert_same_adapters(a: ParamDB, b: ParamDB, ids: list[str]) -> None:
@@ -134,8 +134,8 @@ def _assert_same_adapters(a: ParamDB, b: ParamDB, ids: list[str]) -> None:
         assert ad.keys() == bd.keys()
         for name in ad:
             np.testing.assert_allclose(ad[name], bd[name], rtol=1e-3, atol=1e-5, err_msg=f"{i} {name}")
-        np.testing.assert_allclose(decode_vector(a.parts.blobs.get_embedding(ra[i]["blob_key"])),
-                                   decode_vector(b.parts.blobs.get_embedding(rb[i]["blob_key"])), atol=1e-6)
+        np.testing.assert_allclose(decode_vector(a.store.blobs.get_embedding(ra[i]["blob_key"])),
+                                   decode_vector(b.store.blobs.get_embedding(rb[i]["blob_key"])), atol=1e-6)
 
 
 @pytest.mark.slow
@@ -171,7 +171,7 @@ def test_a_dead_worker_is_retried_and_a_failing_document_is_reported(ray_cluster
         stored = [d.id for d in db.list()]
         assert sorted(stored) == sorted(f"d{i}" for i in range(8) if i != 4) == sorted(report)
         rows = _rows(db)
-        assert all(db.parts.blobs.get_adapter(r["blob_key"]) for r in rows.values())
+        assert all(db.store.blobs.get_adapter(r["blob_key"]) for r in rows.values())
 
 
 @pytest.mark.slow
@@ -211,6 +211,6 @@ def test_a_killed_driver_leaves_whole_batches_and_a_rerun_inserts_only_what_is_m
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(out["skipped"]) == committed and set(out["ids"]) == ids - committed and not out["failed"]
     with ParamDB.open(store) as db:
-        rows = db.parts.meta.list()
+        rows = db.store.meta.list()
         assert len(rows) == n == len(db) and {r["id"] for r in rows} == ids      # none lost, none twice
-        assert all(db.parts.blobs.get_adapter(r["blob_key"]) for r in rows)
+        assert all(db.store.blobs.get_adapter(r["blob_key"]) for r in rows)

@@ -13,7 +13,7 @@ per question, medians over the question set:
   (b) the bare model, no adapters, same prompt (``closed``): generation;
   (c) ParamDB prag, one question at a time: switch = adapter rows from SQL + blobs from LMDB + decode +
       ``merge_flat`` + ``SidePath.set`` (+ ``clear`` after), i.e. ``generate_batch``'s ``load_adapters``
-      stage, with a cold adapter cache (fresh ``AdapterCache``) and again warm; generation;
+      stage, with a cold adapter cache (the store's cache emptied) and again warm; generation;
   (d) ParamDB batched: ``generate_batch``'s stages (retrieve, cold switch, one batched generation) over
       ``--batch-size`` questions at a time: questions/s.
 
@@ -44,7 +44,7 @@ from peft_flow import PeftFlow, adapter_from_factors, base_copy, encode, export_
 
 from paramdb import ParamDB  # noqa: E402
 from paramdb.knowledge import prompts  # noqa: E402
-from paramdb.knowledge.inject import AdapterCache, merge_flat  # noqa: E402
+from paramdb.knowledge.inject import merge_flat  # noqa: E402
 from paramdb.knowledge.lora import side_path  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "fictional.jsonl"
@@ -142,7 +142,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
 
     def switch_paramdb(ids, cold: bool):
         if cold:
-            db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
+            db.store.cache.clear()
         t0 = clock()
         factors = merge_flat([db.adapter_factors(ids)], device, dtype, scale=scale)
         sp.set(factors, 1.0)
@@ -201,7 +201,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         assert ours.shape[1] == T and len(a["ids"]) == T
 
         # the public API (natural stopping at newline/EOS), cold cache: a cross-check of the stages
-        db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
+        db.store.cache.clear()
         ans = db.generate(q, k=k, mode="prag", max_new_tokens=T, merge="sum")
         raw["api_load_adapters_cold_ms"].append(ans.timings["load_adapters"] * 1e3)
         raw["api_generate_s"].append(ans.timings["generate"])
@@ -212,7 +212,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     batch_times, batch_sizes = [], []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
-        db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
+        db.store.cache.clear()
         t0 = clock()
         hits = [db.query(q, k) for q in chunk]
         factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
@@ -225,7 +225,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     # the public generate_batch, natural stopping (cross-check)
     t0 = clock()
     for start in range(0, len(questions), batch_size):
-        db.adapter_cache = AdapterCache(db.adapter_cache.max_bytes)
+        db.store.cache.clear()
         db.generate_batch(questions[start:start + batch_size], k=k, mode="prag", max_new_tokens=T, merge="sum")
     api_batch_s = clock() - t0
 

@@ -37,7 +37,7 @@ each child (``os.wait4`` rusage) and their ratio (target: ≤ 1.10).
 Ray workers (one local Ray instance with as many CPU slots as the largest count; one torch thread per worker),
 docs/min for each, timed from the first batch sent to the last committed (worker start-up reported apart);
 ``--tiny`` uses the tiny random test model instead of the default one. Then the single writer's ceiling:
-``commit_batch`` alone, on precomputed random adapters shaped for the DEFAULT model (what a real store writes)
+the engine's ``commit_batch`` alone, on precomputed random adapters shaped for the DEFAULT model (what a real store writes)
 and unit embeddings, ``--writer-docs`` documents in batches of B: docs/s that no number of workers can exceed.
 
 With ``--json`` the last line of output is one JSON object.
@@ -471,11 +471,12 @@ def memory_check(counts: list[int], batch_size: int | None) -> dict:
 
 # ---------------------------------------------------------------- Ray: workers scale, the writer does not
 def writer_ceiling(n_docs: int, batch_size: int) -> dict:
-    """docs/s of ``ParamDB.commit_batch`` alone (encode, LMDB, SQL row, index) with default-model-shaped adapters."""
+    """docs/s of the engine's ``commit_batch`` alone (encode, LMDB, SQL row, index) with default-model-shaped adapters."""
     import numpy as np
 
     from paramdb import ParamDB
-    from paramdb.knowledge.lora import side_path
+    from paramdb.engine.commit import commit_batch
+    from paramdb.knowledge.lora import side_path, tensor_names
     from paramdb.knowledge.models import load_model
     from paramdb.types import Document
 
@@ -486,10 +487,9 @@ def writer_ceiling(n_docs: int, batch_size: int) -> dict:
     try:
         with ParamDB.create(tmp / "store", model=lm) as db:
             r = db.config.training.rank
-            adapters = [{**{f"{t.name}.lora_A": rng.standard_normal((r, t.in_features), dtype=np.float32)
-                            for t in shapes},
-                         **{f"{t.name}.lora_B": rng.standard_normal((t.out_features, r), dtype=np.float32)
-                            for t in shapes}} for _ in range(batch_size)]
+            adapters = [{name: rng.standard_normal(shape, dtype=np.float32) for t in shapes
+                         for name, shape in zip(tensor_names(t.name), ((r, t.in_features), (t.out_features, r)))}
+                        for _ in range(batch_size)]
             vectors = rng.standard_normal((batch_size, db.config.embedding_dim), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             adapter_mb = sum(a.size for a in adapters[0].values()) * 2 / 2**20
@@ -497,7 +497,7 @@ def writer_ceiling(n_docs: int, batch_size: int) -> dict:
             for start in range(0, n_docs, batch_size):
                 batch = [Document(text=f"Writer benchmark document {i}.", id=f"w{i}")
                          for i in range(start, min(start + batch_size, n_docs))]
-                db.commit_batch(batch, vectors[:len(batch)], adapters[:len(batch)])
+                commit_batch(db.store, batch, vectors[:len(batch)], adapters[:len(batch)])
             seconds = time.perf_counter() - t0
             assert len(db) == n_docs
     finally:

@@ -90,7 +90,15 @@ class InsertProgress:
 @adapter_dtype_option
 @device_option
 def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_dtype, device):
-    """Create a new store at STORE (fixes its base model, embedder and training settings)."""
+    """Create a new store at STORE (fixes its base model, embedder, training settings and adapter dtype).
+
+    \b
+    Examples:
+      paramdb init mystore
+      paramdb init mystore --model ~/models/SmolLM2-135M-Instruct --epochs 5 --rank 4
+      paramdb init mystore --adapter-dtype int8
+      paramdb init mystore --meta-url postgresql+psycopg://user@dbhost/paramdb
+    """
     if Layout(Path(store)).exists():     # open(create=True) would silently open an existing store
         raise StoreExists(f"a store already exists at {store}")
     training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr, "stop_loss": stop_loss}.items()
@@ -117,7 +125,14 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_
 @json_option
 def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
-    any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid."""
+    any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid.
+
+    \b
+    Examples:
+      paramdb insert mystore docs.jsonl notes.txt
+      cat docs.jsonl | paramdb insert mystore - --upsert
+      paramdb insert mystore docs.jsonl --ray --ray-workers 8
+    """
     on_ray = ray_address is not None
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
@@ -126,16 +141,16 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
-            ids = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
-    skipped, failed = getattr(ids, "skipped", []), getattr(ids, "failed", [])
+            report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
+    skipped, failed, n = report.skipped, report.failed, len(report.ids)
     for doc_id, error in failed:
         click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
     if as_json:
-        echo_json({"inserted": len(ids), "ids": ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
+        echo_json({"inserted": n, "ids": report.ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
                                                         if on_ray else {})})
     else:
         extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
-        click.echo(f"{'upserted' if upsert else 'inserted'} {len(ids)} document{'s' * (len(ids) != 1)}{extra}")
+        click.echo(f"{'upserted' if upsert else 'inserted'} {n} document{'s' * (n != 1)}{extra}")
     if failed:
         raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "
                            "(rerun the same command to retry them)")
@@ -145,7 +160,12 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
 @store_argument
 @click.argument("ids", nargs=-1, required=True, metavar="ID...")
 def delete(store, ids):
-    """Delete documents by id (all or nothing: an unknown id deletes none)."""
+    """Delete documents by id (all or nothing: an unknown id deletes none).
+
+    \b
+    Examples:
+      paramdb delete mystore d1 d2
+    """
     with open_store(store) as db:
         n = db.delete(ids)
     click.echo(f"deleted {n} document{'s' * (n != 1)}")
@@ -157,7 +177,12 @@ def delete(store, ids):
 @click.argument("doc_id", metavar="ID")
 @json_option
 def get(store, doc_id, as_json):
-    """Show one document."""
+    """Show one document.
+
+    \b
+    Examples:
+      paramdb get mystore d1 --json
+    """
     with open_store(store) as db:
         doc = db.get(doc_id)
     if as_json:
@@ -173,7 +198,12 @@ def get(store, doc_id, as_json):
 @where_options
 @json_option
 def ls(store, limit, offset, where, as_json):
-    """List documents (in insertion order)."""
+    """List documents (in insertion order).
+
+    \b
+    Examples:
+      paramdb ls mystore --limit 20 --where src=wiki
+    """
     with open_store(store) as db:
         docs = db.list(limit=limit, offset=offset, where=where)
     if as_json:
@@ -187,7 +217,12 @@ def ls(store, limit, offset, where, as_json):
 @store_argument
 @json_option
 def stats(store, as_json):
-    """Document count, sizes, base model and LoRA settings."""
+    """Document count, sizes, base model and LoRA settings.
+
+    \b
+    Examples:
+      paramdb stats mystore --json
+    """
     with open_store(store) as db:
         info = db.stats()
     if as_json:
@@ -207,7 +242,12 @@ def stats(store, as_json):
 @where_options
 @json_option
 def query(store, text, k, method, where, as_json):
-    """The k documents nearest to TEXT: rank, score, id and the start of the text."""
+    """The k documents nearest to TEXT: rank, score, id and the start of the text.
+
+    \b
+    Examples:
+      paramdb query mystore "Who invented moonrind glass?" -k 3 --where src=wiki
+    """
     with open_store(store) as db:
         hits = db.query(text, k=k, where=where, method=method)
     if as_json:
@@ -237,7 +277,13 @@ def query(store, text, k, method, where, as_json):
 @json_option
 def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, merge, adapter_weight,
              batch_size, device, as_json):
-    """Answer QUESTION (or every question of --questions) from the store's documents."""
+    """Answer QUESTION (or every question of --questions) from the store's documents.
+
+    \b
+    Examples:
+      paramdb generate mystore "Who invented moonrind glass?" --mode prag -k 3
+      paramdb generate mystore --questions questions.jsonl --mode combine --json
+    """
     if (question is None) == (questions_file is None):
         raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]

@@ -33,7 +33,13 @@ from .options import adapter_weight_option, device_option, json_option, k_option
 def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, predictions, batch_size, merge,
           adapter_weight, device, as_json):
     """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
-    recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes."""
+    recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes.
+
+    \b
+    Examples:
+      paramdb eval tools/data/eval/popqa_dev.jsonl --limit 100 -k 3
+      paramdb eval tools/data/eval/hotpotqa_dev.jsonl --retrieval-only --distractors
+    """
     if retrieval_only:
         result = evaluate.retrieval_only(data, k=k, limit=limit, distractors=distractors,
                                          report=lambda msg: click.echo(msg, err=True))

@@ -16,7 +16,12 @@ from .options import json_option, store_argument
 @click.argument("archive", type=click.Path(dir_okay=False))
 @json_option
 def backup(store, archive, as_json):
-    """Write a consistent snapshot of STORE to ARCHIVE (a tar with a sha256 manifest), while writers go on."""
+    """Write a consistent snapshot of STORE to ARCHIVE (a tar with a sha256 manifest), while writers go on.
+
+    \b
+    Examples:
+      paramdb backup mystore mystore-2026-12-01.tar
+    """
     with commands.open_store(store) as db:
         manifest = db.backup(archive)
     if as_json:
@@ -32,7 +37,13 @@ def backup(store, archive, as_json):
 @json_option
 def restore(archive, store, force, as_json):
     """Restore ARCHIVE as STORE, every checksum verified before it appears; refuses an existing store
-    unless --force."""
+    unless --force.
+
+    \b
+    Examples:
+      paramdb restore mystore-2026-12-01.tar mystore2
+      paramdb restore mystore-2026-12-01.tar mystore --force
+    """
     manifest = paramdb.ParamDB.restore(archive, store, overwrite=force)
     if as_json:
         commands.echo_json(manifest)
@@ -44,7 +55,13 @@ def restore(archive, store, force, as_json):
 @click.argument("path", type=click.Path(exists=True))
 @json_option
 def verify(path, as_json):
-    """Check an archive or a store; exits 1 naming each problem found."""
+    """Check an archive or a store; exits 1 naming each problem found.
+
+    \b
+    Examples:
+      paramdb verify mystore-2026-12-01.tar
+      paramdb verify mystore
+    """
     problems = paramdb.ParamDB.verify(path)
     if as_json:
         commands.echo_json({"ok": not problems, "problems": problems})
@@ -62,7 +79,13 @@ def verify(path, as_json):
 @click.option("--repair", is_flag=True, help="Fix what can be fixed without losing a committed row.")
 @json_option
 def check(store, repair, as_json):
-    """Find damaged or missing blobs, orphan blobs and index drift in STORE; exits 1 on an unrepaired error."""
+    """Find damaged or missing blobs, orphan blobs and index drift in STORE; exits 1 on an unrepaired error.
+
+    \b
+    Examples:
+      paramdb check mystore
+      paramdb check mystore --repair --json
+    """
     with commands.open_store(store) as db:
         report = db.check(repair=repair)
     if as_json:

@@ -15,7 +15,12 @@ from .options import adapter_dtype_option, json_option, store_argument
 @json_option
 def migrate(store, as_json):
     """Upgrade STORE, written by an earlier ParamDB, to this version's format (SQL schema and LMDB values).
-    Safe to interrupt: rerun it to finish."""
+    Safe to interrupt: rerun it to finish.
+
+    \b
+    Examples:
+      paramdb migrate mystore
+    """
     from paramdb.ops.migrate import migrate as run
 
     report = run(store)
@@ -41,7 +46,13 @@ def migrate(store, as_json):
 @json_option
 def copy(src, dst, meta_url, as_json):
     """Copy the store SRC to a new store DST: every row and adapter bit for bit (e.g. to move its metadata
-    between SQLite and PostgreSQL)."""
+    between SQLite and PostgreSQL).
+
+    \b
+    Examples:
+      paramdb copy mystore mystore-pg --meta-url postgresql+psycopg://user@dbhost/paramdb
+      paramdb copy mystore-pg mystore-back
+    """
     from paramdb.ops.copy import copy_store
 
     report = copy_store(src, dst, meta_url)
@@ -58,7 +69,13 @@ def copy(src, dst, meta_url, as_json):
 @json_option
 def compact(store, adapter_dtype, as_json):
     """Convert STORE's adapters to --adapter-dtype (default int8: half the bytes) and keep new ones so.
-    Safe to interrupt: every row keeps a complete adapter; rerun it to finish."""
+    Safe to interrupt: every row keeps a complete adapter; rerun it to finish.
+
+    \b
+    Examples:
+      paramdb compact mystore
+      paramdb compact mystore --adapter-dtype float16 --json
+    """
     from paramdb.ops.compact import compact as run
 
     report = run(store, adapter_dtype or "int8")

@@ -2,10 +2,10 @@
 
 Why this shape: parameterizing a document (augment, embed, train) costs seconds and needs only the base model;
 committing it costs milliseconds and needs the store. So the store never leaves the driver. Each worker actor
-(one per GPU, else one per CPU slot) loads the model and embedder once and runs ParamDB's own ``parameterize``
-on the batches it is sent; the driver validates, skips what is already stored, keeps one batch per worker in
+(one per GPU, else one per CPU slot) loads the model and embedder once and runs the engine's own
+``parameterize`` on the batches it is sent; the driver validates, skips what is already stored, keeps one batch per worker in
 flight (backpressure: input is read only as workers free up, so memory is bounded whatever the corpus) and
-writes each finished batch atomically with ``ParamDB.commit_batch``.
+writes each finished batch atomically with the engine's ``commit_batch``.
 
 Faults: Ray restarts a dead worker and reruns its batch (``max_restarts``, ``max_task_retries``). A batch that
 still fails (its worker keeps dying, or parameterize raised) is split and each document retried alone; a
@@ -29,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .. import documents
-from ..config import StoreConfig
-from ..db import ParamDB
+from ..engine.commit import commit_batch
+from ..engine.models import ModelSource, Models
+from ..engine.parameterize import parameterize
+from ..engine.store import Store
 from ..errors import DuplicateId, ExecutorError, ParamDBError
-from ..types import Document
-from . import InsertReport
+from ..types import Document, InsertReport
 
 if TYPE_CHECKING:
-    from ..db import Progress
+    from ..engine.ingest import Progress
 
 # Ray reruns a batch whose worker died this many times (on the restarted worker) before the driver splits it.
 TASK_RETRIES = 2
@@ -52,22 +53,6 @@ def _ray():
 
 
 # ------------------------------------------------------------------------------------------ worker side
-class _Parameterizer:
-    """ParamDB's own model loading, model/embedder checks and ``parameterize``, without a store: a worker
-    runs the very code a local insert runs (the properties and method are ParamDB's, not copies)."""
-
-    lm = ParamDB.lm
-    embedder = ParamDB.embedder
-    parameterize = ParamDB.parameterize
-
-    def __init__(self, config: StoreConfig, model_path: str | None, embedder_path: str | None,
-                 device: str | None):
-        self.config, self.path = config, "(ray worker)"
-        self._lm, self._model_path = None, model_path
-        self._embedder, self._embedder_path = None, embedder_path
-        self._device = device
-
-
 class ParameterizeWorker:
     """A Ray actor: holds the base model once and turns batches of documents into vectors and adapters.
 
@@ -76,21 +61,20 @@ class ParameterizeWorker:
     (after its process died) reloads when it is next used.
     """
 
-    def __init__(self, config_json: dict, model_path: str | None, embedder_path: str | None,
-                 device: str | None, threads: int):
-        self._spec = (StoreConfig.from_json(config_json), model_path, embedder_path, device)
-        self._threads = threads
-        self._p: _Parameterizer | None = None
+    def __init__(self, source: ModelSource, threads: int):
+        self._source, self._threads = source, threads
+        self._models: Models | None = None
 
-    def _loaded(self) -> _Parameterizer:
-        if self._p is None:
+    def _loaded(self) -> Models:
+        """The engine's own model holder (loading, fingerprint and width checks), as a local insert uses."""
+        if self._models is None:
             import torch
 
             torch.set_num_threads(self._threads)     # one CPU slot each: more threads only contend
-            p = _Parameterizer(*self._spec)
-            _ = (p.lm, p.embedder)                    # load and check both now, not mid-batch
-            self._p = p
-        return self._p
+            models = Models.from_source(self._source, label="(ray worker)")
+            _ = (models.lm, models.embedder)          # load and check both now, not mid-batch
+            self._models = models
+        return self._models
 
     def ready(self) -> dict[str, Any]:
         import ray
@@ -99,34 +83,34 @@ class ParameterizeWorker:
         return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "device": str(p.lm.device)}
 
     def parameterize(self, batch: list[Document]) -> tuple[np.ndarray, list[dict[str, np.ndarray]], dict]:
-        """(embeddings, float32 adapters, stats) for a batch: exactly ``ParamDB.parameterize``."""
+        """(embeddings, float32 adapters, stats) for a batch: exactly the engine's ``parameterize``."""
         import ray
 
         t0 = time.perf_counter()
-        vectors, adapters = self._loaded().parameterize(batch)
+        vectors, adapters = parameterize(self._loaded(), batch)
         return vectors, adapters, {"pid": os.getpid(), "docs": len(batch), "seconds": time.perf_counter() - t0,
                                    "restarted": ray.get_runtime_context().was_current_actor_reconstructed}
 
 
 # ------------------------------------------------------------------------------------------ driver side
-def ray_insert(db: ParamDB, docs: Iterable[Any], *, upsert: bool = False, batch_size: int = 8,
+def ray_insert(store: Store, source: ModelSource, docs: Iterable[Any], *, upsert: bool = False, batch_size: int = 8,
                progress: "Progress | None" = None, address: str | None = None,
                workers: int | None = None) -> InsertReport:
-    """``db.insert(docs, executor="ray", ...)``: see the module docstring. ``address``: a running cluster
+    """``db.insert(docs, executor="ray", ...)``: see the module docstring. ``source``: where workers load
+    the model and embedder from (paths, checked on the workers, where they must exist). ``address``: a running cluster
     ("auto", "HOST:PORT", "ray://HOST:10001"); None starts a local Ray instance, or uses the one this process
     already started. ``workers``: actors to start (default: one per GPU in the cluster, else one per CPU).
     The report lists stored ids in commit order (batches finish out of order)."""
     ray = _ray()
-    model_path, embedder_path = _sources(db)
     report = InsertReport()
     if isinstance(docs, Sequence):
         # A list is validated whole, and checked against the store, before the cluster is even contacted.
-        checked = _unstored(db, documents.coerce_all(documents.with_content_ids(
+        checked = _unstored(store, documents.coerce_all(documents.with_content_ids(
             (f"document {i}", d) for i, d in enumerate(docs, 1))), upsert, report.skipped)
         batches: Iterator[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
         total = len(checked) + len(report.skipped)
     else:
-        batches, total = _streamed(db, docs, batch_size, upsert, report.skipped), -1
+        batches, total = _streamed(store, docs, batch_size, upsert, report.skipped), -1
     first = next(batches, None)
     if first is None:                          # nothing to do (e.g. a rerun of a finished run): no cluster
         if progress:
@@ -136,8 +120,8 @@ def ray_insert(db: ParamDB, docs: Iterable[Any], *, upsert: bool = False, batch_
     started = _connect(ray, address)
     actors: list = []
     try:
-        actors, info = _start_workers(ray, db, model_path, embedder_path, workers)
-        _run(ray, db, actors, batches, upsert, total, progress, report)
+        actors, info = _start_workers(ray, source, workers)
+        _run(ray, store, actors, batches, upsert, total, progress, report)
         report.stats["workers"] = len(actors)
         report.stats["nodes"] = len({i["node"] for i in info})
     finally:
@@ -145,15 +129,8 @@ def ray_insert(db: ParamDB, docs: Iterable[Any], *, upsert: bool = False, batch_
             ray.kill(actor)
         if started:
             ray.shutdown()
-        db.indexes.save()
+        store.indexes.save()
     return report
-
-
-def _sources(db: ParamDB) -> tuple[str | None, str | None]:
-    """Where workers load the model and embedder from: paths, as reopening the store would (None: the
-    packaged default), never in-memory objects. Checked on the workers, where the paths must exist."""
-    model = db._model_path or (None if db.config.model == "default" else db.config.model)
-    return model, db._embedder_path
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -168,8 +145,7 @@ def _connect(ray, address: str | None) -> bool:
     return True
 
 
-def _start_workers(ray, db: ParamDB, model_path: str | None, embedder_path: str | None,
-                   workers: int | None) -> tuple[list, list[dict]]:
+def _start_workers(ray, source: ModelSource, workers: int | None) -> tuple[list, list[dict]]:
     """One actor per GPU (else per CPU) slot, each with the model loaded; a load error is raised as itself."""
     resources = ray.cluster_resources()
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
@@ -180,7 +156,7 @@ def _start_workers(ray, db: ParamDB, model_path: str | None, embedder_path: str 
                             f"{'GPU' if gpus else 'CPU'} slot{'s' * (slots != 1)}")
     worker = ray.remote(ParameterizeWorker).options(
         num_cpus=1, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=TASK_RETRIES)
-    actors = [worker.remote(db.config.to_json(), model_path, embedder_path, db._device, 1) for _ in range(n)]
+    actors = [worker.remote(source, 1) for _ in range(n)]
     try:
         info = ray.get([a.ready.remote() for a in actors])
     except ray.exceptions.RayError as exc:
@@ -193,7 +169,7 @@ def _start_workers(ray, db: ParamDB, model_path: str | None, embedder_path: str 
     return actors, info
 
 
-def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upsert: bool, total: int,
+def _run(ray, store: Store, actors: list, batches: Iterator[list[Document]], upsert: bool, total: int,
          progress: "Progress | None", report: InsertReport) -> None:
     """Keep every worker busy with one batch, commit results as they come, split failed batches."""
     t0 = time.perf_counter()
@@ -205,7 +181,7 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
 
     def tell() -> None:
         if progress:
-            progress(len(report) + len(report.skipped) + len(report.failed), total)
+            progress(len(report.ids) + len(report.skipped) + len(report.failed), total)
 
     tell()
     while True:
@@ -230,8 +206,8 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
                 report.failed.append((batch[0].id, _reason(exc)))
                 tell()
             continue
-        db.commit_batch(batch, vectors, adapters, upsert)
-        report.extend(d.id for d in batch)
+        commit_batch(store, batch, vectors, adapters, upsert)
+        report.ids.extend(d.id for d in batch)
         per_worker[stats["pid"]] += len(batch)
         n_batches += 1
         n_restarted += bool(stats["restarted"])
@@ -245,10 +221,10 @@ def _run(ray, db: ParamDB, actors: list, batches: Iterator[list[Document]], upse
                          "docs_per_worker_process": dict(per_worker)})
 
 
-def _unstored(db: ParamDB, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
+def _unstored(store: Store, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
     """The documents still to parameterize: one stored with the same text and metadata is skipped (that
     is what makes a rerun resume); a taken id with other content is a DuplicateId unless ``upsert``."""
-    stored = {r["id"]: r for r in db.parts.meta.get([d.id for d in batch])}
+    stored = {r["id"]: r for r in store.meta.get([d.id for d in batch])}
     out = []
     for d in batch:
         row = stored.get(d.id)
@@ -263,7 +239,7 @@ def _unstored(db: ParamDB, batch: list[Document], upsert: bool, skipped: list[st
     return out
 
 
-def _streamed(db: ParamDB, docs: Iterable[Any], batch_size: int, upsert: bool,
+def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
               skipped: list[str]) -> Iterator[list[Document]]:
     """Read, validate and check ``batch_size`` documents at a time, as local streamed insert does."""
     numbered = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
@@ -274,7 +250,7 @@ def _streamed(db: ParamDB, docs: Iterable[Any], batch_size: int, upsert: bool,
         if repeat is not None:
             raise DuplicateId(repeat)
         seen.update(d.id for d in batch)
-        batch = _unstored(db, batch, upsert, skipped)
+        batch = _unstored(store, batch, upsert, skipped)
         if batch:
             yield batch
 

@@ -1,6 +1,6 @@
 """Turn a document into training samples: the passage itself plus question-shaped samples.
 
-PRAG's lesson, measured again on the 135M model (DESIGN.md): training on the passage alone teaches the model
+PRAG's lesson, measured again on the 135M model (docs/design.md): training on the passage alone teaches the model
 to recite it, not to answer from it. So each sentence of the passage gets a question written by the base LLM
 (few-shot, all sentences of a batch in one batched generation) and the sample teaches "that question → that
 sentence". The answer is the document's own sentence, so a poor question costs little and an answer is never

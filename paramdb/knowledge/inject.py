@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..storage.codec import decode_flat
-from .lora import merge_factors
+from .lora import merge_factors, tensor_names as module_tensor_names
 
 Factors = list[tuple[torch.Tensor, torch.Tensor]]   # per target module: (A [r, in], B [out, r])
 Layout = tuple[tuple[int, tuple[int, int], int, tuple[int, int]], ...]   # per module: A offset, shape, B ...
@@ -47,7 +47,8 @@ class FlatFactors(Sequence):
 
 
 def tensor_names(module_names: list[str]) -> list[str]:
-    return [f"{n}.lora_{x}" for n in module_names for x in ("A", "B")]
+    """Every stored tensor name of an adapter over ``module_names``, in stored order (A, B per module)."""
+    return [name for module in module_names for name in module_tensor_names(module)]
 
 
 def from_stored(buf, module_names: list[str], device, dtype) -> FlatFactors:

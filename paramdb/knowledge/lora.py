@@ -16,6 +16,12 @@ import torch
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
 
 
+def tensor_names(module: str) -> tuple[str, str]:
+    """The stored names of one target module's factors, A [r, in] and B [out, r]: the one place the adapter
+    format's tensor names are spelled (training writes them, answering and migrations read them)."""
+    return f"{module}.lora_A", f"{module}.lora_B"
+
+
 @dataclass(frozen=True)
 class TargetShape:
     name: str

@@ -31,7 +31,7 @@ def answer_suffix(tokenizer) -> str:
     return tokenizer.eos_token or "\n"
 
 
-# Few-shot, no chat template: the 135M model writes parseable questions this way (DESIGN.md).
+# Few-shot, no chat template: the 135M model writes parseable questions this way (docs/design.md).
 QUESTION_FEW_SHOT = """Write a question that the sentence answers. Use names, not pronouns.
 
 Passage: Marie Curie was born in Warsaw. She won two Nobel Prizes.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .lora import side_path
+from .lora import side_path, tensor_names
 from .models import LoadedModel
 from .settings import TrainSettings
 
@@ -202,7 +202,8 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     for d in range(len(docs)):
         adapter = {}
         for name, (a, b) in zip(names, factors):
-            adapter[f"{name}.lora_A"] = a[d].detach().cpu().numpy()
-            adapter[f"{name}.lora_B"] = b[d].detach().cpu().numpy()
+            a_name, b_name = tensor_names(name)
+            adapter[a_name] = a[d].detach().cpu().numpy()
+            adapter[b_name] = b[d].detach().cpu().numpy()
         out.append(adapter)
     return out

@@ -21,16 +21,18 @@ import time
 import uuid
 from pathlib import Path
 
+from paramdb.engine.store import Store, open_store
 from paramdb.errors import CorruptData, InvalidInput, StoreExists
 from paramdb.layout import Layout
 from paramdb.storage.meta import MetaStore
 
 from . import archive as arc
+from .check import check
 from .copy import copy_metadata
 
 
-def backup(db, archive: str | Path) -> dict:
-    """Write ``archive`` from the open store ``db``; returns the manifest written into it."""
+def backup(store: Store, archive: str | Path) -> dict:
+    """Write ``archive`` from the open ``store``; returns the manifest written into it."""
     archive = Path(archive)
     if archive.exists():
         raise StoreExists(f"{archive} already exists; choose a new archive name")
@@ -39,19 +41,19 @@ def backup(db, archive: str | Path) -> dict:
     with tempfile.TemporaryDirectory(prefix=".paramdb-backup-", dir=archive.parent) as tmp:
         work = Path(tmp)
         meta_file, blobs_dir = work / arc.META, work / "blobs.lmdb"
-        parts = db.parts
         with contextlib.ExitStack() as locked:
-            locked.enter_context(parts.lock.held("backup"))
-            with parts.blobs.snapshot() as snap:
-                _snapshot_sql(parts.meta, meta_file)
+            locked.enter_context(store.lock.held("backup"))
+            with store.blobs.snapshot() as snap:
+                _snapshot_sql(store.meta, meta_file)
                 generation, rows = _sql_counts(meta_file)
                 locked.close()                 # writers go on: the read transaction keeps what it saw
                 snap.copy_to(blobs_dir)
         marker = work / arc.MARKER
-        marker.write_text(json.dumps({"format_version": db.config.format_version, "meta_url": None}))
-        manifest = {"format_version": db.config.format_version, "model": db.config.model,
-                    "model_fingerprint": db.config.model_fingerprint, "rows": rows, "generation": generation,
-                    "created_at": time.time(), "source": str(db.path)}
+        config = store.config
+        marker.write_text(json.dumps({"format_version": config.format_version, "meta_url": None}))
+        manifest = {"format_version": config.format_version, "model": config.model,
+                    "model_fingerprint": config.model_fingerprint, "rows": rows, "generation": generation,
+                    "created_at": time.time(), "source": str(store.path)}
         return arc.write(archive, {arc.MARKER: marker, arc.META: meta_file, arc.BLOBS: blobs_dir / "data.mdb"},
                          manifest)
 
@@ -133,9 +135,6 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def verify(path: str | Path) -> list[str]:
     """Problems found in an archive or a live store (empty when sound); never changes anything."""
-    from paramdb.db import ParamDB
-    from paramdb.ops.check import check
-
     path = Path(path)
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix=".paramdb-verify-") as tmp:
@@ -143,7 +142,7 @@ def verify(path: str | Path) -> list[str]:
                 restore(path, Path(tmp) / "store")
             except (CorruptData, InvalidInput) as exc:
                 return [str(exc)]
-            with ParamDB.open(Path(tmp) / "store") as db:
-                return [str(f) for f in check(db).findings if f.severity == "error"]
-    with ParamDB.open(path) as db:
-        return [str(f) for f in check(db).findings if f.severity == "error"]
+            with open_store(Path(tmp) / "store") as store:
+                return [str(f) for f in check(store).findings if f.severity == "error"]
+    with open_store(path) as store:
+        return [str(f) for f in check(store).findings if f.severity == "error"]

@@ -16,9 +16,15 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
-from paramdb.errors import CorruptData
+from paramdb.engine import ingest
+from paramdb.engine.models import Models
+from paramdb.engine.store import Store
+from paramdb.errors import CorruptData, InvalidInput
 from paramdb.storage.codec import decode_tensors, decode_vector
+from paramdb.storage.lexical import LexicalIndex
 from paramdb.storage.meta import documents
+from paramdb.storage.vectors import VectorIndex
+from paramdb.types import Document
 
 ERROR, NOTICE = "error", "notice"
 
@@ -53,30 +59,33 @@ class CheckReport:
                 "findings": [asdict(f) for f in self.findings]}
 
 
-def check(db, repair: bool = False) -> CheckReport:
-    """Inspect (and with ``repair`` fix) the store behind an open ParamDB handle."""
+def check(store: Store, repair: bool = False, models: Models | None = None) -> CheckReport:
+    """Inspect (and with ``repair`` fix) an open store. Rebuilding a damaged adapter trains it again, so a
+    repair needs the store's ``models``; a check alone loads no model."""
+    if repair and models is None:
+        raise InvalidInput("check --repair needs the store's model to rebuild damaged adapters")
     report = CheckReport()
-    _check_sql(db, report)
-    rows = _rows(db)
+    _check_sql(store, report)
+    rows = _rows(store)
     report.rows = len(rows)
-    damaged = _check_blobs(db, rows, report)
-    _check_orphans(db, report, repair)
+    damaged = _check_blobs(store, rows, report)
+    _check_orphans(store, report, repair)
     if repair and damaged:
-        _reparameterize(db, damaged, report)
-    _check_indexes(db, report, repair)
+        _reparameterize(store, models, [r for r in rows if r["id"] in damaged], report)
+    _check_indexes(store, report, repair)
     return report
 
 
-def _rows(db) -> list[dict]:
+def _rows(store: Store) -> list[dict]:
     cols = [documents.c.rowid, documents.c.id, documents.c.text, documents.c.blob_key]
     if "text_sha256" in documents.c:
         cols.append(documents.c.text_sha256)
-    with db.parts.meta.transaction() as conn:
+    with store.meta.transaction() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(documents.c.rowid))]
 
 
-def _check_sql(db, report: CheckReport) -> None:
-    meta = db.parts.meta
+def _check_sql(store: Store, report: CheckReport) -> None:
+    meta = store.meta
     if meta.url.get_backend_name() != "sqlite":
         return
     with meta.transaction() as conn:
@@ -85,11 +94,11 @@ def _check_sql(db, report: CheckReport) -> None:
         report.findings.append(Finding(ERROR, "sql-integrity", str(meta.url.database), "; ".join(result)[:300]))
 
 
-def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
+def _check_blobs(store: Store, rows: list[dict], report: CheckReport) -> list[str]:
     """Every row: adapter present and passing its CRC, embedding present and of the store's width."""
     damaged: list[str] = []
-    dim = db.config.embedding_dim
-    with db.parts.blobs.reader() as r:
+    dim = store.config.embedding_dim
+    with store.blobs.reader() as r:
         for row in rows:
             problems = []
             adapter, embedding = r.adapter(row["blob_key"]), r.embedding(row["blob_key"])
@@ -120,9 +129,9 @@ def _check_blobs(db, rows: list[dict], report: CheckReport) -> list[str]:
     return damaged
 
 
-def _check_orphans(db, report: CheckReport, repair: bool) -> None:
+def _check_orphans(store: Store, report: CheckReport, repair: bool) -> None:
     """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
-    meta, blobs, lock = db.parts.meta, db.parts.blobs, db.parts.lock
+    meta, blobs, lock = store.meta, store.blobs, store.lock
 
     def orphans() -> list[str]:
         live = {key for _, _, key in meta.all_rows_keys()}
@@ -140,23 +149,23 @@ def _check_orphans(db, report: CheckReport, repair: bool) -> None:
         finding.repaired = True
 
 
-def _reparameterize(db, ids: list[str], report: CheckReport) -> None:
+def _reparameterize(store: Store, models: Models, rows: list[dict], report: CheckReport) -> None:
     """Rebuild damaged blobs from the row's own text: an upsert of the same document."""
-    db.upsert([db.get(i) for i in ids])
+    ids = [r["id"] for r in rows]
+    stored = {r["id"]: r for r in store.meta.get(ids)}
+    docs = [Document(text=stored[i]["text"], id=i, metadata=stored[i]["metadata"]) for i in ids]
+    ingest.insert(store, models, docs, upsert=True, batch_size=8)
     for f in report.findings:
         if f.subject in ids and f.kind != "text-checksum":
             f.repaired = True
 
 
-def _check_indexes(db, report: CheckReport, repair: bool) -> None:
+def _check_indexes(store: Store, report: CheckReport, repair: bool) -> None:
     """A saved index at the current generation must hold exactly the current rows."""
-    from paramdb.storage.lexical import LexicalIndex
-    from paramdb.storage.vectors import VectorIndex
-
-    gen = db.generation
-    live = {rowid for rowid, _, _ in db.parts.meta.all_rows_keys()}
-    layout = db.parts.layout
-    for name, index in (("vectors", VectorIndex(layout.vectors, db.config.embedding_dim)),
+    gen = store.meta.generation()
+    live = {rowid for rowid, _, _ in store.meta.all_rows_keys()}
+    layout = store.layout
+    for name, index in (("vectors", VectorIndex(layout.vectors, store.config.embedding_dim)),
                         ("lexical", LexicalIndex(layout.lexical))):
         if not index.load_or_none(gen):
             finding = Finding(NOTICE, "index-stale", name, "missing or behind the metadata; rebuilt on next use")
@@ -167,5 +176,5 @@ def _check_indexes(db, report: CheckReport, repair: bool) -> None:
             continue
         report.findings.append(finding)
         if repair:
-            db.indexes.rebuild()
+            store.indexes.rebuild()
             finding.repaired = True

@@ -14,16 +14,14 @@ checksum is not converted (that would freeze the damage): it is reported, for ``
 from __future__ import annotations
 
 import uuid
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paramdb.config import FORMAT_VERSION
+from paramdb.engine.store import open_store
 from paramdb.errors import CorruptData
-from paramdb.layout import Layout
-from paramdb.storage.blobs import BlobStore
 from paramdb.storage import codec
-from paramdb.storage.lock import DEFAULT_TIMEOUT, WriterLock
+from paramdb.storage.blobs import BlobStore
+from paramdb.storage.lock import DEFAULT_TIMEOUT
 from paramdb.storage.meta import MetaStore
 
 CHUNK = 128    # rows per LMDB write and SQL transaction: bounds memory and the extra space a chunk needs
@@ -49,10 +47,8 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
             lock_timeout: float = DEFAULT_TIMEOUT) -> CompactReport:
     """Rewrite every adapter of the store at ``path`` that is not in ``adapter_dtype`` into it."""
     target = codec.check_adapter_dtype(adapter_dtype)
-    layout = Layout(Path(path))
-    url = layout.read(FORMAT_VERSION)
-    with WriterLock(layout.writer_lock, lock_timeout).held("compact"), \
-            closing(MetaStore(url)) as meta, BlobStore(layout.blobs) as blobs:
+    with open_store(path, lock_timeout=lock_timeout) as store, store.lock.held("compact"):
+        meta, blobs = store.meta, store.blobs
         orphans = _delete_orphans(meta, blobs)
         before = blobs.value_bytes("adapters")
         rows = meta.all_rows_keys()
@@ -68,7 +64,7 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
         if config.get("adapter_dtype", "float16") != target:
             meta.set_info("config", {**config, "adapter_dtype": target})
         after = blobs.value_bytes("adapters")
-    return CompactReport(str(layout.root), target, len(rows), converted, before, after, orphans, damaged)
+    return CompactReport(str(store.path), target, len(rows), converted, before, after, orphans, damaged)
 
 
 def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[int, str, str]], list[str]]:

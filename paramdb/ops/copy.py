@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from paramdb.config import FORMAT_VERSION
+from paramdb.engine.store import open_store
 from paramdb.errors import FormatError, InvalidInput, StoreExists
 from paramdb.layout import Layout
 from paramdb.storage import rowids, schema
 from paramdb.storage.blobs import BlobStore
-from paramdb.storage.lock import DEFAULT_TIMEOUT, WriterLock
+from paramdb.storage.lock import DEFAULT_TIMEOUT
 from paramdb.storage.meta import MetaStore, documents, store_info
 
 _CHUNK = 500
@@ -43,44 +44,46 @@ def copy_store(src: str | Path, dst: str | Path, meta_url: str | None = None, *,
                lock_timeout: float = DEFAULT_TIMEOUT) -> CopyReport:
     """Copy the store at ``src`` to a new store at ``dst`` (refused if one is there), its metadata into
     ``meta_url`` (default: ``dst``'s own SQLite file), which must not already hold a ParamDB store."""
-    source, target = Layout(Path(src)), Layout(Path(dst))
-    src_url = source.read(FORMAT_VERSION)
-    if target.root.resolve() == source.root.resolve():
-        raise InvalidInput(f"cannot copy store {source.root} onto itself")
-    if target.exists() or (target.root.exists() and any(target.root.iterdir())):
-        raise StoreExists(f"{target.root} exists and is not empty; copy needs a new path")
-    made_dir = not target.root.exists()
-    with WriterLock(source.writer_lock, lock_timeout).held("copy"):
-        src_meta, src_blobs = MetaStore(src_url), BlobStore(source.blobs, readonly=True)
-        dst_meta: MetaStore | None = None
-        tables_made = False
-        try:
-            dst_url = target.create(FORMAT_VERSION, meta_url)
-            dst_meta = MetaStore(dst_url)
-            rows = copy_metadata(src_meta, dst_meta)
-            tables_made = True
-            src_blobs.copy_to(target.blobs, compact=True)
-            with BlobStore(target.blobs, readonly=True) as copied:
-                adapters = copied.count("adapters")
-                if adapters != src_blobs.count("adapters") or \
-                        copied.count("embeddings") != src_blobs.count("embeddings"):
-                    raise InvalidInput(f"LMDB copy to {target.blobs} is incomplete")
-            target.commit_marker()
-        except BaseException:
-            if dst_meta is not None and tables_made:
-                _drop_tables(dst_meta)
-            if dst_meta is not None:
-                dst_meta.close()
-                dst_meta = None
-            target.discard(made_dir)
-            raise
-        finally:
-            src_blobs.close()
-            src_meta.close()
-            if dst_meta is not None:
-                dst_meta.close()
-    return CopyReport(str(source.root), str(target.root), sa.make_url(dst_url).render_as_string(),
+    target = Layout(Path(dst))
+    source = open_store(src, lock_timeout=lock_timeout, readonly=True)
+    with source:
+        if target.root.resolve() == source.path.resolve():
+            raise InvalidInput(f"cannot copy store {source.path} onto itself")
+        if target.exists() or (target.root.exists() and any(target.root.iterdir())):
+            raise StoreExists(f"{target.root} exists and is not empty; copy needs a new path")
+        with source.lock.held("copy"):
+            dst_url, rows, adapters = _copy_locked(source.meta, source.blobs, target, meta_url)
+    return CopyReport(str(source.path), str(target.root), sa.make_url(dst_url).render_as_string(),
                       rows, adapters)
+
+
+def _copy_locked(src_meta: MetaStore, src_blobs: BlobStore, target: Layout,
+                 meta_url: str | None) -> tuple[str, int, int]:
+    """The copy itself, under the source's writer lock; a failure removes whatever it made."""
+    made_dir = not target.root.exists()
+    dst_meta: MetaStore | None = None
+    tables_made = False
+    try:
+        dst_url = target.create(FORMAT_VERSION, meta_url)
+        dst_meta = MetaStore(dst_url)
+        rows = copy_metadata(src_meta, dst_meta)
+        tables_made = True
+        src_blobs.copy_to(target.blobs, compact=True)
+        with BlobStore(target.blobs, readonly=True) as copied:
+            adapters = copied.count("adapters")
+            if adapters != src_blobs.count("adapters") or \
+                    copied.count("embeddings") != src_blobs.count("embeddings"):
+                raise InvalidInput(f"LMDB copy to {target.blobs} is incomplete")
+        target.commit_marker()
+    except BaseException:
+        if dst_meta is not None and tables_made:
+            _drop_tables(dst_meta)
+        target.discard(made_dir)
+        raise
+    finally:
+        if dst_meta is not None:
+            dst_meta.close()
+    return dst_url, rows, adapters
 
 
 def copy_metadata(src: MetaStore, dst: MetaStore) -> int:

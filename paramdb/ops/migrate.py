@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paramdb.config import FORMAT_VERSION
+from paramdb.engine.store import open_store
 from paramdb.errors import CorruptData, FormatError
-from paramdb.layout import Layout
 from paramdb.storage.blobs import BlobStore
 from paramdb.storage.codec import BLOB_FORMAT, decode_tensors
-from paramdb.storage.lock import DEFAULT_TIMEOUT, WriterLock
+from paramdb.storage.lock import DEFAULT_TIMEOUT
 from paramdb.storage.meta import MetaStore
 
 _FORMAT1_DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
@@ -65,36 +65,27 @@ class MigrateReport:
 
 def migrate(path: str | Path, *, lock_timeout: float = DEFAULT_TIMEOUT) -> MigrateReport:
     """Upgrade the store at ``path`` in place; a store already at this format is only re-verified."""
-    layout = Layout(Path(path))
-    version, url = layout.read_marker()
-    if version > FORMAT_VERSION:
-        raise FormatError(f"store {layout.root} has format {version}, newer than this ParamDB reads "
-                          f"(format {FORMAT_VERSION}); upgrade ParamDB")
-    with WriterLock(layout.writer_lock, lock_timeout).held("migrate"):
-        meta = MetaStore(url)
-        try:
-            schema_before, schema_after = meta.upgrade_schema()                 # step 1
-            blob_before = int(meta.get_info("blob_format", 1))
-            config = meta.get_info("config")
-            if not isinstance(config, dict):
-                raise FormatError(f"store {layout.root} has no config in its metadata; it is not a ParamDB store")
-            with BlobStore(layout.blobs) as blobs:                             # step 2
-                for n in range(blob_before, BLOB_FORMAT):
-                    if n not in BLOB_STEPS:
-                        raise FormatError(f"store {layout.root} has blob format {n}, which this ParamDB "
-                                          "cannot convert")
-                    BLOB_STEPS[n](meta, blobs)
-                    meta.set_info("blob_format", n + 1)
-                if blob_before > BLOB_FORMAT:
-                    raise FormatError(f"store {layout.root} has blob format {blob_before}, newer than this "
-                                      f"ParamDB reads ({BLOB_FORMAT}); upgrade ParamDB")
-                rows, damaged = _verify(meta, blobs, int(config["embedding_dim"]))
-            meta.set_info("blob_format", BLOB_FORMAT)                          # step 3
-            upgraded = upgrade_config(config)
-            if upgraded != config:
-                meta.set_info("config", upgraded)
-        finally:
-            meta.close()
+    store = open_store(path, lock_timeout=lock_timeout, migrating=True)   # refuses a newer format
+    layout, meta, blobs, version = store.layout, store.meta, store.blobs, store.format_version
+    with store, store.lock.held("migrate"):
+        schema_before, schema_after = meta.upgrade_schema()                     # step 1
+        blob_before = int(meta.get_info("blob_format", 1))
+        config = meta.get_info("config")
+        if not isinstance(config, dict):
+            raise FormatError(f"store {layout.root} has no config in its metadata; it is not a ParamDB store")
+        for n in range(blob_before, BLOB_FORMAT):                               # step 2
+            if n not in BLOB_STEPS:
+                raise FormatError(f"store {layout.root} has blob format {n}, which this ParamDB cannot convert")
+            BLOB_STEPS[n](meta, blobs)
+            meta.set_info("blob_format", n + 1)
+        if blob_before > BLOB_FORMAT:
+            raise FormatError(f"store {layout.root} has blob format {blob_before}, newer than this "
+                              f"ParamDB reads ({BLOB_FORMAT}); upgrade ParamDB")
+        rows, damaged = _verify(meta, blobs, int(config["embedding_dim"]))
+        meta.set_info("blob_format", BLOB_FORMAT)                              # step 3
+        upgraded = upgrade_config(config)
+        if upgraded != config:
+            meta.set_info("config", upgraded)
         if version != FORMAT_VERSION:
             layout.set_format_version(FORMAT_VERSION)
     return MigrateReport(str(layout.root), version, FORMAT_VERSION, schema_before, schema_after,

@@ -49,7 +49,7 @@ documents = sa.Table(
     sqlite_autoincrement=True,  # never reuse a deleted rowid: a stale index must not point at a new row
 )
 _COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS)]
-metadata = _md  # the model Alembic compares revisions against (paramdb/migrations/env.py)
+metadata = _md  # the model Alembic compares revisions against (migrations/env.py)
 
 
 def _chunks(seq: Sequence[Any]) -> Iterator[Sequence[Any]]:

@@ -1,4 +1,4 @@
-"""The metadata database's SQL schema, owned by the Alembic revisions in ``paramdb/migrations``.
+"""The metadata database's SQL schema, owned by the Alembic revisions in ``migrations/`` (top level).
 
 Everything runs on a connection the caller already holds in a transaction (Alembic's Python API, never
 its CLI), so a schema upgrade commits with the caller's other work or not at all. New stores run the
@@ -7,6 +7,7 @@ revisions from empty, so a new store and a migrated one have the same schema by 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -18,8 +19,19 @@ from sqlalchemy.engine import Connection
 
 from paramdb.errors import FormatError
 
-LOCATION = "paramdb:migrations"
+_PACKAGE = Path(__file__).resolve().parents[1]
 BASELINE = "0001"  # the schema of store format 1, which predates Alembic (no alembic_version table)
+
+
+def location() -> Path:
+    """The Alembic folder. An installed ParamDB carries it inside the package (pyproject maps the top-level
+    ``migrations/`` to ``paramdb.migrations``); a checkout has it beside the package. Found from the paramdb
+    actually imported, so a checkout never runs another installation's revisions."""
+    for folder in (_PACKAGE / "migrations", _PACKAGE.parent / "migrations"):
+        if (folder / "env.py").is_file():
+            return folder
+    raise FormatError(f"this ParamDB has no migrations folder (looked in {_PACKAGE / 'migrations'} and "
+                      f"{_PACKAGE.parent / 'migrations'}); reinstall it")
 
 
 @lru_cache(maxsize=1)
@@ -30,7 +42,7 @@ def _script() -> ScriptDirectory:
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for ``alembic.command`` calls; with ``connection``, env.py runs on it."""
     cfg = Config()
-    cfg.set_main_option("script_location", LOCATION)
+    cfg.set_main_option("script_location", str(location()))
     cfg.attributes["connection"] = connection
     return cfg
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import retrieval
-from .layout import Layout
-from .storage.blobs import BlobStore
-from .storage.codec import decode_vector
-from .storage.lexical import LexicalIndex
-from .storage.lock import WriterLock
-from .storage.meta import MetaStore
-from .storage.vectors import VectorIndex
+from .. import retrieval
+from ..layout import Layout
+from ..storage.blobs import BlobStore
+from ..storage.codec import decode_vector
+from ..storage.lexical import LexicalIndex
+from ..storage.lock import WriterLock
+from ..storage.meta import MetaStore
+from ..storage.vectors import VectorIndex
 
 
 class DerivedIndexes:

@@ -1,0 +1,59 @@
+"""Stored adapters as side-path factors on the compute device: read, cached per store handle, merged.
+
+Reads go LMDB -> one copy-and-convert per adapter (knowledge/inject.from_stored) -> the store's cache;
+merging k adapters for a question is one gather (knowledge/inject.merge_flat). An export or import of
+adapters in another format reads and writes the stored bytes through ``store.blobs`` and the codec.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidInput, UnknownId
+from ..knowledge.inject import from_stored, merge_flat
+from ..knowledge.lora import side_path
+from ..knowledge.models import LoadedModel
+from .store import Store
+
+
+def factors_for_ids(store: Store, lm: LoadedModel, doc_ids: list[str]) -> list:
+    """Each document's adapter as side-path factors (UnknownId for an id not stored)."""
+    rows = {r["id"]: r for r in store.meta.get(doc_ids)}
+    missing = [i for i in doc_ids if i not in rows]
+    if missing:
+        raise UnknownId(missing[0])
+    return load(store, lm, [rows[i]["blob_key"] for i in doc_ids])
+
+
+def load(store: Store, lm: LoadedModel, keys: list[str]) -> list:
+    """The adapters under ``keys`` as factors, from the cache or from LMDB in one read transaction."""
+    names = [n for n, _ in side_path(lm.model).modules]
+    dtype = next(lm.model.parameters()).dtype
+    out: dict[str, Any] = {}
+    todo = []
+    for k in keys:
+        cached = store.cache.get(k)
+        if cached is None:
+            todo.append(k)
+        else:
+            out[k] = cached
+    if todo:
+        with store.blobs.reader() as r:
+            for k in todo:
+                buf = r.adapter(k)
+                if buf is None:
+                    raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
+                out[k] = from_stored(buf, names, lm.device, dtype)
+                store.cache.put(k, out[k])
+    return [out[k] for k in keys]
+
+
+def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str = "mean",
+           weight: float = 1.0):
+    """One merged side path per question from its retrieved adapters (None when no question has any):
+    each adapter weighs 1/k ("mean") or 1 ("sum"), times ``weight`` and the store's LoRA scale."""
+    if not any(blob_keys):
+        return None
+    per_q = [load(store, lm, keys) if keys else [] for keys in blob_keys]
+    s = store.config.training.scale * weight
+    scales = [s / max(1, len(keys)) if merge == "mean" else s for keys in blob_keys]
+    return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales)

@@ -1,0 +1,57 @@
+"""The write protocol: the only code that adds or removes rows.
+
+Writes go blobs first (LMDB: adapter + embedding, committed), then the metadata row (SQL, committed: the
+commit point), then the derived indexes. A crash at any point leaves at worst an orphan blob or a stale index
+(rebuilt on open), never a row that points at nothing. Each blob key is new, so an upsert never overwrites a
+live one. Deletes commit the SQL row first; the blobs after it are garbage.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..storage.codec import encode_adapter, encode_vector
+from ..types import Document
+from .store import Store
+
+
+def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
+                 adapters: list[dict[str, np.ndarray]], upsert: bool = False) -> None:
+    """Write one parameterized batch atomically, under the writer lock: work done elsewhere (another
+    process, a Ray worker) becomes rows here and nowhere else."""
+    with store.lock.held("insert"):
+        gen_before = store.indexes.sync()
+        keys = [uuid.uuid4().hex for _ in batch]
+        dtype = store.config.adapter_dtype             # each blob records its own: a store may hold both
+        store.blobs.put({k: encode_adapter(a, dtype, {"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
+                        {k: encode_vector(v) for k, v in zip(keys, vectors)})
+        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time()}
+                for d, k in zip(batch, keys)]
+        try:
+            if upsert:
+                rowids, replaced = store.meta.upsert(rows)
+            else:
+                rowids, replaced = store.meta.insert(rows), []
+        except BaseException:
+            store.blobs.delete(keys)          # the row never existed: its blobs are orphans now
+            raise
+        store.blobs.delete(replaced)
+        for k in replaced:
+            store.cache.discard(k)
+        store.indexes.added(gen_before, rowids, vectors, [d.text for d in batch])
+
+
+def delete(store: Store, ids: Iterable[str]) -> int:
+    """Remove rows by id (UnknownId, and nothing removed, if one is not stored); returns how many."""
+    with store.lock.held("delete"):
+        gen_before = store.indexes.sync()
+        removed = store.meta.delete(list(ids))          # committed here: blobs after it are garbage
+        store.blobs.delete([k for _, k in removed])
+        for _, k in removed:
+            store.cache.discard(k)
+        store.indexes.removed(gen_before, [r for r, _ in removed])
+    store.indexes.save()
+    return len(removed)

@@ -1,0 +1,69 @@
+"""Insert on this process: validate, cut into batches, parameterize, commit, batch by batch.
+
+A list is validated whole before anything is trained (one bad item adds nothing); any other iterable is
+streamed ``batch_size`` documents at a time, so memory stays bounded whatever the corpus. The Ray executor
+(paramdb/distributed) replaces the parameterize step with workers and reuses :func:`commit_batch`.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import Any
+
+from .. import documents
+from ..errors import DuplicateId
+from ..types import Document, InsertReport
+from .commit import commit_batch
+from .models import Models
+from .parameterize import parameterize
+from .store import Store
+
+Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
+
+
+def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, batch_size: int,
+           progress: Progress | None = None) -> InsertReport:
+    if isinstance(docs, Sequence):
+        checked = validated(store, enumerate(docs, 1), upsert)
+        batches: Iterable[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
+        total = len(checked)
+    else:
+        batches = _streamed(store, docs, batch_size, upsert)
+        total = -1
+    report = InsertReport()
+    if progress:
+        progress(0, total)
+    try:
+        for batch in batches:
+            vectors, adapters = parameterize(models, batch)
+            commit_batch(store, batch, vectors, adapters, upsert)
+            report.ids += [d.id for d in batch]
+            if progress:
+                progress(len(report.ids), total)
+    finally:
+        store.indexes.save()
+    return report
+
+
+def validated(store: Store, numbered: Iterable[tuple[int, Any]], upsert: bool) -> list[Document]:
+    """Coerce numbered items to Documents (InvalidInput names the item); a taken id is a DuplicateId
+    unless ``upsert``."""
+    batch = documents.coerce_all((f"document {i}", d) for i, d in numbered)
+    if not upsert:
+        taken = store.meta.existing_ids([d.id for d in batch])
+        if taken:
+            raise DuplicateId(next(d.id for d in batch if d.id in taken))
+    return batch
+
+
+def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool) -> Iterator[list[Document]]:
+    numbered = enumerate(docs, 1)
+    seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
+    while chunk := list(islice(numbered, batch_size)):
+        batch = validated(store, chunk, upsert)
+        if not upsert:
+            repeat = next((d.id for d in batch if d.id in seen), None)
+            if repeat is not None:
+                raise DuplicateId(repeat)
+            seen.update(d.id for d in batch)
+        yield batch
