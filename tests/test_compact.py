@@ -219,3 +219,13 @@ def test_cli_a_bad_adapter_dtype_is_one_line_and_changes_nothing(command, fp16_s
     assert result.exit_code == 2
     assert result.output == "error: unknown adapter dtype 'int3'; valid: float16, int8\n"
     assert not (tmp_path / "new").exists() and blob_bytes(fp16_store) == before
+
+
+def test_compact_repoints_rows_in_a_postgresql_store(tmp_path, pg_url, tiny_lm, embedder):
+    path = tmp_path / "pg"
+    with ParamDB.open(path, create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING,
+                      meta_url=pg_url) as db:
+        db.insert(DOCS[:2])
+    assert compact(path, "int8").converted == 2
+    with open_store(path, tiny_lm, embedder) as db:
+        assert db.check().ok and set(dtypes(db).values()) == {"int8"}
