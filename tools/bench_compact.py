@@ -7,7 +7,8 @@ Trains once, stores twice: the float16 store (built here from tools/data/fiction
 ``--store``, migrated to this format if older) is copied with ``copy_store`` and the copy converted by
 ``paramdb compact``, so the two stores differ in nothing but how their adapters are kept. Then, per store:
 
-  - bytes: ``stats()['adapter_bytes']`` (every adapter value in LMDB) and per row; ratio int8 / float16;
+  - bytes: ``stats()['adapter_bytes']`` (every adapter value in LMDB) and per row; ratio int8 / float16; and
+    the LMDB data file of the float16 store, of its copy compacted in place, and of that copied again;
   - fictional facts: prag accuracy (an alias in the answer; k=1, as tools/eval_fictional.py) on 40 questions;
   - answer-path cost: the cold switch of tools/bench_generate.py (fresh adapter cache; rows from SQL, blobs from
     LMDB, decode, merge, set the side path, clear), k=3, median over the questions;
@@ -48,18 +49,27 @@ def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
+FILES: dict[str, dict[str, int]] = {}     # per benchmark: LMDB data file bytes of each store
+
+
 def both_ways(source: Path | None, work: Path, name: str, build=None) -> tuple[Path, Path]:
     """(float16 store, int8 store) holding the same trained adapters: a copy of ``source`` (or one built by
-    ``build``), then a copy of that converted by compact."""
+    ``build``), then a copy of that converted in place by compact, copied again (as `paramdb copy` would) so
+    its LMDB file is compacted too."""
     fp16, int8 = work / f"{name}-float16", work / f"{name}-int8"
     if source is not None:
         shutil.copytree(source, fp16)
         migrate(fp16)
     else:
         build(fp16)
-    copy_store(fp16, int8)
-    report = compact(int8, "int8")
-    log(f"{name}: {report.converted} adapters converted to int8 ({report.ratio:.3f}x the bytes)")
+    in_place = work / f"{name}-int8-in-place"
+    copy_store(fp16, in_place)
+    report = compact(in_place, "int8")
+    copy_store(in_place, int8)                         # what `paramdb copy` makes of it: LMDB compacted
+    FILES[name] = {tag: (path / "blobs.lmdb" / "data.mdb").stat().st_size
+                   for tag, path in (("float16", fp16), ("int8_in_place", in_place), ("int8_copied", int8))}
+    log(f"{name}: {report.converted} adapters converted to int8 ({report.ratio:.3f}x the bytes); "
+        f"LMDB file bytes {FILES[name]}")
     return fp16, int8
 
 
@@ -147,6 +157,7 @@ def fictional_figures(args, work: Path) -> dict:
         "prag_accuracy_delta": round(i8["prag_accuracy"] - f16["prag_accuracy"], 3),
         "same_answers": sum(a == b for a, b in zip(answers["float16"], answers["int8"])),
         "cold_switch": round(i8["cold_switch_ms"] / f16["cold_switch_ms"], 3)}
+    out["lmdb_file_bytes"] = FILES["fictional"]
     return out
 
 
@@ -163,6 +174,7 @@ def popqa_figures(args, work: Path) -> dict:
     out["ratio"] = {"adapter_bytes": round(out["int8"]["adapter_bytes"] / out["float16"]["adapter_bytes"], 4),
                     "f1_delta": round(out["int8"]["f1"] - out["float16"]["f1"], 4),
                     "em_delta": round(out["int8"]["em"] - out["float16"]["em"], 4)}
+    out["lmdb_file_bytes"] = FILES["popqa"]
     return out
 
 
