@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import validate
 from .config import MERGES, MODES, adapter_weight_for
 from .engine import adapters, answer, commit, ingest, search
 from .engine.ingest import Progress
@@ -38,7 +39,7 @@ class ParamDB:
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
              device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
-             lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+             lock_timeout: float = DEFAULT_TIMEOUT, readonly: bool = False) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
@@ -47,13 +48,17 @@ class ParamDB:
         the default, or "int8": half the bytes) is how adapters are kept, also fixed at creation (``paramdb
         compact`` converts an existing store). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
+        ``readonly=True`` (automatic where this process cannot write the store's files) reads without
+        writing anything: stale derived indexes are rebuilt in memory, writes raise ReadOnlyStore.
         """
         if create and not Layout(Path(path)).exists():
+            if readonly:
+                raise InvalidInput(f"cannot create a store read-only: no store at {path}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
                               training=training, adapter_dtype=adapter_dtype, lock_timeout=lock_timeout)
         if training:
             raise InvalidInput("training settings are fixed when a store is created")
-        store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout)
+        store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
         if adapter_dtype is not None and adapter_dtype != store.config.adapter_dtype:
             store.close()
             raise InvalidInput(f"store {store.path} keeps {store.config.adapter_dtype} adapters, not "
@@ -73,6 +78,11 @@ class ParamDB:
         models = for_new_store(model, embedder, device, training, label=str(layout.root),
                                adapter_dtype=adapter_dtype)
         return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
+
+    @property
+    def readonly(self) -> bool:
+        """True when this handle only reads (asked for, or the store's files are not writable here)."""
+        return self._store.lock.readonly is not None
 
     def close(self) -> None:
         self._store.close()
@@ -115,6 +125,8 @@ class ParamDB:
         ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
         ``failed`` the (id, error) of documents not stored.
         """
+        validate.documents_arg(docs)
+        self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
         if batch_size < 1:
@@ -134,11 +146,11 @@ class ParamDB:
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Remove documents by id; an unknown id deletes nothing and raises UnknownId."""
-        return commit.delete(self._store, [ids] if isinstance(ids, str) else list(ids))
+        return commit.delete(self._store, validate.lookup_ids(ids))
 
     # ---------------------------------------------------------------- reading
     def get(self, doc_id: str) -> Document:
-        rows = self._store.meta.get([doc_id])
+        rows = self._store.meta.get(validate.lookup_ids(doc_id))
         if not rows:
             raise UnknownId(doc_id)
         return _document(rows[0])
@@ -235,9 +247,8 @@ class ParamDB:
             raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
         weight = adapter_weight_for(mode, adapter_weight)
         check_method(method)
-        for q in questions:
-            if not isinstance(q, str) or not q.strip():
-                raise InvalidInput("question is empty")
+        questions = validate.question_list(questions)
+        validate.positive_int(max_new_tokens, "max_new_tokens")
         return answer.answer_batch(self._store, self._models, questions, k=k, mode=mode, where=where,
                                    max_new_tokens=max_new_tokens, method=method, merge=merge, weight=weight)
 

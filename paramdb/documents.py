@@ -3,31 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import math
 import uuid
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
+from . import validate
 from .errors import InvalidInput
 from .types import Document
-
-MAX_ID_BYTES = 256
-
-
-def _check_metadata(meta: Any, where: str) -> dict:
-    if not isinstance(meta, dict):
-        raise InvalidInput(f"{where}: metadata must be an object, got {type(meta).__name__}")
-    for k, v in meta.items():
-        if not isinstance(k, str) or not k:
-            raise InvalidInput(f"{where}: metadata keys must be non-empty strings, got {k!r}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise InvalidInput(f"{where}: metadata {k!r} is not a finite number")
-    try:
-        json.dumps(meta)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{where}: metadata is not JSON-serialisable ({exc})") from None
-    return meta
 
 
 def coerce(item: Any, where: str) -> Document:
@@ -48,12 +30,9 @@ def coerce(item: Any, where: str) -> Document:
         raise InvalidInput(f"{where}: text must be a string, got {type(item.text).__name__}")
     if not item.text.strip():
         raise InvalidInput(f"{where}: text is empty")
-    doc_id = item.id if item.id is not None else uuid.uuid4().hex
-    if not isinstance(doc_id, str) or not doc_id.strip():
-        raise InvalidInput(f"{where}: id must be a non-empty string, got {doc_id!r}")
-    if len(doc_id.encode()) > MAX_ID_BYTES:
-        raise InvalidInput(f"{where}: id is longer than {MAX_ID_BYTES} bytes")
-    return Document(text=item.text, id=doc_id, metadata=dict(_check_metadata(item.metadata, where)))
+    validate.unicode_text(item.text, f"{where}: text")
+    doc_id = validate.doc_id(item.id if item.id is not None else uuid.uuid4().hex, f"{where}: id")
+    return Document(text=item.text, id=doc_id, metadata=dict(validate.metadata(item.metadata, where)))
 
 
 def coerce_all(located: Iterable[tuple[str, Any]]) -> list[Document]:
@@ -79,7 +58,7 @@ def with_content_ids(located: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, 
         text, doc_id = (item.get("text"), item.get("id")) if isinstance(item, dict) else \
             (item.text, item.id) if isinstance(item, Document) else (None, None)
         if isinstance(text, str) and doc_id is None:
-            digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
             seen[digest] += 1
             doc_id = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
             item = {**item, "id": doc_id} if isinstance(item, dict) else dataclasses.replace(item, id=doc_id)

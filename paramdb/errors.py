@@ -96,3 +96,15 @@ class MetadataUnavailable(ParamDBError):
     """The store's SQL database could not be reached: server down, wrong URL or credentials, missing folder."""
 
     exit_code = 9
+
+
+class ReadOnlyStore(ParamDBError):
+    """A write to a store opened read-only (``readonly=True``, or files this process cannot write)."""
+
+    exit_code = 10
+
+
+class DiskFull(ParamDBError):
+    """The disk (or the LMDB map) filled up during a write; the write was rolled back, nothing was stored."""
+
+    exit_code = 11

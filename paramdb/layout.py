@@ -52,6 +52,18 @@ class Layout:
     def exists(self) -> bool:
         return self.marker.exists()
 
+    def readonly_reason(self, requested: bool) -> str | None:
+        """Why the store must be opened read-only, or None when this process may write it: asked for, or
+        its folder or one of its files is not writable here (read-only media, a restored archive mounted
+        read-only, another user's store). Opening such a store for writing would fail on the first read."""
+        if requested:
+            return "opened read-only"
+        parts = (self.root, self.root / "meta.sqlite", self.blobs, self.blobs / "data.mdb", self.blobs / "lock.mdb",
+                 self.writer_lock)
+        if any(p.exists() and not os.access(p, os.W_OK) for p in parts):
+            return "its files are not writable by this process"
+        return None
+
     def create(self, format_version: int, meta_url: str | None) -> str:
         if self.exists():
             raise StoreExists(f"a store already exists at {self.root}")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from paramdb.errors import InvalidInput
+from paramdb.errors import InvalidInput, ReadOnlyStore
 from paramdb.storage.blobs import BlobStore
 
 
@@ -77,7 +77,7 @@ def test_readonly_open_reads_and_refuses_writes(tmp_path):
         s.put({"a": b"1"}, {"a": b"2"})
     with BlobStore(tmp_path / "b", readonly=True) as s:
         assert s.get_adapter("a") == b"1"
-        with pytest.raises(InvalidInput):
+        with pytest.raises(ReadOnlyStore):
             s.put({"b": b"x"}, {})
 
 

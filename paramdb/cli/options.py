@@ -42,7 +42,7 @@ def _where_value(raw: str) -> Any:
     """A --where value: JSON when it parses (numbers, true/false, operator objects), else the string."""
     try:
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return raw
 
 
@@ -59,6 +59,8 @@ def parse_where(pairs: tuple[str, ...] = (), where_json: str | None = None) -> d
             parsed = json.loads(where_json)
         except ValueError as exc:
             raise InvalidFilter(f"--where-json: invalid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidFilter("--where-json: nested too deeply to be a filter") from None
         if not isinstance(parsed, dict):
             raise InvalidFilter(f"--where-json: expected a JSON object, got {type(parsed).__name__}")
         if parsed:

@@ -54,6 +54,8 @@ def jsonl_objects(path: str) -> Iterator[tuple[str, dict]]:
             obj = json.loads(line)
         except ValueError as exc:
             raise InvalidInput(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}") from None
+        except RecursionError:
+            raise InvalidInput(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
         yield where, obj

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidInput, UnknownId
+from ..errors import CorruptData, UnknownId
 from ..knowledge.inject import from_stored, merge_flat
 from ..knowledge.lora import side_path
 from ..knowledge.models import LoadedModel
@@ -39,10 +39,14 @@ def load(store: Store, lm: LoadedModel, keys: list[str]) -> list:
     if todo:
         with store.blobs.reader() as r:
             for k in todo:
-                buf = r.adapter(k)
-                if buf is None:
-                    raise InvalidInput(f"adapter blob {k} is missing; run `paramdb check --repair`")
-                out[k] = from_stored(buf, names, lm.device, dtype)
+                try:
+                    buf = r.adapter(k)
+                    if buf is None:
+                        raise CorruptData(f"adapter blob {k} is missing")
+                    out[k] = from_stored(buf, names, lm.device, dtype)
+                except CorruptData as exc:       # name the row: the blob key means nothing to a user
+                    raise CorruptData(f"document {store.meta.id_of_blob(k)!r}: {exc}; run `paramdb check "
+                                      f"--repair {store.path}`") from None
                 store.cache.put(k, out[k])
     return [out[k] for k in keys]
 

@@ -7,12 +7,14 @@ live one. Deletes commit the SQL row first; the blobs after it are garbage.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterable
 
 import numpy as np
 
+from ..errors import ParamDBError
 from ..storage.codec import encode_adapter, encode_vector
 from ..types import Document
 from .store import Store
@@ -36,7 +38,8 @@ def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
             else:
                 rowids, replaced = store.meta.insert(rows), []
         except BaseException:
-            store.blobs.delete(keys)          # the row never existed: its blobs are orphans now
+            with contextlib.suppress(ParamDBError):   # the row never existed: its blobs are orphans now, and
+                store.blobs.delete(keys)              # left as such (check tidies them) if even this fails
             raise
         store.blobs.delete(replaced)
         for k in replaced:

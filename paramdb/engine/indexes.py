@@ -93,13 +93,17 @@ class DerivedIndexes:
 
     def save(self) -> None:
         """Saved under the writer lock so two processes never interleave their files; when another
-        process is writing, skip: the files are a cache, and a later save or rebuild catches up."""
+        process is writing, or the store is read-only, skip: the files are a cache, and a later save or
+        rebuild catches up."""
         if self._dense is None or not self._dirty:
             return
         with self._lock.try_held("index save") as taken:
             if taken:
-                self._dense.save(self.generation)
-                self._lexical.save(self.generation)
+                try:
+                    self._dense.save(self.generation)
+                    self._lexical.save(self.generation)
+                except (OSError, RuntimeError):
+                    return        # e.g. a full disk: a save that failed leaves no sidecar, so the next open rebuilds
                 self._dirty = False
 
     def size_bytes(self) -> int:

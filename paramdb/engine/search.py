@@ -5,8 +5,7 @@ module only turns index labels back into rows.
 """
 from __future__ import annotations
 
-from .. import retrieval
-from ..errors import InvalidInput
+from .. import retrieval, validate
 from ..types import Hit
 from .models import Models
 from .store import Store
@@ -17,10 +16,8 @@ def search(store: Store, models: Models, text: str, k: int, where: dict | None,
     """Hits best first, each with its row's blob key, so answering reads adapters without a second SQL
     lookup. The embedder is loaded only when dense retrieval needs it."""
     retrieval.check_method(method)
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("query text is empty")
-    if k < 1:
-        raise InvalidInput(f"k must be at least 1, got {k}")
+    validate.query_text(text)
+    validate.positive_int(k, "k")
     allowed = set(store.meta.rowids_matching(where)) if where else None
     if allowed is not None and not allowed:
         return []

@@ -54,7 +54,8 @@ def open_store(path: str | Path, *, meta_url: str | None = None, lock_timeout: f
                readonly: bool = False, migrating: bool = False) -> Store:
     """Open the store at ``path``. Its format must be this ParamDB's, except with ``migrating``, which
     accepts any older format (and leaves ``config`` unread: ``paramdb migrate`` upgrades it). ``meta_url``
-    overrides the metadata URL recorded in the marker; ``readonly`` opens the blobs read-only."""
+    overrides the metadata URL recorded in the marker. ``readonly`` opens every part read-only and refuses
+    writes (ReadOnlyStore); it is also what a store whose files this process cannot write gets."""
     layout = Layout(Path(path))
     if migrating:
         version, url = layout.read_marker()
@@ -63,14 +64,15 @@ def open_store(path: str | Path, *, meta_url: str | None = None, lock_timeout: f
                               f"(format {FORMAT_VERSION}); upgrade ParamDB")
     else:
         url, version = layout.read(FORMAT_VERSION), FORMAT_VERSION  # checks the format even when overridden
-    meta = MetaStore(meta_url or url)
+    reason = layout.readonly_reason(readonly)
+    meta = MetaStore(meta_url or url, readonly=reason is not None)
     try:
         config = None if migrating else StoreConfig.from_json(meta.get_info("config"))
-        blobs = BlobStore(layout.blobs, readonly=readonly)
+        blobs = BlobStore(layout.blobs, readonly=reason is not None)
     except BaseException:
         meta.close()
         raise
-    return _assembled(layout, meta, blobs, config, version, lock_timeout)
+    return _assembled(layout, meta, blobs, config, version, lock_timeout, reason)
 
 
 def create_store(path: str | Path, config: StoreConfig, *, meta_url: str | None = None,
@@ -99,7 +101,7 @@ def create_store(path: str | Path, config: StoreConfig, *, meta_url: str | None 
 
 
 def _assembled(layout: Layout, meta: MetaStore, blobs: BlobStore, config: StoreConfig | None, version: int,
-               lock_timeout: float) -> Store:
-    lock = WriterLock(layout.writer_lock, lock_timeout)
+               lock_timeout: float, readonly: str | None = None) -> Store:
+    lock = WriterLock(layout.writer_lock, lock_timeout, readonly=readonly)
     indexes = DerivedIndexes(layout, config.embedding_dim, meta, blobs, lock) if config is not None else None
     return Store(layout, meta, blobs, lock, config, version, indexes, AdapterCache())

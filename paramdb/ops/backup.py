@@ -42,7 +42,7 @@ def backup(store: Store, archive: str | Path) -> dict:
         work = Path(tmp)
         meta_file, blobs_dir = work / arc.META, work / "blobs.lmdb"
         with contextlib.ExitStack() as locked:
-            locked.enter_context(store.lock.held("backup"))
+            locked.enter_context(store.lock.frozen("backup"))
             with store.blobs.snapshot() as snap:
                 _snapshot_sql(store.meta, meta_file)
                 generation, rows = _sql_counts(meta_file)

@@ -62,14 +62,20 @@ class CheckReport:
 def check(store: Store, repair: bool = False, models: Models | None = None) -> CheckReport:
     """Inspect (and with ``repair`` fix) an open store. Rebuilding a damaged adapter trains it again, so a
     repair needs the store's ``models``; a check alone loads no model."""
+    if repair:
+        store.lock.refuse_if_readonly("check --repair")
     if repair and models is None:
         raise InvalidInput("check --repair needs the store's model to rebuild damaged adapters")
     report = CheckReport()
     _check_sql(store, report)
     rows = _rows(store)
     report.rows = len(rows)
-    damaged = _check_blobs(store, rows, report)
-    _check_orphans(store, report, repair)
+    try:
+        damaged = _check_blobs(store, rows, report)
+        _check_orphans(store, report, repair)
+    except CorruptData as exc:         # LMDB's own pages are damaged: no row's blobs can be trusted or rebuilt
+        report.findings.append(Finding(ERROR, "lmdb-corrupt", str(store.blobs.path), str(exc)))
+        return report
     if repair and damaged:
         _reparameterize(store, models, [r for r in rows if r["id"] in damaged], report)
     _check_indexes(store, report, repair)

@@ -51,7 +51,7 @@ def copy_store(src: str | Path, dst: str | Path, meta_url: str | None = None, *,
             raise InvalidInput(f"cannot copy store {source.path} onto itself")
         if target.exists() or (target.root.exists() and any(target.root.iterdir())):
             raise StoreExists(f"{target.root} exists and is not empty; copy needs a new path")
-        with source.lock.held("copy"):
+        with source.lock.frozen("copy"):
             dst_url, rows, adapters = _copy_locked(source.meta, source.blobs, target, meta_url)
     return CopyReport(str(source.path), str(target.root), sa.make_url(dst_url).render_as_string(),
                       rows, adapters)

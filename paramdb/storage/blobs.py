@@ -16,10 +16,31 @@ from typing import TypeVar
 
 import lmdb
 
-from paramdb.errors import InvalidInput, StoreNotFound
+from paramdb.errors import CorruptData, DiskFull, InvalidInput, ReadOnlyStore, StoreNotFound
 
 KINDS = ("adapters", "embeddings")
 _T = TypeVar("_T")
+# LMDB's answers to damaged pages or files; after one, the rest of that transaction fails with MDB_BAD_TXN
+_DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadTxnError, lmdb.PanicError, lmdb.InvalidError,
+           lmdb.BadRslotError, lmdb.VersionMismatchError)
+_FULL = ("no space left", "input/output error", "disk quota")
+
+
+def _private(folder: Path) -> None:
+    """LMDB's copy creates its file 0644 (less the umask): store files are the owner's alone, 0600."""
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, 0o600)
+
+
+def _damaged(path: Path, exc: lmdb.Error) -> CorruptData:
+    return CorruptData(f"LMDB environment {path} is damaged ({exc}); restore the store from a backup "
+                       "(`paramdb restore ARCHIVE STORE`)")
+
+
+def _disk_full(path: Path, exc: lmdb.Error) -> DiskFull:
+    return DiskFull(f"the disk under {path} is full ({exc}): the write was rolled back and nothing of it was "
+                    "stored (free some space and retry)")
 
 
 class BlobReader:
@@ -55,6 +76,7 @@ class BlobSnapshot(BlobReader):
         target = Path(path)
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._env.copy(str(target), compact=compact, txn=self._txn)
+        _private(target)
 
 
 class _Shared:
@@ -64,8 +86,13 @@ class _Shared:
         data_file = path / "data.mdb"
         if data_file.exists():  # never open with a map smaller than what is already on disk
             map_size = max(map_size, data_file.stat().st_size)
-        self.env = lmdb.open(str(path), map_size=map_size, subdir=True, readonly=readonly,
-                             max_dbs=4, lock=True, mode=0o600)
+        # a reader that may not write the lock file (read-only media, another user's store) reads without it
+        lock = not readonly or os.access(path / "lock.mdb" if (path / "lock.mdb").exists() else path, os.W_OK)
+        try:
+            self.env = lmdb.open(str(path), map_size=map_size, subdir=True, readonly=readonly,
+                                 max_dbs=4, lock=lock, mode=0o600)
+        except _DAMAGE as exc:
+            raise _damaged(path, exc) from None
         self.readonly = readonly
         self.write_lock = threading.Lock()
         self.cond = threading.Condition()
@@ -73,7 +100,11 @@ class _Shared:
         self.growing = False
         self.local = threading.local()
         self.refs = 0
-        self.dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
+        try:
+            self.dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
+        except _DAMAGE as exc:
+            self.env.close()
+            raise _damaged(path, exc) from None
 
     def _open_db(self, name: str) -> lmdb._Database | None:
         """A read-only env cannot create sub-databases; a missing one then simply reads as empty."""
@@ -140,6 +171,8 @@ class BlobStore:
                 txn = self._s.env.begin(buffers=buffers)
             with txn:
                 yield txn
+        except _DAMAGE as exc:
+            raise _damaged(self.path, exc) from None
         finally:
             self._s.local.depth -= 1
             with self._s.cond:
@@ -162,16 +195,25 @@ class BlobStore:
     def _write(self, fn: Callable[[lmdb.Transaction], _T]) -> _T:
         """Run ``fn`` in one write transaction; on a full map, abort, double the map and rerun it all."""
         if self.readonly:
-            raise InvalidInput(f"blob store {self.path} is open read-only")
+            raise ReadOnlyStore(f"blob store {self.path} is open read-only: nothing was written")
         with self._s.write_lock:
             while True:
                 try:
                     with self._s.env.begin(write=True) as txn:
                         return fn(txn)
-                except lmdb.MapFullError:
-                    self._grow(self._s.env.info()["map_size"] * 2)
+                except lmdb.MapFullError as exc:
+                    try:
+                        self._grow(self._s.env.info()["map_size"] * 2)
+                    except lmdb.Error:
+                        raise _disk_full(self.path, exc) from None
                 except lmdb.MapResizedError:
                     self._grow(0)
+                except _DAMAGE as exc:
+                    raise _damaged(self.path, exc) from None
+                except lmdb.Error as exc:
+                    if isinstance(exc, lmdb.DiskError) or any(s in str(exc).lower() for s in _FULL):
+                        raise _disk_full(self.path, exc) from None
+                    raise
 
     # -- writes ---------------------------------------------------------------------------------------
     def put(self, adapters: dict[str, bytes], embeddings: dict[str, bytes]) -> None:
@@ -265,6 +307,7 @@ class BlobStore:
         target = Path(path)
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._s.env.copy(str(target), compact=compact)
+        _private(target)
 
     def close(self) -> None:
         """Release this handle; the environment closes with the last handle on it in this process."""

@@ -8,6 +8,7 @@ so a killed writer never leaves the store locked.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from paramdb.errors import StoreLocked
+from paramdb.errors import ReadOnlyStore, StoreLocked
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -26,9 +27,12 @@ DEFAULT_TIMEOUT = 60.0
 class WriterLock:
     """Re-entrant within one handle; exclusive across processes (and across handles in one process)."""
 
-    def __init__(self, path: str | Path, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, path: str | Path, timeout: float = DEFAULT_TIMEOUT, readonly: str | None = None):
+        """``readonly`` (why the store is read-only, or None): every write is refused at the lock, the one
+        door all writes go through, and optional work (saving derived indexes) is quietly skipped."""
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.readonly = readonly
         self._depth = 0
         self._fd: int | None = None
         self._thread_lock = threading.RLock()
@@ -36,9 +40,24 @@ class WriterLock:
     @contextmanager
     def held(self, operation: str) -> Iterator[None]:
         """Hold the lock for ``operation``, waiting up to ``timeout`` seconds, then StoreLocked."""
+        self.refuse_if_readonly(operation)
+        with self.frozen(operation):
+            yield
+
+    @contextmanager
+    def frozen(self, operation: str) -> Iterator[None]:
+        """Keep writers out while reading a consistent whole (backup, copy): not itself a write, so a
+        read-only handle may do it too. Where the lock file cannot be opened at all (read-only media) no
+        one can write the store, so there is nothing to keep out."""
         with self._thread_lock:
             if self._depth == 0:
-                self._acquire(operation, wait=True)
+                try:
+                    self._acquire(operation, wait=True)
+                except OSError as exc:
+                    if self.readonly is None or exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                        raise
+                    yield
+                    return
             self._depth += 1
             try:
                 yield
@@ -48,6 +67,9 @@ class WriterLock:
     @contextmanager
     def try_held(self, operation: str) -> Iterator[bool]:
         """Take the lock only if it is free now; yields whether it was taken (for optional work)."""
+        if self.readonly:
+            yield False
+            return
         with self._thread_lock:
             if self._depth == 0 and not self._acquire(operation, wait=False):
                 yield False
@@ -57,6 +79,10 @@ class WriterLock:
                 yield True
             finally:
                 self._leave()
+
+    def refuse_if_readonly(self, operation: str) -> None:
+        if self.readonly:
+            raise ReadOnlyStore(f"store {self.path.parent} is read-only ({self.readonly}): {operation} refused")
 
     def _leave(self) -> None:
         self._depth -= 1
@@ -91,8 +117,11 @@ class WriterLock:
                                       f"gave up after waiting {self.timeout:g} s") from None
                 time.sleep(0.02)
         info = {"pid": os.getpid(), "host": socket.gethostname(), "operation": operation, "since": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:
+            pass        # naming the holder is a courtesy; on a full disk the lock itself still holds
         self._fd = fd
         return True
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 
 
 from paramdb.errors import DuplicateId, InvalidInput, MetadataUnavailable, StoreExists, UnknownId
-from paramdb.storage import schema
+from paramdb.storage import schema, sqlite_conn
 from paramdb.storage.codec import BLOB_FORMAT
 from paramdb.storage.hashes import fill_text_sha256, text_sha256
 from paramdb.storage.where import where_clause
@@ -70,22 +70,24 @@ def _clean(rows: Sequence[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
 class MetaStore:
     """The ``documents`` and ``store_info`` tables behind one SQLAlchemy engine."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, readonly: bool = False):
         try:
             self.url = sa.make_url(url)
         except sa_exc.ArgumentError:
             raise InvalidInput(f"{url!r} is not a database URL (e.g. sqlite:///path/meta.sqlite, "
                                "postgresql+psycopg://user@host/db)") from None
         self._sqlite = self.url.get_backend_name() == "sqlite"
+        self.readonly = readonly
         kwargs: dict[str, Any] = {"connect_args": {"timeout": 30}} if self._sqlite else {}
+        engine_url = sqlite_conn.readonly_url(self.url) if readonly and self._sqlite else self.url
         try:
-            self._engine = sa.create_engine(self.url, **kwargs)
+            self._engine = sa.create_engine(engine_url, **kwargs)
         except (sa_exc.NoSuchModuleError, ImportError) as exc:
             raise MetadataUnavailable(f"no database driver for {self.url.render_as_string()}: {exc} "
                                       "(install it; for PostgreSQL: pip install 'psycopg[binary]')") from None
         if self._sqlite:
-            sa.event.listen(self._engine, "connect", _sqlite_connect)
-            sa.event.listen(self._engine, "begin", _sqlite_begin)
+            sa.event.listen(self._engine, "connect", sqlite_conn.connect_readonly if readonly else sqlite_conn.connect)
+            sa.event.listen(self._engine, "begin", sqlite_conn.begin)
 
     def create_all(self) -> None:
         """Make the tables in an empty database by running every migration from empty.
@@ -121,14 +123,20 @@ class MetaStore:
         try:
             connection = self._engine.connect()
         except sa_exc.DBAPIError as exc:
+            known = sqlite_conn.known_failure(exc, self.url)
+            if known is not None:
+                raise known from None
             reason = " ".join(str(exc.orig).split())
             raise MetadataUnavailable(f"cannot connect to metadata database {self.url.render_as_string()}: "
                                       f"{reason}") from None
         with connection as conn:
             if write:
                 conn.execution_options(paramdb_write=True)
-            with conn.begin():
-                yield conn
+            try:
+                with conn.begin():
+                    yield conn
+            except sa_exc.OperationalError as exc:
+                raise sqlite_conn.known_failure(exc, self.url) or exc
 
     def transaction(self, write: bool = False) -> contextlib.AbstractContextManager[Connection]:
         """One transaction for storage tools that need several statements together (schema, copy)."""
@@ -285,6 +293,11 @@ class MetaStore:
         with self._tx() as conn:
             return int(conn.execute(q).scalar_one())
 
+    def id_of_blob(self, blob_key: str) -> str | None:
+        """The id of the row whose blobs are under ``blob_key`` (to name a damaged blob's document)."""
+        with self._tx() as conn:
+            return conn.execute(sa.select(documents.c.id).where(documents.c.blob_key == blob_key)).scalar()
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         with self._tx() as conn:
             return set(self._rowids(conn, builtins.list(ids)))
@@ -318,19 +331,3 @@ class MetaStore:
             q = q.where(where_clause(documents, where))
         with self._tx() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
-
-
-# -- where filters (Chroma style) ---------------------------------------------------------------------
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    """WAL so readers never block the writer; driver autocommit so ``_sqlite_begin`` owns BEGIN."""
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("paramdb_write") else "BEGIN")

@@ -105,6 +105,7 @@ class VectorIndex:
         need = self._index.get_current_count() + new
         cap = self._index.get_max_elements()
         if need > cap:
+            cap = max(cap, self._capacity0)      # an index saved empty loads with capacity 0: 0 * 2 is 0
             while cap < need:
                 cap *= 2
             self._index.resize_index(cap)

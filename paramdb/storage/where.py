@@ -5,6 +5,8 @@ string "ten" as 0 and PostgreSQL would abort the query on a failed cast.
 """
 from __future__ import annotations
 
+import math
+import unicodedata
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +21,8 @@ __all__ = ["where_clause"]
 _CMP = {"$eq": "__eq__", "$ne": "__ne__", "$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
 _OPS = (*_CMP, "$in", "$nin")
 _Scalar = (str, int, float, bool)
+MAX_DEPTH = 32      # nesting of $and/$or: far beyond any real filter, well short of Python's recursion limit
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
 
 
 class _JsonIs(FunctionElement[bool]):
@@ -79,7 +83,29 @@ def _typed(col: sa.Column, key: str, sample: Any) -> ColumnElement[Any]:
 def _check_value(key: str, op: str, v: Any) -> None:
     if not isinstance(v, _Scalar) or (op in ("$gt", "$gte", "$lt", "$lte") and isinstance(v, (str, bool))):
         kinds = "a number" if op in ("$gt", "$gte", "$lt", "$lte") else "a str, int, float or bool"
-        raise InvalidFilter(f"where filter {key!r} {op}: value {v!r} must be {kinds}")
+        raise InvalidFilter(f"where filter {key!r} {op}: value {_shown(v)} must be {kinds}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise InvalidFilter(f"where filter {key!r} {op}: value {v!r} is not a finite number")
+    if isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]:
+        raise InvalidFilter(f"where filter {key!r} {op}: integer {v} is beyond 64 bits")
+    if isinstance(v, str):
+        _check_unicode(v, f"where filter {key!r} {op}: value")
+
+
+def _shown(value: Any) -> str:
+    """repr for the message, short; a value nested thousands deep has no repr (RecursionError)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"(a deeply nested {type(value).__name__})"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidFilter(f"{what} is not valid Unicode (lone surrogate at character {exc.start})") from None
 
 
 def _field(col: sa.Column, key: str, cond: Any) -> ColumnElement[bool]:
@@ -109,8 +135,10 @@ def _field(col: sa.Column, key: str, cond: Any) -> ColumnElement[bool]:
     return sa.and_(*parts)
 
 
-def where_clause(table: sa.Table, where: dict[str, Any]) -> ColumnElement[bool]:
+def where_clause(table: sa.Table, where: dict[str, Any], _depth: int = 0) -> ColumnElement[bool]:
     """Translate a Chroma-style ``where`` dict to SQL over ``table.c.metadata`` (SQLite and PostgreSQL)."""
+    if _depth > MAX_DEPTH:
+        raise InvalidFilter(f"where filter is nested more than {MAX_DEPTH} levels deep")
     if not isinstance(where, dict):
         raise InvalidFilter(f"where filter must be a dict, got {type(where).__name__}")
     col = table.c["metadata"]
@@ -119,12 +147,14 @@ def where_clause(table: sa.Table, where: dict[str, Any]) -> ColumnElement[bool]:
         if key in ("$and", "$or"):
             if not isinstance(cond, list) or not cond:
                 raise InvalidFilter(f"where filter {key} needs a non-empty list of filters")
-            subs = [where_clause(table, c) for c in cond]
+            subs = [where_clause(table, c, _depth + 1) for c in cond]
             parts.append(sa.and_(*subs) if key == "$and" else sa.or_(*subs))
         elif not isinstance(key, str) or key.startswith("$"):
             raise InvalidFilter(f"unknown operator {key!r} in where filter; valid: $and, $or")
-        elif '"' in key:
-            raise InvalidFilter(f"where filter key {key!r} may not contain a double quote")
+        elif '"' in key or "\\" in key or any(unicodedata.category(ch) == "Cc" for ch in key):
+            raise InvalidFilter(f"where filter key {key!r} may not contain a double quote, a backslash or a "
+                                "control character (no stored key has one)")
         else:
+            _check_unicode(key, f"where filter key {key!r}")
             parts.append(_field(col, key, cond))
     return sa.and_(sa.true(), *parts)
