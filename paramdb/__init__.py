@@ -1,12 +1,12 @@
 """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
-from .errors import (CorruptData, DuplicateId, FormatError, InvalidFilter, InvalidInput, MetadataUnavailable,
-                     ModelLoadError, ModelMismatch, ParamDBError, ReadOnlyStore, DiskFull, StoreExists,
+from .errors import (CorruptData, DiskFull, DuplicateId, FormatError, InsertInterrupted, InvalidFilter, InvalidInput,
+                     MetadataUnavailable, ModelLoadError, ModelMismatch, ParamDBError, ReadOnlyStore, StoreExists,
                      StoreNotFound, UnknownId)
 from .types import Answer, Document, Hit
 
 __all__ = ["ParamDB", "Document", "Hit", "Answer", "ParamDBError", "InvalidInput", "InvalidFilter",
            "DuplicateId", "UnknownId", "StoreNotFound", "StoreExists", "ModelMismatch", "FormatError",
-           "CorruptData", "ModelLoadError", "MetadataUnavailable", "ReadOnlyStore", "DiskFull"]
+           "CorruptData", "ModelLoadError", "MetadataUnavailable", "ReadOnlyStore", "DiskFull", "InsertInterrupted"]
 __version__ = "0.1.0"
 
 

@@ -7,7 +7,7 @@ answered from lives there, where the operator tools and the Ray executor use it 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import validate
 from .config import MERGES, MODES, adapter_weight_for
@@ -117,13 +117,14 @@ class ParamDB:
         Returns an InsertReport: the ids stored, in commit order (it reads and compares as that list), plus
         ``skipped``, ``failed`` and ``stats``. A list is validated whole first (one bad item adds nothing).
         Any other iterable is streamed: read, validated and committed ``batch_size`` documents at a time, so
-        memory stays bounded whatever the corpus size. Either way each batch is written atomically. A taken id
-        is refused unless ``upsert``.
+        memory stays bounded whatever the corpus size. Either way each batch is written atomically. Without
+        ``upsert``, a document already stored with the same text and metadata is skipped (``skipped``: so a
+        rerun after an interruption resumes) and another taken id is refused; ``upsert`` replaces both. Ctrl-C raises InsertInterrupted (a
+        KeyboardInterrupt) whose ``committed`` lists the ids stored before it.
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
         ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; there
-        ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
-        ``failed`` the (id, error) of documents not stored.
+        ``failed`` lists the (id, error) of documents not stored.
         """
         validate.documents_arg(docs)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
@@ -219,6 +220,27 @@ class ParamDB:
         without losing a committed row. Returns a CheckReport (``.ok``, ``.findings``)."""
         from .ops.check import check
         return check(self._store, repair=repair, models=self._models)
+
+    # ---------------------------------------------------------------- adapters in other formats (paramdb/interop)
+    def export_peft(self, ids: str | Sequence[str] | None, path: str | Path, *, question: str | None = None,
+                    k: int = 3, where: dict | None = None, method: str = "hybrid", merge: str = "mean",
+                    adapter_weight: float | None = None, force: bool = False):
+        """Write adapters as PEFT LoRA folders that ``PeftModel.from_pretrained`` (vLLM, LoRAX, ...) loads:
+        one id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
+        ``generate(question, mode="prag")`` would apply. Returns a PeftExport."""
+        from .interop import peft_export
+        if (question is None) == (not ids):
+            raise InvalidInput("export either ids or a question's merged adapter, not both or neither")
+        if question is not None:
+            return peft_export.export_question(self, question, Path(path), k=k, where=where, method=method,
+                                               merge=merge, adapter_weight=adapter_weight, force=force)
+        return peft_export.export_rows(self, [ids] if isinstance(ids, str) else list(ids), Path(path), force)
+
+    def import_peft(self, path: str | Path, doc_id: str, text: str, metadata: dict | None = None):
+        """Store a PEFT LoRA folder trained elsewhere as the row ``doc_id`` with ``text`` (embedded, not
+        trained on), after checking it fits this store's base model. Returns a PeftImport."""
+        from .interop.peft_import import import_peft
+        return import_peft(self, path, doc_id, text, metadata)
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,

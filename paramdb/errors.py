@@ -108,3 +108,21 @@ class DiskFull(ParamDBError):
     """The disk (or the LMDB map) filled up during a write; the write was rolled back, nothing was stored."""
 
     exit_code = 11
+
+
+class MissingDependency(ParamDBError):
+    """An optional extra a feature needs is not installed (the message names the pip command)."""
+
+    exit_code = 12
+
+
+class InsertInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an insert, carrying what was committed before it: whole batches only, so rerunning the
+    same input stores the rest (documents already stored with the same text and metadata are skipped).
+    A KeyboardInterrupt, not a ParamDBError: code that stops on Ctrl-C still stops."""
+
+    def __init__(self, committed: list[str]):
+        n = len(committed)
+        super().__init__(f"interrupted: {n} document{'s' * (n != 1)} committed; "
+                         "rerun the same command to insert the rest")
+        self.committed = committed

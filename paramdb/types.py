@@ -27,12 +27,14 @@ class Hit:
 
 @dataclass
 class Answer:
-    """A generated answer, the documents it drew on, and seconds spent per stage."""
+    """A generated answer, the documents it drew on, and seconds spent per stage. ``notes`` says what was
+    changed to answer at all, e.g. a passage cut to fit the model's context."""
 
     text: str
     mode: str
     hits: list[Hit] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -40,7 +42,7 @@ class InsertReport(Sequence):
     """What an insert did, whichever executor ran it. It reads as the sequence of ids stored (in commit
     order) and compares equal to that list, so ``ids = db.insert(...)`` needs nothing more.
 
-    ``skipped``: ids already stored with the same text and metadata (a Ray rerun after an interrupted run).
+    ``skipped``: ids already stored with the same text and metadata (a rerun after an interrupted run).
     ``failed``: ``(id, error)`` of documents that failed alone after their batch failed (Ray); not stored,
     and a rerun tries them again. ``stats``: executor figures (Ray: workers, batches, retries, seconds, docs/s).
     """

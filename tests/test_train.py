@@ -128,8 +128,9 @@ def test_training_refuses_a_document_without_samples(tiny_lm):
 
 def test_a_small_token_budget_splits_steps_into_chunks_without_changing_the_adapters(tiny_lm):
     docs, keys = [doc("moon"), doc("cats"), doc("rust")], ["moon", "cats", "rust"]
+    longest = max(len(ids) for d in docs for ids, _ in _encode(tiny_lm.tokenizer, d, SETTINGS.max_length))
     whole = train_adapters(tiny_lm, docs, keys, SETTINGS)
-    chunked = train_adapters(tiny_lm, docs, keys, dataclasses.replace(SETTINGS, max_batch_tokens=8))
+    chunked = train_adapters(tiny_lm, docs, keys, dataclasses.replace(SETTINGS, max_batch_tokens=longest))
     for a, b in zip(whole, chunked):
         assert_same_adapter(a, b)
 
@@ -201,3 +202,16 @@ def test_token_chunks_cut_where_padding_costs_more_than_another_chunk():
     assert [len(c) for c in chunks] == [16, 4]
     assert sum(map(_chunk_tokens, chunks)) == 16 * 20 + 4 * 200
     assert len(_token_chunks(_rows([40, 41, 42, 43]), budget=10_000, overhead=48)) == 1   # not worth a cut
+
+
+def test_a_sample_longer_than_the_token_budget_is_cut_to_it(tiny_lm, monkeypatch):
+    from paramdb.knowledge import train
+
+    seen = []
+    real = train._accumulate
+    monkeypatch.setattr(train, "_accumulate", lambda bb, h, sp, f, chunk, *rest: seen.append(
+        max(len(ids) for _, (ids, _) in chunk)) or real(bb, h, sp, f, chunk, *rest))
+    huge = [Sample("", "word " * 20_000 + EOS)]
+    train_adapters(tiny_lm, [huge], ["huge"], dataclasses.replace(SETTINGS, max_length=100_000,
+                                                                 max_batch_tokens=64, epochs=1))
+    assert seen and max(seen) <= 64

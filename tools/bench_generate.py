@@ -96,7 +96,11 @@ def main() -> None:
     ap.add_argument("--device", help="cpu / cuda (default: cuda if available)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
+    ap.add_argument("--plot", metavar="FILE.png", help="also draw the figures (needs paramdb[plot])")
     args = ap.parse_args()
+    if args.plot:
+        from paramdb.plots import check_target
+        check_target(args.plot)                   # before the run, not after it
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -121,6 +125,28 @@ def main() -> None:
     print_table(result)
     if args.json:
         print(json.dumps(result))
+    if args.plot:
+        log(f"figure: {figure(result, args.plot)}")
+
+
+def figure(r: dict, path) -> Path:
+    """Switch cost (log scale), latency over the bare model, and batched throughput, from one run."""
+    from paramdb.plots import Panel, write
+
+    s = r["settings"]
+    switch = Panel("adapter switch per question", ["PEFT flow", "ParamDB\ncold", "ParamDB\nwarm"],
+                   {"ms": [r["switch_ms_peft"], r["switch_ms_paramdb"], r["switch_ms_paramdb_warm"]]},
+                   ylabel="ms (log scale)", fmt="{:.1f}", log=True,
+                   notes=[f"cold: {r['switch_speedup']:.1f}x faster than PEFT, warm: {r['switch_speedup_warm']:.0f}x"])
+    latency = Panel(f"latency over closed ({s['new_tokens']} tokens)", ["ParamDB prag", "PEFT flow"],
+                    {"ratio": [r["prag_over_closed_latency"], r["peft_over_closed_latency"]]},
+                    ylabel="x bare model", fmt="{:.3f}")
+    batch = Panel(f"throughput, batch of {s['batch_size']}", ["one at a time", "generate_batch"],
+                  {"questions/s": [r["qps_single"], r["qps_batch"]]}, ylabel="questions/s", fmt="{:.2f}",
+                  notes=[f"{r['batch_throughput_ratio']:.2f}x"])
+    return write(path, [switch, latency, batch],
+                 f"Generate: {s['questions']} questions, k={s['k']}, rank {s['rank']}, {s['device']}, "
+                 f"{s['threads']} threads (medians)")
 
 
 def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft_root: Path) -> dict:

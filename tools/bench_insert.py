@@ -592,7 +592,11 @@ def main() -> None:
                     help="only the Ray benchmark: docs/min with each number of workers, and the writer's ceiling")
     ap.add_argument("--tiny", action="store_true", help="Ray benchmark with the tiny random test model")
     ap.add_argument("--writer-docs", type=int, default=128, help="documents the writer ceiling commits")
+    ap.add_argument("--plot", metavar="FILE.png", help="also draw the run's figures (needs paramdb[plot])")
     args = ap.parse_args()
+    if args.plot:
+        from paramdb.plots import check_target
+        check_target(args.plot)                   # before the run, not after it
 
     if args.memory_child is not None:
         memory_child(args.memory_child, args.batch_size)
@@ -613,6 +617,40 @@ def main() -> None:
         print_table(r)
     if args.json:
         print(json.dumps(r))
+    if args.plot:
+        log(f"figure: {figure(r, args.plot)}")
+
+
+def figure(r: dict, path) -> Path:
+    """The run's figures: per method for the main benchmark, per worker count for --ray-workers, per
+    document count for --memory-check."""
+    from paramdb.plots import Panel, write
+
+    if "ray" in r:
+        ns = list(r["ray"])
+        return write(path, [Panel("docs/min by Ray workers", ns, {"docs/min": [r["ray"][n]["docs_per_min"] for n in ns]},
+                                  ylabel="docs/min", fmt="{:.1f}",
+                                  notes=[f"speedup {r['ray'][ns[-1]]['speedup']:.2f}x with {ns[-1]} workers; "
+                                         f"writer ceiling {r['writer_docs_per_s']:.0f} docs/s"])],
+                     f"Ray insert: {r['docs']} docs, batch {r['batch_size']}, {r['ray_model']}")
+    if "memory_ratio" in r:
+        counts = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("peak_rss_mb_"))
+        return write(path, [Panel("peak RSS, streamed insert", [str(n) for n in counts],
+                                  {"MB": [r[f"peak_rss_mb_{n}"] for n in counts]}, ylabel="MB", fmt="{:.0f}",
+                                  notes=[f"ratio {r['memory_ratio']:.2f}"])], "Insert memory by corpus size")
+    names = ["PRAG\nreference", "sequential", "ParamDB\nall epochs", "ParamDB\ndefault"]
+    keys = ["reference", "sequential", "paramdb_fixed_epochs", "paramdb"]
+    docs_min = [60 / r[f"s_per_doc_{k}"] if r.get(f"s_per_doc_{k}") else 0.0 for k in keys]
+    acc = [r.get(f"prag_acc_{k}") or 0.0 for k in keys]
+    rss = [r["peak_rss_mb_phase"].get({"paramdb_fixed_epochs": "paramdb_fixed"}.get(k, k)) or 0.0 for k in keys]
+    return write(path, [Panel("training docs/min", names, {"docs/min": docs_min}, ylabel="docs/min (log scale)",
+                              fmt="{:.2f}", log=True,
+                              notes=[f"ParamDB default: {r['speedup_vs_sequential']}x sequential, "
+                                     f"{r['speedup_vs_reference']}x PRAG"]),
+                        Panel("prag accuracy", names, {"accuracy": acc}, fmt="{:.3f}", ylim=(0, 1.08),
+                              notes=["0 = not measured (reference timed on a few steps)"]),
+                        Panel("peak RSS", names, {"MB": rss}, ylabel="MB", fmt="{:.0f}")],
+                 f"Insert: {r['docs']} docs, {r['model']}, {r['threads']} threads")
 
 
 if __name__ == "__main__":

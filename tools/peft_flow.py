@@ -33,8 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from peft import LoraConfig, PeftModel, TaskType
-from safetensors.torch import save_file
+from peft import PeftModel
 
 DEFAULT_TARGETS = ("gate_proj", "up_proj", "down_proj")
 MERGED = "merge"          # PRAG's name for the merged adapter
@@ -56,13 +55,15 @@ def adapter_from_factors(module_names: list[str], factors) -> dict[str, np.ndarr
 def export_peft_adapter(adapter: dict[str, np.ndarray], path, rank: int, alpha: float,
                         targets=DEFAULT_TARGETS) -> Path:
     """Write ``adapter`` (ParamDB's tensor dict) as a PEFT LoRA adapter directory loadable by
-    ``PeftModel.from_pretrained`` / ``load_adapter``; returns the directory."""
-    path = Path(path)
-    tensors: dict[str, torch.Tensor] = {}
+    ``PeftModel.from_pretrained`` / ``load_adapter``, with the package's own writer
+    (paramdb/interop/peft_format.py, what ``paramdb export`` writes); returns the directory."""
+    from paramdb.interop.peft_format import PeftAdapter, folder_files
+
     modules = sorted({k.rsplit(".", 1)[0] for k in adapter})
     for key in adapter:
         if not key.endswith((".lora_A", ".lora_B")):
             raise ValueError(f"unexpected adapter tensor {key!r} (want <module>.lora_A / <module>.lora_B)")
+    factors = {}
     for m in modules:
         if m.rsplit(".", 1)[-1] not in targets:
             raise ValueError(f"module {m!r} is not one of the targets {targets}")
@@ -72,15 +73,13 @@ def export_peft_adapter(adapter: dict[str, np.ndarray], path, rank: int, alpha: 
             raise ValueError(f"adapter lacks {exc.args[0]}") from None
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != rank or b.shape[1] != rank:
             raise ValueError(f"{m}: A {a.shape} / B {b.shape} do not have rank {rank}")
-        tensors[f"base_model.model.{m}.lora_A.weight"] = torch.from_numpy(np.array(a, dtype=np.float32))
-        tensors[f"base_model.model.{m}.lora_B.weight"] = torch.from_numpy(np.array(b, dtype=np.float32))
-    if not tensors:
+        factors[m] = (a, b)
+    if not factors:
         raise ValueError("adapter holds no tensors")
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, target_modules=list(targets), r=rank,
-                        lora_alpha=alpha, lora_dropout=0.0, inference_mode=True)
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(str(path))
-    save_file(tensors, str(path / "adapter_model.safetensors"), metadata={"format": "pt"})
+    for name, data in folder_files(PeftAdapter(factors, rank, float(alpha))).items():
+        (path / name).write_bytes(data)
     return path
 
 

@@ -8,6 +8,7 @@ from paramdb import __version__
 from .commands import ALL
 from .eval_command import eval_
 from .errors import ParamDBGroup
+from .interop_commands import INTEROP
 from .ops_commands import ALL as OPS
 from .store_commands import STORE_COMMANDS
 
@@ -19,5 +20,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS]:
+for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *INTEROP]:
     main.add_command(_command)

@@ -14,6 +14,7 @@ from paramdb.config import MODES
 from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
+from .output import say, shown_id
 from .options import (adapter_dtype_option, adapter_weight_option, device_option, json_option, k_option,
                       merge_option, method_option, store_argument, where_options)
 from .readers import read_documents, read_questions
@@ -41,7 +42,7 @@ def doc_json(doc) -> dict:
 
 def answer_json(answer) -> dict:
     return {"answer": answer.text, "mode": answer.mode, "hits": [asdict(h) for h in answer.hits],
-            "timings": answer.timings}
+            "timings": answer.timings, "notes": answer.notes}
 
 
 class InsertProgress:
@@ -105,8 +106,7 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_
                 if v is not None}
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
                     training=training or None, adapter_dtype=adapter_dtype) as db:
-        click.echo(f"created store at {db.path} (base model: {db.config.model}, "
-                   f"{db.config.adapter_dtype} adapters)")
+        say(f"created store at {db.path} (base model: {db.config.model}, {db.config.adapter_dtype} adapters)")
 
 
 @click.command()
@@ -117,8 +117,7 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_
               help="Documents trained together (and committed together).")
 @click.option("--create", is_flag=True, help="Create the store (default model) if it does not exist.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray. "
-                   "A rerun skips documents already stored.")
+              help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ray workers (default: one per GPU, else per CPU of the cluster).")
 @device_option
@@ -126,6 +125,8 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_
 def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
     any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid.
+    A document without an id gets one from its text, and one already stored with the same text and metadata
+    is skipped, so rerunning an interrupted insert stores only the rest.
 
     \b
     Examples:
@@ -136,7 +137,7 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
     on_ray = ray_address is not None
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
-    docs = read_documents(files, content_ids=on_ray)     # ids stable across runs, so a rerun resumes
+    docs = read_documents(files, content_ids=True)     # ids stable across runs, so a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
@@ -144,13 +145,14 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
             report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
     skipped, failed, n = report.skipped, report.failed, len(report.ids)
     for doc_id, error in failed:
-        click.echo(f"warning: document {doc_id!r} not stored: {error}", err=True)
+        say(f"warning: document {shown_id(doc_id)} not stored: {error}", err=True)
     if as_json:
-        echo_json({"inserted": n, "ids": report.ids, **({"skipped": skipped, "failed": [list(f) for f in failed]}
-                                                        if on_ray else {})})
+        echo_json({"inserted": n, "ids": report.ids, **({"skipped": skipped} if skipped or on_ray else {}),
+                   **({"failed": [list(f) for f in failed]} if on_ray else {})})
     else:
-        extra = f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else ""
-        click.echo(f"{'upserted' if upsert else 'inserted'} {n} document{'s' * (n != 1)}{extra}")
+        extra = (f" ({len(skipped)} already stored, {len(failed)} failed)" if on_ray else
+                 f" ({len(skipped)} already stored)" if skipped else "")
+        say(f"{'upserted' if upsert else 'inserted'} {n} document{'s' * (n != 1)}{extra}")
     if failed:
         raise ParamDBError(f"{len(failed)} document{'s' * (len(failed) != 1)} failed and were not stored "
                            "(rerun the same command to retry them)")
@@ -168,7 +170,7 @@ def delete(store, ids):
     """
     with open_store(store) as db:
         n = db.delete(ids)
-    click.echo(f"deleted {n} document{'s' * (n != 1)}")
+    say(f"deleted {n} document{'s' * (n != 1)}")
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -188,7 +190,10 @@ def get(store, doc_id, as_json):
     if as_json:
         echo_json(doc_json(doc))
     else:
-        click.echo(f"id: {doc.id}\nmetadata: {json.dumps(doc.metadata, ensure_ascii=False)}\n\n{doc.text}")
+        say(f"id: {shown_id(doc.id)}")
+        say(f"metadata: {json.dumps(doc.metadata, ensure_ascii=False)}")
+        say()
+        say(doc.text, multiline=True)
 
 
 @click.command(name="ls")
@@ -210,7 +215,7 @@ def ls(store, limit, offset, where, as_json):
         echo_json([doc_json(d) for d in docs])
     for d in [] if as_json else docs:
         meta = json.dumps(d.metadata, ensure_ascii=False) if d.metadata else ""
-        click.echo("  ".join(x for x in (d.id, snippet(d.text), meta) if x))
+        say("  ".join(x for x in (shown_id(d.id), snippet(d.text), meta) if x))
 
 
 @click.command()
@@ -231,7 +236,7 @@ def stats(store, as_json):
     for key, value in info.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
-        click.echo(f"{key}: {value}")
+        say(f"{key}: {value}")
 
 
 @click.command()
@@ -253,9 +258,9 @@ def query(store, text, k, method, where, as_json):
     if as_json:
         echo_json([asdict(h) for h in hits])
     elif not hits:
-        click.echo("no matching documents", err=True)
+        say("no matching documents", err=True)
     for rank, h in enumerate([] if as_json else hits, 1):
-        click.echo(f"{rank:>2}  {h.score:.4f}  {h.id}  {snippet(h.text)}")
+        say(f"{rank:>2}  {h.score:.4f}  {shown_id(h.id)}  {snippet(h.text)}")
 
 
 @click.command()
@@ -295,7 +300,9 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
             if as_json:
                 echo_json(answer_json(answer))
             else:
-                click.echo(answer.text)
+                say(answer.text)
+            for note in answer.notes:
+                say(f"note: {note}", err=True)
             return
         for start in range(0, len(asked), batch_size):
             chunk = asked[start:start + batch_size]

@@ -2,7 +2,9 @@
 
 A ParamDBError is the user's to fix: ``error: <message>`` on stderr, exit ``exc.exit_code``, no traceback.
 Anything else is a bug: ``error: internal error: ...``, exit 70 (EX_SOFTWARE). ``--debug`` adds the
-traceback. click's own usage errors (exit 2), ``Exit`` and ``Abort`` pass through untouched.
+traceback. Ctrl-C is one line, ``interrupted`` (with what an insert committed: InsertInterrupted), exit 130
+as shells report SIGINT, instead of click's bare ``Aborted!``. click's own usage errors (exit 2), ``Exit``
+and ``Abort`` pass through untouched.
 """
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ import traceback
 
 import click
 
-from paramdb.errors import ParamDBError
+from paramdb.errors import InsertInterrupted, ParamDBError
+
+from .output import say
 
 INTERNAL_ERROR = 70
+INTERRUPTED = 130
 
 
 def one_line(text: object) -> str:
@@ -30,7 +35,7 @@ def report(exc: BaseException, debug: bool) -> int:
         message, code = f"internal error: {type(exc).__name__}: {one_line(exc)}", INTERNAL_ERROR
         if not debug:
             message += " (rerun with --debug for the traceback)"
-    click.echo(f"error: {message}", err=True)
+    say(f"error: {message}", err=True)
     return code
 
 
@@ -46,3 +51,6 @@ class ParamDBGroup(click.Group):
             if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
                 raise                            # click's main handles a closed pipe quietly
             ctx.exit(report(exc, debug=bool(ctx.params.get("debug"))))
+        except KeyboardInterrupt as exc:
+            say(str(exc) if isinstance(exc, InsertInterrupted) else "interrupted", err=True)
+            ctx.exit(INTERRUPTED)

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import click
 
-from paramdb import evaluate
+from paramdb import evaluate, plots
 from paramdb.config import MODES
 
 from . import commands
+from .output import say
 from .options import adapter_weight_option, device_option, json_option, k_option, merge_option, method_option
 
 
@@ -28,10 +29,12 @@ from .options import adapter_weight_option, device_option, json_option, k_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @merge_option
 @adapter_weight_option
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
+              help="Also draw EM/F1 and seconds per question per mode (needs paramdb[plot]).")
 @device_option
 @json_option
 def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, predictions, batch_size, merge,
-          adapter_weight, device, as_json):
+          adapter_weight, plot, device, as_json):
     """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
     recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes.
 
@@ -39,28 +42,35 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
     Examples:
       paramdb eval tools/data/eval/popqa_dev.jsonl --limit 100 -k 3
       paramdb eval tools/data/eval/hotpotqa_dev.jsonl --retrieval-only --distractors
+      paramdb eval tools/data/eval/popqa_dev.jsonl --limit 20 --plot popqa.png
     """
+    if plot is not None:
+        if retrieval_only:
+            raise click.UsageError("--plot draws the QA modes; --retrieval-only has none")
+        plots.check_target(plot)                # before hours of work, not after
     if retrieval_only:
         result = evaluate.retrieval_only(data, k=k, limit=limit, distractors=distractors,
-                                         report=lambda msg: click.echo(msg, err=True))
+                                         report=lambda msg: say(msg, err=True))
         if as_json:
             commands.echo_json(result)
         else:
-            click.echo(f"{result['items']} items, {result['passages']} passages, k={k}")
+            say(f"{result['items']} items, {result['passages']} passages, k={k}")
             for key in ("recall_at_k", "hit_at_k", "first_gold_at_k"):
-                click.echo(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
+                say(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
         return
     store = store or Path(data).stem + ".store"
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
                               batch_size=batch_size, merge=merge, adapter_weight=adapter_weight,
-                              report=lambda msg: click.echo(msg, err=True))
+                              report=lambda msg: say(msg, err=True))
+    if plot is not None:
+        plots.eval_figure(result, plot)
     if as_json:
         commands.echo_json(result)
         return
-    click.echo(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
-    click.echo(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
+    say(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
+    say(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
     for mode, m in result["modes"].items():
-        click.echo(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
-    click.echo(f"predictions: {result['predictions']}")
+        say(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
+    say(f"predictions: {result['predictions']}")

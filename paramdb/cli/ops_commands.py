@@ -8,6 +8,7 @@ import click
 import paramdb
 
 from . import commands
+from .output import say
 from .options import json_option, store_argument
 
 
@@ -27,7 +28,7 @@ def backup(store, archive, as_json):
     if as_json:
         commands.echo_json(manifest)
     else:
-        click.echo(f"backed up {manifest['rows']} documents from {store} to {archive}")
+        say(f"backed up {manifest['rows']} documents from {store} to {archive}")
 
 
 @click.command()
@@ -48,7 +49,7 @@ def restore(archive, store, force, as_json):
     if as_json:
         commands.echo_json(manifest)
     else:
-        click.echo(f"restored {manifest['rows']} documents to {store}")
+        say(f"restored {manifest['rows']} documents to {store}")
 
 
 @click.command()
@@ -67,9 +68,9 @@ def verify(path, as_json):
         commands.echo_json({"ok": not problems, "problems": problems})
     else:
         for line in problems:
-            click.echo(line, err=True)
+            say(line, err=True)
         if not problems:
-            click.echo(f"{path}: ok")
+            say(f"{path}: ok")
     if problems:
         sys.exit(1)
 
@@ -92,8 +93,8 @@ def check(store, repair, as_json):
         commands.echo_json(report.to_json())
     else:
         for finding in report.findings:
-            click.echo(str(finding), err=finding.severity == "error" and not finding.repaired)
-        click.echo(f"{store}: {report.rows} documents, {'ok' if report.ok else 'PROBLEMS FOUND'}")
+            say(str(finding), err=finding.severity == "error" and not finding.repaired)
+        say(f"{store}: {report.rows} documents, {'ok' if report.ok else 'PROBLEMS FOUND'}")
     if not report.ok:
         sys.exit(1)
 

@@ -35,7 +35,7 @@ def _lines(path: str) -> Iterator[tuple[str, int, str]]:
         raise InvalidInput(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
-def _read_text(path: str) -> str:
+def read_text(path: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -65,7 +65,7 @@ def _located_items(path: str) -> Iterator[tuple[str, Any]]:
     if path == STDIN or path.lower().endswith(".jsonl"):
         yield from jsonl_objects(path)
     else:
-        yield path, {"id": Path(path).stem, "text": _read_text(path)}
+        yield path, {"id": Path(path).stem, "text": read_text(path)}
 
 
 def read_documents(paths: Sequence[str], content_ids: bool = False) -> list[Document]:

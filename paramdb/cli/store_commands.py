@@ -7,6 +7,7 @@ from dataclasses import asdict
 import click
 
 from .commands import echo_json
+from .output import say
 from .options import adapter_dtype_option, json_option, store_argument
 
 
@@ -27,13 +28,13 @@ def migrate(store, as_json):
     if as_json:
         echo_json({**asdict(report), "changed": report.changed})
     elif report.changed:
-        click.echo(f"migrated {report.path} from format {report.format_before} to {report.format_after} "
+        say(f"migrated {report.path} from format {report.format_before} to {report.format_after} "
                    f"(schema {report.schema_before} -> {report.schema_after}, {report.rows} rows verified)")
     else:
-        click.echo(f"{report.path} is already at format {report.format_after} ({report.rows} rows verified)")
+        say(f"{report.path} is already at format {report.format_after} ({report.rows} rows verified)")
     if report.damaged:
         shown = ", ".join(report.damaged[:5]) + (" ..." if len(report.damaged) > 5 else "")
-        click.echo(f"warning: {len(report.damaged)} rows have a damaged or missing adapter or embedding "
+        say(f"warning: {len(report.damaged)} rows have a damaged or missing adapter or embedding "
                    f"({shown}); run `paramdb check {store}`", err=True)
 
 
@@ -59,7 +60,7 @@ def copy(src, dst, meta_url, as_json):
     if as_json:
         echo_json(asdict(report))
     else:
-        click.echo(f"copied {report.rows} documents from {report.source} to {report.destination} "
+        say(f"copied {report.rows} documents from {report.source} to {report.destination} "
                    f"(metadata: {report.meta_url})")
 
 
@@ -82,13 +83,12 @@ def compact(store, adapter_dtype, as_json):
     if as_json:
         echo_json({**asdict(report), "ratio": round(report.ratio, 4)})
     else:
-        click.echo(f"{report.path}: {report.converted} of {report.rows} adapters converted to "
-                   f"{report.adapter_dtype}; adapter bytes {report.adapter_bytes_before:,} -> "
-                   f"{report.adapter_bytes_after:,} ({report.ratio:.3f}x)")
+        say(f"{report.path}: {report.converted} of {report.rows} adapters converted to {report.adapter_dtype}; "
+            f"adapter bytes {report.adapter_bytes_before:,} -> {report.adapter_bytes_after:,} ({report.ratio:.3f}x)")
     if report.damaged:
         shown = ", ".join(report.damaged[:5]) + (" ..." if len(report.damaged) > 5 else "")
-        click.echo(f"warning: {len(report.damaged)} rows have a damaged or missing adapter and were not "
-                   f"converted ({shown}); run `paramdb check {store} --repair`", err=True)
+        say(f"warning: {len(report.damaged)} rows have a damaged or missing adapter and were not converted "
+            f"({shown}); run `paramdb check {store} --repair`", err=True)
 
 
 STORE_COMMANDS = [migrate, copy, compact]

@@ -33,7 +33,8 @@ from ..engine.commit import commit_batch
 from ..engine.models import ModelSource, Models
 from ..engine.parameterize import parameterize
 from ..engine.store import Store
-from ..errors import DuplicateId, ExecutorError, ParamDBError
+from ..errors import DuplicateId, ExecutorError, InsertInterrupted, ParamDBError
+from ..resume import unstored
 from ..types import Document, InsertReport
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ def ray_insert(store: Store, source: ModelSource, docs: Iterable[Any], *, upsert
         _run(ray, store, actors, batches, upsert, total, progress, report)
         report.stats["workers"] = len(actors)
         report.stats["nodes"] = len({i["node"] for i in info})
+    except KeyboardInterrupt:
+        raise InsertInterrupted(list(report.ids)) from None
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -222,21 +225,7 @@ def _run(ray, store: Store, actors: list, batches: Iterator[list[Document]], ups
 
 
 def _unstored(store: Store, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
-    """The documents still to parameterize: one stored with the same text and metadata is skipped (that
-    is what makes a rerun resume); a taken id with other content is a DuplicateId unless ``upsert``."""
-    stored = {r["id"]: r for r in store.meta.get([d.id for d in batch])}
-    out = []
-    for d in batch:
-        row = stored.get(d.id)
-        if row is None:
-            out.append(d)
-        elif row["text"] == d.text and row["metadata"] == d.metadata:
-            skipped.append(d.id)
-        elif upsert:
-            out.append(d)
-        else:
-            raise DuplicateId(d.id)
-    return out
+    return unstored(store.meta, batch, upsert, skipped)
 
 
 def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,

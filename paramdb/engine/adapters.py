@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import CorruptData, UnknownId
-from ..knowledge.inject import from_stored, merge_flat
+from ..knowledge.inject import from_stored, merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import LoadedModel
 from .store import Store
@@ -58,6 +58,5 @@ def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str
     if not any(blob_keys):
         return None
     per_q = [load(store, lm, keys) if keys else [] for keys in blob_keys]
-    s = store.config.training.scale * weight
-    scales = [s / max(1, len(keys)) if merge == "mean" else s for keys in blob_keys]
+    scales = [question_scale(store.config.training.scale, merge, weight, len(keys)) for keys in blob_keys]
     return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales)

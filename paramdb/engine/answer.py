@@ -1,5 +1,6 @@
 """Answering a batch of questions: retrieve each one's documents, merge their adapters and/or put their
-passages in the prompt (by mode), and generate all answers in one batched greedy decode.
+passages in the prompt (by mode), and generate all answers in one batched greedy decode. Every prompt fits the
+model's context: an over-long question is refused, passages are cut and the answer's notes say so.
 
 A new mode is a new branch here (which of adapters and passages it uses) plus its name in config.MODES.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import time
 
 from ..knowledge import prompts
+from ..knowledge.budget import context_window
 from ..knowledge.generate import greedy
 from ..types import Answer
 from . import adapters
@@ -20,6 +22,8 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
                  max_new_tokens: int, method: str, merge: str, weight: float) -> list[Answer]:
     """Answers in question order; arguments already validated by the caller (ParamDB.generate_batch)."""
     lm = models.lm
+    context = context_window(lm)
+    room = prompts.prompt_budget(lm.tokenizer, questions, context, max_new_tokens)
     t0 = time.perf_counter()
     found = [search(store, models, q, k, where, method) if mode != "closed" else [] for q in questions]
     hits = [[hit for hit, _ in f] for f in found]
@@ -28,10 +32,12 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
         if mode in ("prag", "combine") else None
     t2 = time.perf_counter()
     with_passages = mode in ("icl", "combine")
-    texts = greedy(lm, [prompts.question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None)
-                        for q, hs in zip(questions, hits)],
-                   max_new_tokens, factors=factors, scale=1.0)    # merged factors carry the scale
+    fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None,
+                                             room, context) for q, hs in zip(questions, hits)]
+    texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
+                   scale=1.0)    # merged factors carry the scale
     t3 = time.perf_counter()
     n = len(questions)
     timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
-    return [Answer(text=t, mode=mode, hits=h, timings=dict(timings)) for t, h in zip(texts, hits)]
+    return [Answer(text=t, mode=mode, hits=h, timings=dict(timings), notes=notes)
+            for t, h, (_, notes) in zip(texts, hits, fitted)]

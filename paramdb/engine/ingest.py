@@ -11,7 +11,8 @@ from itertools import islice
 from typing import Any
 
 from .. import documents
-from ..errors import DuplicateId
+from ..errors import DuplicateId, InsertInterrupted
+from ..resume import unstored
 from ..types import Document, InsertReport
 from .commit import commit_batch
 from .models import Models
@@ -23,14 +24,15 @@ Progress = Callable[[int, int], None]   # (documents done, documents total or -1
 
 def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, batch_size: int,
            progress: Progress | None = None) -> InsertReport:
+    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches)."""
+    report = InsertReport()
     if isinstance(docs, Sequence):
-        checked = validated(store, enumerate(docs, 1), upsert)
+        checked = validated(store, enumerate(docs, 1), upsert, report.skipped)
         batches: Iterable[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
         total = len(checked)
     else:
-        batches = _streamed(store, docs, batch_size, upsert)
+        batches = _streamed(store, docs, batch_size, upsert, report.skipped)
         total = -1
-    report = InsertReport()
     if progress:
         progress(0, total)
     try:
@@ -40,30 +42,33 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
             report.ids += [d.id for d in batch]
             if progress:
                 progress(len(report.ids), total)
+    except KeyboardInterrupt:
+        raise InsertInterrupted(list(report.ids)) from None
     finally:
         store.indexes.save()
     return report
 
 
-def validated(store: Store, numbered: Iterable[tuple[int, Any]], upsert: bool) -> list[Document]:
-    """Coerce numbered items to Documents (InvalidInput names the item); a taken id is a DuplicateId
-    unless ``upsert``."""
+def validated(store: Store, numbered: Iterable[tuple[int, Any]], upsert: bool,
+              skipped: list[str]) -> list[Document]:
+    """Coerce numbered items to Documents (InvalidInput names the item) and keep those still to store: one
+    stored with the same text and metadata goes to ``skipped``, another taken id is a DuplicateId
+    (paramdb.resume). An upsert keeps them all: it replaces what is stored even when identical, which is
+    how ``check --repair`` rebuilds a damaged adapter from its row's text."""
     batch = documents.coerce_all((f"document {i}", d) for i, d in numbered)
-    if not upsert:
-        taken = store.meta.existing_ids([d.id for d in batch])
-        if taken:
-            raise DuplicateId(next(d.id for d in batch if d.id in taken))
-    return batch
+    return batch if upsert else unstored(store.meta, batch, False, skipped)
 
 
-def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool) -> Iterator[list[Document]]:
+def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
+              skipped: list[str]) -> Iterator[list[Document]]:
     numbered = enumerate(docs, 1)
     seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
     while chunk := list(islice(numbered, batch_size)):
-        batch = validated(store, chunk, upsert)
+        batch = validated(store, chunk, upsert, skipped)
         if not upsert:
             repeat = next((d.id for d in batch if d.id in seen), None)
             if repeat is not None:
                 raise DuplicateId(repeat)
             seen.update(d.id for d in batch)
-        yield batch
+        if batch:
+            yield batch

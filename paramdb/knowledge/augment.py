@@ -9,7 +9,9 @@ invented. A question the model botches is replaced by a cloze prompt built from 
 from __future__ import annotations
 
 import re
-from . import prompts
+from typing import Iterator
+
+from . import budget, prompts
 from .generate import greedy
 from .models import LoadedModel
 from .settings import AugmentSettings
@@ -18,9 +20,44 @@ from .train import Sample
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 
+# A "sentence" longer than this (a text without full stops, a table, a hostile 1 MB line) is cut into pieces
+# of at most this many words and characters, so each one fits a question prompt and a training sample.
+PIECE_WORDS = 64
+PIECE_CHARS = 512
+# The passage and sentence shown in one question prompt take at most this many tokens even where the context
+# holds more: a question needs the sentence and some context, and a prompt of thousands of tokens for each
+# of a document's sentences would cost minutes (typical passages, ~250 tokens, are shown whole).
+MAX_FILL_TOKENS = 1024
+
+
 def sentences(text: str, limit: int) -> list[str]:
-    parts = [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if len(s.strip()) > 3]
-    return parts[:limit]
+    """The first ``limit`` sentences (pieces of long ones) of ``text``; only as much of it as that takes is
+    cut up."""
+    out: list[str] = []
+    for sentence in _SENTENCE_END.split(" ".join(text.split())):
+        for piece in _pieces(sentence.strip()):
+            if len(piece) > 3:
+                out.append(piece)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def _pieces(sentence: str) -> Iterator[str]:
+    if len(sentence) <= PIECE_CHARS and sentence.count(" ") < PIECE_WORDS:
+        yield sentence
+        return
+    piece: list[str] = []
+    size = 0
+    for word in sentence.split(" "):
+        for part in (word[i:i + PIECE_CHARS] for i in range(0, len(word), PIECE_CHARS)):
+            if piece and (len(piece) == PIECE_WORDS or size + 1 + len(part) > PIECE_CHARS):
+                yield " ".join(piece)
+                piece, size = [], -1
+            piece.append(part)
+            size += 1 + len(part)
+    if piece:
+        yield " ".join(piece)
 
 
 def _usable(question: str) -> bool:
@@ -39,7 +76,8 @@ def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSet
     name who a pronoun stands for. Unusable outputs fall back to a cloze prompt.
     """
     templates = prompts.QUESTION_TEMPLATES[:max(1, s.questions_per_sentence)]
-    jobs = [(t.format(passage=p, sentence=x), j) for t in templates for j, (p, x) in enumerate(pairs)]
+    jobs = [(prompt, j) for t in templates for j, pair in enumerate(pairs)
+            if (prompt := _fitted(lm, t, *pair, s.max_question_tokens)) is not None]
     out: list[list[str]] = [[] for _ in pairs]
     for i in range(0, len(jobs), s.batch_size):
         chunk = jobs[i:i + s.batch_size]
@@ -47,14 +85,34 @@ def write_questions(lm: LoadedModel, pairs: list[tuple[str, str]], s: AugmentSet
             q = q if _usable(q) else _cloze(pairs[j][1])
             if q not in out[j]:
                 out[j].append(q)
+    for j, (_, sentence) in enumerate(pairs):
+        if not out[j]:                 # the model's context cannot even hold the few-shot template
+            out[j].append(_cloze(sentence))
     return out
+
+
+def _fitted(lm: LoadedModel, template: str, passage: str, sentence: str, new_tokens: int) -> str | None:
+    """``template`` filled with the passage and sentence cut so the prompt and its question fit the model's
+    context; None when the template alone leaves no room."""
+    tok = lm.tokenizer
+    bare = len(tok(template.format(passage="", sentence=""), add_special_tokens=False).input_ids)
+    room = min(budget.context_window(lm) - new_tokens - bare - 4,    # 4 spare: joined text may tokenize longer
+               MAX_FILL_TOKENS)
+    if room < 8:
+        return None
+    with_passage = "{passage}" in template
+    lengths = [budget.count(tok, sentence, room)] + ([budget.count(tok, passage, room)] if with_passage else [])
+    allowed = budget.share(lengths, room)
+    sentence = budget.clip(tok, sentence, allowed[0])[0]
+    passage = budget.clip(tok, passage, allowed[1])[0] if with_passage else ""
+    return template.format(passage=passage, sentence=sentence)
 
 
 def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
     """Training samples for each text: the passage, then question → sentence pairs for each sentence."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
-    flat = [(" ".join(t.split()), x) for t, doc in zip(texts, per_doc) for x in doc]
+    flat = [(passage, x) for t, doc in zip(texts, per_doc) for passage in [" ".join(t.split())] for x in doc]
     questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from .budget import context_window
 from .lora import side_path
 from .models import LoadedModel
 
@@ -41,6 +42,9 @@ def greedy(lm: LoadedModel, prompts: list[str], max_new_tokens: int, stop_at_new
     finally:
         tok.padding_side = side
     width = enc.input_ids.shape[1]
+    if width + max_new_tokens > context_window(lm):   # callers fit their prompts (budget.py): this is a bug
+        raise ValueError(f"prompt of {width} tokens plus {max_new_tokens} new ones exceeds the model's "
+                         f"{context_window(lm)}-token context")
     stops = StoppingCriteriaList([_StopAtNewline(tok, width)]) if stop_at_newline else None
     sp = side_path(lm.model)
     with torch.no_grad():

@@ -101,6 +101,12 @@ def _merge_plan(layout: Layout, total: int, k: int):
     return index, a_sizes + b_sizes, a_shapes + b_shapes, sum(a_sizes)
 
 
+def question_scale(lora_scale: float, merge: str, weight: float, k: int) -> float:
+    """The factor on each of a question's k merged B's: the LoRA scale (alpha/r) times the adapter weight,
+    over k for a mean merge. One rule for answering and for exporting the merge (paramdb/interop)."""
+    return lora_scale * weight / max(1, k) if merge == "mean" else lora_scale * weight
+
+
 def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float | list[float] = 1.0) -> Factors:
     """Batch of questions, each with its retrieved adapters → per-module (A [b, k·r, in], s·B [b, out, k·r]).
 

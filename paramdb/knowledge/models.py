@@ -6,13 +6,18 @@ fingerprint, a fine-tuned copy in the same folder does not.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -69,11 +74,54 @@ def _file_digest(path: Path) -> str:
 
 
 def _convert_gguf(gguf: Path) -> Path:
-    """Dequantize a GGUF once into a plain HF folder (~30 s); later loads take under a second."""
+    """Dequantize a GGUF once into a plain HF folder (~30 s); later loads take under a second.
+
+    Several processes may meet an empty cache at once (Ray workers starting together on a fresh node, two
+    notebooks): a file lock lets one convert while the others wait and then load its result, and the
+    conversion is written into a folder private to this process and renamed into place in one step, so a
+    reader never sees half a model and a process killed mid-way leaves only its private folder, which the
+    next converter (holding the lock, hence alone) removes."""
     target = cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
     if (target / "config.json").exists():
         return target
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _conversion_lock(target):
+        if (target / "config.json").exists():      # another process converted it while we waited
+            return target
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            _write_plain_copy(gguf, tmp)
+            _publish(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def _conversion_lock(target: Path) -> Iterator[None]:
+    """An exclusive ``flock`` beside the cached folder for the whole conversion (released if we die)."""
+    fd = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, target: Path) -> None:
+    """Rename the finished folder into place; if another process got there first (a cache shared where
+    flock does not reach, e.g. some network file systems), keep its copy and let ours be discarded."""
+    try:
+        os.rename(tmp, target)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not (target / "config.json").exists():
+            raise
+
+
+def _write_plain_copy(gguf: Path, folder: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         src = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
@@ -87,12 +135,18 @@ def _convert_gguf(gguf: Path) -> Path:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(src.state_dict())
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, target)
-    return target
+    plain.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def model_folder(path: str | None = None) -> Path:
+    """The Hugging Face folder that ``path`` (a folder or GGUF file; None: the default) loads from: the
+    folder itself, or the GGUF's dequantized copy in the cache (made on first use). An exported adapter
+    names it as its base model, so transformers alone can load what it was trained on."""
+    src = Path(path or default_model_path()).expanduser()
+    if not src.exists():
+        raise ModelLoadError(f"model not found: {src}")
+    return _convert_gguf(src) if src.suffix == ".gguf" else src
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

@@ -6,6 +6,9 @@ system prompt would add ~30 tokens to every sample); models without a template g
 """
 from __future__ import annotations
 
+from ..errors import InvalidInput
+from . import budget as budget_
+
 ANSWER_SYSTEM = "Answer the question using the context."
 CLOSED_SYSTEM = "Answer the question."
 
@@ -24,6 +27,49 @@ def question_prompt(tokenizer, question: str, passages: list[str] | None = None)
         return (_chat(tokenizer, ANSWER_SYSTEM, f"Context: {context}\n\nQuestion: {question}")
                 or f"Context: {context}\n\nQuestion: {question}\nAnswer:")
     return _chat(tokenizer, CLOSED_SYSTEM, f"Question: {question}") or f"Question: {question}\nAnswer:"
+
+
+def fitted_question_prompt(tokenizer, question: str, passages: list[str] | None, budget: int,
+                           context: int) -> tuple[str, list[str]]:
+    """:func:`question_prompt` cut to ``budget`` tokens, with a note for each passage that was cut.
+
+    The question is checked first (:func:`question_room`); the passages share what the question and the
+    template leave (budget.share), each cut at a token boundary, so the whole prompt fits however long the
+    retrieved documents are."""
+    if not passages:
+        return question_prompt(tokenizer, question), []
+    bare = question_prompt(tokenizer, question, [""] * len(passages))
+    # 2 tokens per passage spare: text joined to the template can tokenize a little longer than apart
+    room = budget - len(tokenizer(bare, add_special_tokens=False).input_ids) - 2 * len(passages)
+    lengths = [budget_.count(tokenizer, p.strip(), max(room, 0)) for p in passages]
+    kept, notes = [], []
+    for i, (p, allowed) in enumerate(zip(passages, budget_.share(lengths, max(room, 0))), 1):
+        text, cut = budget_.clip(tokenizer, p.strip(), allowed)
+        kept.append(text)
+        if cut:
+            notes.append(f"passage {i} of {len(passages)} was cut to {allowed} tokens to fit the model's "
+                         f"{context}-token context")
+    return question_prompt(tokenizer, question, kept), notes
+
+
+MIN_PROMPT_TOKENS = 16     # below this no template, let alone a question, fits
+
+
+def prompt_budget(tokenizer, questions: list[str], context: int, max_new_tokens: int) -> int:
+    """Tokens a prompt may take (the context less the answer), after refusing a question that would take
+    more than half of it: the passages of icl/combine keep the other half. Raises InvalidInput naming the
+    question (its position in a batch)."""
+    room = context - max_new_tokens
+    if room < MIN_PROMPT_TOKENS:
+        raise InvalidInput(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                           f"{context}-token context")
+    limit = room // 2
+    for i, q in enumerate(questions, 1):
+        if budget_.count(tokenizer, q, limit) > limit:
+            where = f"question {i}" if len(questions) > 1 else "question"
+            raise InvalidInput(f"{where} is longer than {limit} tokens, the most this model takes (half of "
+                               f"its {context}-token context less max_new_tokens {max_new_tokens}); shorten it")
+    return room
 
 
 def answer_suffix(tokenizer) -> str:

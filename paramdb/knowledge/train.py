@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import budget
 from .lora import side_path, tensor_names
 from .models import LoadedModel
 from .settings import TrainSettings
@@ -35,10 +36,12 @@ def doc_seed(seed: int, key: str) -> int:
 
 
 def _encode(tokenizer, samples: list[Sample], max_length: int) -> list[tuple[list[int], list[int]]]:
+    """Token ids and labels of each sample, cut to ``max_length``; of a huge text only a prefix that holds
+    ``max_length`` tokens is tokenized."""
     out = []
     for s in samples:
-        p = tokenizer(s.prompt, add_special_tokens=False).input_ids if s.prompt else []
-        t = tokenizer(s.target, add_special_tokens=False).input_ids
+        p = budget.token_ids(tokenizer, s.prompt, max_length) if s.prompt else []
+        t = budget.token_ids(tokenizer, s.target, max_length)
         ids = (p + t)[:max_length]
         labels = ([-100] * len(p) + t)[:max_length]
         out.append((ids, labels))
@@ -166,7 +169,9 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
         raise ValueError("every document needs at least one training sample")
     sp = side_path(lm.model)
     device = lm.device
-    encoded = [_encode(lm.tokenizer, d, s.max_length) for d in docs]
+    # A sample longer than one chunk's token budget or the model's context would blow either: cut it to fit.
+    limit = min(s.max_length, s.max_batch_tokens, budget.context_window(lm))
+    encoded = [_encode(lm.tokenizer, d, limit) for d in docs]
     factors = _init_factors(sp.shapes, keys, s, device)
     params = [t for pair in factors for t in pair]
     opt = _StackedAdam(params, len(docs), s.lr)

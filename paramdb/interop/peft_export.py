@@ -1,0 +1,123 @@
+"""A store's adapters as PEFT LoRA folders: one row's, several rows' or the merge a question would use.
+
+What is written is what ParamDB applies: the factors come from ``db.adapter_factors`` (the answer path's
+own decoding) and a question's merge from ``merge_flat`` with generate's scales, so a PEFT model loading the
+folder adds the same update ParamDB does. Merging k adapters of rank r exactly is one adapter of rank
+k·r: A is the k A's stacked, B the k B's side by side, each multiplied by its merge scale
+(alpha/r x adapter weight x 1/k for mean). That scale is folded into B and ``lora_alpha`` equals the rank,
+so PEFT's own scaling is 1; ``paramdb_export.json`` beside the adapter says so and names the documents.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..config import MERGES, adapter_weight_for
+from ..errors import InvalidInput, ModelLoadError
+from ..knowledge.inject import merge_flat, question_scale
+from ..knowledge.lora import side_path
+from ..knowledge.models import model_folder
+from . import folders, peft_format
+from .peft_format import PeftAdapter
+
+SIDECAR = "paramdb_export.json"
+
+
+@dataclass(frozen=True)
+class PeftExport:
+    """What an export wrote: the folder, each exported id's adapter folder (the folder itself for one id
+    or a merge), the adapter rank(s) and the base model folder named in the config."""
+
+    path: Path
+    folders: dict[str, Path]
+    base_model: str | None
+    merged: bool = False
+    rank: int | None = None
+    hits: list[str] = field(default_factory=list)
+
+
+def base_model_for(db) -> str | None:
+    """The folder ``AutoModelForCausalLM.from_pretrained`` loads the store's base model from, or None for a
+    model that was handed over in memory and has no folder."""
+    model = db.config.model
+    if model != "default" and not Path(model).exists():
+        return None
+    try:
+        return str(model_folder(None if model == "default" else model))
+    except ModelLoadError:
+        return None
+
+
+def _as_adapter(names: list[str], factors, scaling: float, base: str | None) -> PeftAdapter:
+    """Side-path factors (per module (A [r, in], B [out, r]) on the compute device) as a PeftAdapter whose
+    PEFT scaling is ``scaling``."""
+    pairs = {n: (a.detach().float().cpu().numpy(), b.detach().float().cpu().numpy())
+             for n, (a, b) in zip(names, factors)}
+    rank = next(iter(pairs.values()))[0].shape[0]
+    return PeftAdapter(pairs, rank, float(scaling * rank), base_model=base)
+
+
+def export_rows(db, ids: list[str], target: Path, force: bool = False) -> PeftExport:
+    """Each row's adapter: ``target`` itself for one id, ``target/<folder_name(id)>/`` for several."""
+    if not ids:
+        raise InvalidInput("give at least one id to export")
+    if len(set(ids)) != len(ids):
+        raise InvalidInput(f"id {next(i for i in ids if ids.count(i) > 1)!r} is given twice")
+    folders.check_target(Path(target), force)          # before any model is loaded
+    factors = db.adapter_factors(ids)                  # UnknownId before anything is written
+    names = [n for n, _ in side_path(db.lm.model).modules]
+    base, scale = base_model_for(db), db.config.training.scale
+    adapters = {i: _as_adapter(names, f, scale, base) for i, f in zip(ids, factors)}
+    if len(ids) == 1:
+        files = {**peft_format.folder_files(adapters[ids[0]]),
+                 SIDECAR: _sidecar({"documents": ids, "kind": "row"})}
+        written = folders.write_tree(Path(target), files, force)
+        return PeftExport(written, {ids[0]: written}, base, rank=adapters[ids[0]].rank)
+    files, where = {}, {}
+    for doc_id, adapter in adapters.items():
+        name = folders.folder_name(doc_id)
+        where[doc_id] = name
+        files.update({f"{name}/{k}": v for k, v in peft_format.folder_files(adapter).items()})
+    files[SIDECAR] = _sidecar({"kind": "rows", "folders": where})
+    written = folders.write_tree(Path(target), files, force)
+    return PeftExport(written, {i: written / n for i, n in where.items()}, base)
+
+
+def export_question(db, question: str, target: Path, *, k: int = 3, where: dict | None = None,
+                    method: str = "hybrid", merge: str = "mean", adapter_weight: float | None = None,
+                    force: bool = False) -> PeftExport:
+    """The one adapter ``generate(question, mode="prag", ...)`` applies, with the same retrieval, merge
+    and adapter weight."""
+    if merge not in MERGES:
+        raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
+    weight = adapter_weight_for("prag", adapter_weight)
+    folders.check_target(Path(target), force)
+    hits = db.query(question, k=k, where=where, method=method)
+    if not hits:
+        raise InvalidInput(f"no documents match {question!r}{' with that filter' if where else ''}: nothing to merge")
+    ids = [h.id for h in hits]
+    lm = db.lm
+    dtype = next(lm.model.parameters()).dtype
+    scale = question_scale(db.config.training.scale, merge, weight, len(ids))
+    factors = db.adapter_factors(ids)
+    merged = merge_flat([factors], lm.device, dtype, scale=[scale])
+    names = [n for n, _ in side_path(lm.model).modules]
+    base = base_model_for(db)
+    adapter = _as_adapter(names, [(a[0], b[0]) for a, b in merged], 1.0, base)
+    files = {**peft_format.folder_files(adapter), SIDECAR: _sidecar({
+        "kind": "merge", "question": question, "documents": ids, "k": k, "method": method, "merge": merge,
+        "adapter_weight": weight, "where": where,
+        "ranks": [f[0][0].shape[0] for f in factors],
+        "exact_merge": "rank = sum of the documents' ranks: A = the documents' A stacked, B = their B side by "
+                       f"side, each times its merge scale ({scale:g} = alpha/r x adapter weight"
+                       f"{' / k' if merge == 'mean' else ''}); lora_alpha = r, so PEFT's scaling is 1"})}
+    written = folders.write_tree(Path(target), files, force)
+    return PeftExport(written, {}, base, merged=True, rank=adapter.rank, hits=ids)
+
+
+def _sidecar(info: dict) -> bytes:
+    return (json.dumps({"written_by": f"paramdb {__version__}", **info}, indent=2, ensure_ascii=False)
+            + "\n").encode()
+
