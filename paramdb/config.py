@@ -13,7 +13,8 @@ from .knowledge.settings import AugmentSettings, TrainSettings, check_number
 from .storage.codec import check_adapter_dtype
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
-# 3: adapters may be int8 (blob format 2; config 'adapter_dtype').
+# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models");
+#    adapters may be int8 (blob format 2, self-describing per blob; config 'adapter_dtype').
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 3
 MODES = ("prag", "icl", "combine", "closed")

@@ -22,9 +22,11 @@ from .knowledge.models import LoadedModel
 from .layout import Layout
 from .retrieval import check_method
 from .storage.lock import DEFAULT_TIMEOUT
+from .translators import info as translator_info, load as load_translator
 from .types import Answer, Document, Hit, InsertReport
 
 __all__ = ["ParamDB", "Progress"]
+PARAMETERIZE = ("train", "translate")   # how insert makes adapters: trained per document, or translated
 
 
 class ParamDB:
@@ -33,6 +35,7 @@ class ParamDB:
     def __init__(self, store: Store, models: Models):
         self.path, self.config = store.path, store.config
         self._store, self._models = store, models
+        self._translator = None            # loaded on the first translated insert
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
@@ -111,7 +114,7 @@ class ParamDB:
     # ---------------------------------------------------------------- writing
     def insert(self, docs: Iterable[Any] | Any, *, upsert: bool = False, batch_size: int = 8,
                progress: Progress | None = None, executor: str = "local", ray_address: str | None = None,
-               ray_workers: int | None = None) -> InsertReport:
+               ray_workers: int | None = None, parameterize: str = "train") -> InsertReport:
         """Parameterize and store documents (str, dict with text/id/metadata, or Document).
 
         Returns an InsertReport: the ids stored, in commit order (it reads and compares as that list), plus
@@ -124,7 +127,11 @@ class ParamDB:
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
         ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; there
-        ``failed`` lists the (id, error) of documents not stored.
+        ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
+        ``failed`` the (id, error) of documents not stored.
+
+        ``parameterize="translate"`` writes each adapter with the store's translator (``distill``) in one
+        forward pass instead of training it: no augmentation, no training; ``refine`` trains them later.
         """
         validate.documents_arg(docs)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
@@ -132,6 +139,9 @@ class ParamDB:
             docs = [docs]
         if batch_size < 1:
             raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
+        if parameterize not in PARAMETERIZE:
+            raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
+        translator = self.translator() if parameterize == "translate" else None   # none: say so first
         if executor == "ray":
             from .distributed.ray_executor import ray_insert
 
@@ -140,7 +150,16 @@ class ParamDB:
         if executor != "local":
             raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
         return ingest.insert(self._store, self._models, docs, upsert=upsert, batch_size=batch_size,
-                             progress=progress)
+                             progress=progress, translator=translator)
+
+    def translator(self):
+        """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""
+        if self._translator is None:
+            self._translator, _ = load_translator(self._store.blobs, self.config.model_fingerprint, str(self.path))
+        return self._translator
+
+    def forget_translator(self) -> None:
+        self._translator = None
 
     def upsert(self, docs, **kwargs) -> InsertReport:
         return self.insert(docs, upsert=True, **kwargs)
@@ -190,6 +209,7 @@ class ParamDB:
                          "targets": list(DEFAULT_TARGETS)},
                 "training": {"lr": c.training.lr, "epochs": c.training.epochs,
                              "samples_per_step": c.training.samples_per_step},
+                "adapters": s.meta.adapter_kinds(), "translator": translator_info(s.blobs),
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
                           "total": meta_bytes + blob_bytes + index_bytes},
                 # adapter_bytes: every adapter value in LMDB (rows written before a `compact` included)
@@ -214,6 +234,17 @@ class ParamDB:
         """Problems in an archive or a store, one line each; empty when it is sound."""
         from .ops.backup import verify
         return verify(path)
+
+    def distill(self, source: Iterable[Any] | None = None, **kwargs):
+        """Train the store's translator from its rows (or ``source`` passages) and store it; see
+        paramdb.ops.distill for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
+        from .ops.distill import distill
+        return distill(self, source, **kwargs)
+
+    def refine(self, **kwargs):
+        """Replace translated adapters with trained ones, batch by batch, while the store stays usable."""
+        from .ops.refine import refine
+        return refine(self, **kwargs)
 
     def check(self, repair: bool = False):
         """Look for damaged or missing blobs, orphans and index drift; ``repair`` fixes what it can
@@ -281,4 +312,5 @@ class ParamDB:
 
 
 def _document(row: dict) -> Document:
-    return Document(text=row["text"], id=row["id"], metadata=row["metadata"])
+    return Document(text=row["text"], id=row["id"], metadata=row["metadata"],
+                    adapter_kind=row.get("adapter_kind") or "trained")

@@ -126,3 +126,9 @@ class InsertInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted: {n} document{'s' * (n != 1)} committed; "
                          "rerun the same command to insert the rest")
         self.committed = committed
+
+
+class NoTranslator(ParamDBError):
+    """A fast (translated) insert on a store that has no translator yet: `paramdb distill` makes one."""
+
+    exit_code = 13

@@ -13,6 +13,8 @@ class Document:
     text: str
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # How a stored row's adapter was made: "trained", "translated" or "imported" (None on documents not yet stored).
+    adapter_kind: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -148,7 +148,7 @@ def test_get_prints_the_document(store):
 
 
 def test_get_json(store):
-    assert json.loads(run("get", store, "sky", "--json").stdout) == DOCS[0]
+    assert json.loads(run("get", store, "sky", "--json").stdout) == {**DOCS[0], "adapter": "trained"}
 
 
 def test_ls_lists_ids_in_order(store):
@@ -157,7 +157,7 @@ def test_ls_lists_ids_in_order(store):
 
 
 def test_ls_json_with_limit_offset_and_where(store):
-    assert json.loads(run("ls", store, "--json").stdout) == DOCS
+    assert json.loads(run("ls", store, "--json").stdout) == [{**d, "adapter": "trained"} for d in DOCS]
     assert [d["id"] for d in json.loads(run("ls", store, "--limit", 1, "--offset", 1, "--json").stdout)] == ["grass"]
     assert [d["id"] for d in json.loads(run("ls", store, "--where", "year=2020", "--json").stdout)] == ["sky"]
 

@@ -48,7 +48,8 @@ def test_ls_escapes_control_characters_and_shows_each_id_on_one_line(hostile_sto
 
 
 def test_ls_json_keeps_ids_text_and_metadata_exact(hostile_store):
-    assert json.loads(run("ls", hostile_store, "--json").stdout) == HOSTILE
+    listed = json.loads(run("ls", hostile_store, "--json").stdout)
+    assert [{k: row[k] for k in ("id", "text", "metadata")} for row in listed] == HOSTILE
 
 
 def test_get_escapes_controls_but_keeps_the_texts_own_line_breaks(hostile_store):

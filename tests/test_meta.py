@@ -32,7 +32,7 @@ def test_insert_get_roundtrip_with_json_metadata(meta):
     assert [g["id"] for g in got] == ["b", "a"]
     assert got[1] == {"rowid": rowids[0], "id": "a", "text": "text a",
                       "metadata": {"tag": "x", "n": 3, "nested": {"l": [1, 2]}}, "blob_key": "blob-a",
-                      "created_at": 1.5}
+                      "created_at": 1.5, "adapter_kind": "trained"}
     assert [g["id"] for g in meta.get_by_rowids(rowids[::-1])] == ["b", "a"]
 
 

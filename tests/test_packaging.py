@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from paramdb.config import FORMAT_VERSION
+
 from stores import FORMAT1_STORE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +63,6 @@ def test_an_installed_wheel_migrates_a_format1_store(tmp_path):
     store = tmp_path / "old"
     shutil.copytree(FORMAT1_STORE, store)
     _run(venv / "bin" / "paramdb", "migrate", store, env=env, cwd=tmp_path)
-    assert json.loads((store / "paramdb.json").read_text())["format_version"] == 2
+    assert json.loads((store / "paramdb.json").read_text())["format_version"] == FORMAT_VERSION
     checked = _run(venv / "bin" / "paramdb", "check", store, "--json", env=env, cwd=tmp_path)
     assert json.loads(checked.stdout)["ok"] is True

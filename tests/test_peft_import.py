@@ -157,3 +157,19 @@ def test_a_taken_id_is_refused(db, model_dir, tmp_path):
     with pytest.raises(DuplicateId):
         db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "quill", TEXT)
     assert state(db) == before
+
+
+def test_an_imported_row_is_counted_as_imported(db, model_dir, tmp_path):
+    db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
+    assert db.get("venmor").adapter_kind == "imported"
+    assert db.stats()["adapters"]["imported"] == 1
+
+
+def test_check_repair_never_retrains_a_damaged_imported_adapter_from_its_text(db, model_dir, tmp_path):
+    db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
+    key = db.store.meta.get(["venmor"])[0]["blob_key"]
+    db.store.blobs.delete([key])
+    report = db.check(repair=True)
+    finding = next(f for f in report.findings if f.subject == "venmor")
+    assert not finding.repaired and "import it again" in finding.detail and not report.ok
+    assert db.store.meta.get(["venmor"])[0]["blob_key"] == key

@@ -11,6 +11,7 @@ from .errors import ParamDBGroup
 from .interop_commands import INTEROP
 from .ops_commands import ALL as OPS
 from .store_commands import STORE_COMMANDS
+from .translator_commands import TRANSLATOR_COMMANDS
 
 
 @click.group(cls=ParamDBGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +21,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *INTEROP]:
+for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *INTEROP, *TRANSLATOR_COMMANDS]:
     main.add_command(_command)

@@ -37,7 +37,7 @@ def snippet(text: str, width: int = SNIPPET) -> str:
 
 
 def doc_json(doc) -> dict:
-    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata, "adapter": doc.adapter_kind}
 
 
 def answer_json(answer) -> dict:
@@ -120,9 +120,12 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, adapter_
               help="Parameterize on a Ray cluster (auto, HOST:PORT, ray://HOST:10001); alone: a local Ray.")
 @click.option("--ray-workers", type=click.IntRange(min=1), default=None, metavar="N",
               help="Ray workers (default: one per GPU, else per CPU of the cluster).")
+@click.option("--translate", is_flag=True,
+              help="Write adapters with the store's translator in one forward pass (no training); "
+                   "`paramdb refine` trains them later. Needs `paramdb distill` first.")
 @device_option
 @json_option
-def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, device, as_json):
+def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, translate, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
     any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid.
     A document without an id gets one from its text, and one already stored with the same text and metadata
@@ -137,12 +140,15 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, d
     on_ray = ray_address is not None
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
+    if translate and on_ray:
+        raise click.UsageError("--translate runs locally (one forward pass per document): drop --ray")
     docs = read_documents(files, content_ids=True)     # ids stable across runs, so a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
-            report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress, **ray)
+            report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress,
+                               **({"parameterize": "translate"} if translate else ray))
     skipped, failed, n = report.skipped, report.failed, len(report.ids)
     for doc_id, error in failed:
         say(f"warning: document {shown_id(doc_id)} not stored: {error}", err=True)
@@ -192,6 +198,7 @@ def get(store, doc_id, as_json):
     else:
         say(f"id: {shown_id(doc.id)}")
         say(f"metadata: {json.dumps(doc.metadata, ensure_ascii=False)}")
+        say(f"adapter: {doc.adapter_kind}")
         say()
         say(doc.text, multiline=True)
 
@@ -215,7 +222,7 @@ def ls(store, limit, offset, where, as_json):
         echo_json([doc_json(d) for d in docs])
     for d in [] if as_json else docs:
         meta = json.dumps(d.metadata, ensure_ascii=False) if d.metadata else ""
-        say("  ".join(x for x in (shown_id(d.id), snippet(d.text), meta) if x))
+        say("  ".join(x for x in (shown_id(d.id), d.adapter_kind, snippet(d.text), meta) if x))
 
 
 @click.command()
@@ -234,6 +241,11 @@ def stats(store, as_json):
         echo_json(info)
         return
     for key, value in info.items():
+        if key == "translator" and value is None:
+            value = f"none (make one with `paramdb distill {store}`)"
+        elif key == "translator":
+            value = {k: value.get(k) for k in ("bytes", "params", "teacher", "held_out_loss", "base_loss")} | \
+                {"learned_from": (value.get("learned_from") or {}).get("count")}
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         say(f"{key}: {value}")

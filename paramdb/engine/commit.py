@@ -21,7 +21,7 @@ from .store import Store
 
 
 def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
-                 adapters: list[dict[str, np.ndarray]], upsert: bool = False) -> None:
+                 adapters: list[dict[str, np.ndarray]], upsert: bool = False, kind: str = "trained") -> None:
     """Write one parameterized batch atomically, under the writer lock: work done elsewhere (another
     process, a Ray worker) becomes rows here and nowhere else."""
     with store.lock.held("insert"):
@@ -30,8 +30,8 @@ def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
         dtype = store.config.adapter_dtype             # each blob records its own: a store may hold both
         store.blobs.put({k: encode_adapter(a, dtype, {"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
-        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time()}
-                for d, k in zip(batch, keys)]
+        rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time(),
+                 "adapter_kind": kind} for d, k in zip(batch, keys)]
         try:
             if upsert:
                 rowids, replaced = store.meta.upsert(rows)

@@ -50,6 +50,10 @@ class DerivedIndexes:
             self._dense.remove(rowids)
             self._lexical.remove(rowids)
 
+    def unchanged(self, gen_before: int) -> None:
+        """Our write moved the generation but changed no row's text or embedding (refine swapped adapters)."""
+        self._own_write(gen_before)
+
     def _own_write(self, gen_before: int) -> bool:
         """True when the last write was ours alone (apply it incrementally); else rebuild and say False."""
         gen = self._meta.generation()

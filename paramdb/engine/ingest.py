@@ -16,15 +16,16 @@ from ..resume import unstored
 from ..types import Document, InsertReport
 from .commit import commit_batch
 from .models import Models
-from .parameterize import parameterize
+from .parameterize import parameterize, translated
 from .store import Store
 
 Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
 
 
 def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, batch_size: int,
-           progress: Progress | None = None) -> InsertReport:
-    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches)."""
+           progress: Progress | None = None, translator=None) -> InsertReport:
+    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches). With ``translator``,
+    adapters are translated (one forward pass) instead of trained."""
     report = InsertReport()
     if isinstance(docs, Sequence):
         checked = validated(store, enumerate(docs, 1), upsert, report.skipped)
@@ -37,8 +38,12 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
         progress(0, total)
     try:
         for batch in batches:
-            vectors, adapters = parameterize(models, batch)
-            commit_batch(store, batch, vectors, adapters, upsert)
+            if translator is None:
+                vectors, adapters = parameterize(models, batch)
+            else:
+                vectors, adapters = translated(models, translator, batch)
+            kind = "trained" if translator is None else "translated"
+            commit_batch(store, batch, vectors, adapters, upsert, kind=kind)
             report.ids += [d.id for d in batch]
             if progress:
                 progress(len(report.ids), total)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..knowledge.augment import build_samples
 from ..knowledge.train import train_adapters
+from ..knowledge.translator import translate
 from ..types import Document
 from .models import Models
 
@@ -20,3 +21,9 @@ def parameterize(models: Models, batch: list[Document]) -> tuple[np.ndarray, lis
     samples = build_samples(models.lm, [d.text for d in batch], models.config.augment)
     adapters = train_adapters(models.lm, samples, [d.id for d in batch], models.config.training)
     return vectors, adapters
+
+
+def translated(models: Models, translator, batch: list[Document]) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """Embeddings and translated adapters (the store's translator, one forward pass each, no training)."""
+    texts = [d.text for d in batch]
+    return models.embedder.embed(texts), translate(models.lm, translator, texts)

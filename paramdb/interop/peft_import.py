@@ -27,8 +27,8 @@ from . import peft_format
 from .peft_export import base_model_for
 from .peft_format import PeftAdapter
 
-# The kind of adapter an imported row holds. When documents.adapter_kind lands (trained / translated), pass
-# it to the commit below so `check --repair` never retrains an imported row from its text.
+# The kind of adapter an imported row holds (documents.adapter_kind), so `check --repair` never retrains an
+# imported row from its text.
 ADAPTER_KIND = "imported"
 FP16_MAX = 65504.0
 
@@ -57,7 +57,7 @@ def import_peft(db, folder: str | Path, doc_id: str, text: str, metadata: dict |
     base_check = _check_base_model(db, folder, adapter.base_model)
     tensors = _stored_tensors(folder, adapter, db.config.training.rank, db.config.training.scale)
     vectors = db.embedder.embed([doc.text])
-    commit_batch(db.store, [doc], vectors, [tensors])   # kind: ADAPTER_KIND (see above)
+    commit_batch(db.store, [doc], vectors, [tensors], kind=ADAPTER_KIND)
     db.store.indexes.save()
     return PeftImport(doc.id, adapter.rank, max(adapter.rank, db.config.training.rank), base_check)
 

@@ -73,9 +73,15 @@ def check(store: Store, repair: bool = False, models: Models | None = None) -> C
     try:
         damaged = _check_blobs(store, rows, report)
         _check_orphans(store, report, repair)
+        _check_translator(store, report)
     except CorruptData as exc:         # LMDB's own pages are damaged: no row's blobs can be trusted or rebuilt
         report.findings.append(Finding(ERROR, "lmdb-corrupt", str(store.blobs.path), str(exc)))
         return report
+    imported = {r["id"] for r in rows if r.get("adapter_kind") == "imported"}
+    for f in report.findings:      # trained elsewhere: its text cannot rebuild it
+        if f.subject in imported and f.subject in damaged:
+            f.detail += "; an imported adapter cannot be rebuilt from its text: restore a backup or import it again"
+    damaged = [d for d in damaged if d not in imported]
     if repair and damaged:
         _reparameterize(store, models, [r for r in rows if r["id"] in damaged], report)
     _check_indexes(store, report, repair)
@@ -84,8 +90,7 @@ def check(store: Store, repair: bool = False, models: Models | None = None) -> C
 
 def _rows(store: Store) -> list[dict]:
     cols = [documents.c.rowid, documents.c.id, documents.c.text, documents.c.blob_key]
-    if "text_sha256" in documents.c:
-        cols.append(documents.c.text_sha256)
+    cols += [documents.c[c] for c in ("text_sha256", "adapter_kind") if c in documents.c]
     with store.meta.transaction() as conn:
         return [dict(r._mapping) for r in conn.execute(sa.select(*cols).order_by(documents.c.rowid))]
 
@@ -153,6 +158,14 @@ def _check_orphans(store: Store, report: CheckReport, repair: bool) -> None:
         with lock.held("check --repair"):      # a writer between its two commits would look orphaned
             blobs.delete(orphans())
         finding.repaired = True
+
+
+def _check_translator(store: Store, report: CheckReport) -> None:
+    """The translator, when there is one: CRC, format and base model (repair cannot rebuild it: distill can)."""
+    from paramdb import translators
+
+    for kind, detail in translators.problems(store.blobs, store.config.model_fingerprint):
+        report.findings.append(Finding(ERROR, kind, "translator", f"{detail} (run `paramdb distill` to replace it)"))
 
 
 def _reparameterize(store: Store, models: Models, rows: list[dict], report: CheckReport) -> None:

@@ -6,9 +6,10 @@ afterwards (and rows ``check --repair`` rebuilds) are written in it too.
 
 Crash safety is that of every write, a chunk of rows at a time: the converted adapters go to LMDB under new
 keys (each with a copy of its row's embedding) and commit; then the chunk's rows are pointed at them in one
-SQL transaction (the commit point); then the old blobs are deleted. A process killed anywhere leaves every row
-pointing at a complete adapter, old or new, plus at worst orphan blobs, which the next ``compact`` (or ``check
---repair``) deletes; rerunning converts only the rows still in the old dtype. A row whose adapter fails its
+SQL transaction (the commit point: ``MetaStore.swap_adapters``, keeping each row's adapter kind); then the
+old blobs are deleted. A process killed anywhere leaves every row pointing at a complete adapter, old or new,
+plus at worst orphan blobs, which the next ``compact`` (or ``check --repair``) deletes; rerunning converts
+only the rows still in the old dtype. A row whose adapter fails its
 checksum is not converted (that would freeze the damage): it is reported, for ``check --repair``.
 
 LMDB never shrinks its file: the pages the old adapters held stay in it, free, and later inserts fill them.
@@ -58,12 +59,18 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
         before = blobs.value_bytes("adapters")
         rows = meta.all_rows_keys()
         converted, damaged = 0, []
+        gen = store.indexes.sync()          # texts and embeddings do not change: the indexes stay current
         for start in range(0, len(rows), chunk):
             moves, bad = _convert_chunk(blobs, rows[start:start + chunk], target)
             damaged += bad
-            done = meta.repoint(moves)                                        # the commit point
-            unused = [new for move in moves if move not in done for new in move[2:]]   # none under the lock
-            blobs.delete([old for _, old, _ in done] + unused)
+            kinds = {r["id"]: r["adapter_kind"] for r in meta.get([doc_id for doc_id, _, _ in moves])}
+            done = set(meta.swap_adapters([(doc_id, old, new, kinds[doc_id])       # the commit point
+                                           for doc_id, old, new in moves if doc_id in kinds]))
+            unused = [new for doc_id, old, new in moves if (doc_id, old) not in done]   # none under the lock
+            blobs.delete([old for _, old in done] + unused)
+            if done:
+                store.indexes.unchanged(gen)
+                gen = store.indexes.generation
             converted += len(done)
         config = meta.get_info("config")
         if config.get("adapter_dtype", "float16") != target:
@@ -72,11 +79,11 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
     return CompactReport(str(store.path), target, len(rows), converted, before, after, orphans, damaged)
 
 
-def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[int, str, str]], list[str]]:
-    """Write converted copies of a chunk's adapters under new keys; return (rowid, old, new) and damaged ids."""
+def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Write converted copies of a chunk's adapters under new keys; return (id, old, new) and damaged ids."""
     adapters, embeddings, moves, damaged = {}, {}, [], []
     with blobs.reader() as r:
-        for rowid, doc_id, key in rows:
+        for _rowid, doc_id, key in rows:
             buf, vector = r.adapter(key), r.embedding(key)
             if buf is None or vector is None:
                 damaged.append(doc_id)
@@ -91,7 +98,7 @@ def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[int,
             new = uuid.uuid4().hex
             adapters[new] = codec.encode_adapter(tensors, target, {"doc_id": doc_id})
             embeddings[new] = bytes(vector)
-            moves.append((rowid, key, new))
+            moves.append((doc_id, key, new))
     if moves:
         blobs.put(adapters, embeddings)
     return moves, damaged

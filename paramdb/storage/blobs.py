@@ -19,6 +19,10 @@ import lmdb
 from paramdb.errors import CorruptData, DiskFull, InvalidInput, ReadOnlyStore, StoreNotFound
 
 KINDS = ("adapters", "embeddings")
+# Store-wide models beside the rows' blobs (the document-to-adapter translator): a sub-database of its own, so
+# row-keyed scans (orphans, migrate, copy counts) never see it, while backup, restore and copy, which move
+# the whole environment, carry it with no code of their own.
+MODELS = "models"
 _T = TypeVar("_T")
 # LMDB's answers to damaged pages or files; after one, the rest of that transaction fails with MDB_BAD_TXN
 _DAMAGE = (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.BadTxnError, lmdb.PanicError, lmdb.InvalidError,
@@ -101,7 +105,7 @@ class _Shared:
         self.local = threading.local()
         self.refs = 0
         try:
-            self.dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in KINDS}
+            self.dbs: dict[str, lmdb._Database | None] = {k: self._open_db(k) for k in (*KINDS, MODELS)}
         except _DAMAGE as exc:
             self.env.close()
             raise _damaged(path, exc) from None
@@ -223,6 +227,13 @@ class BlobStore:
                 for key, value in items.items():
                     txn.put(key.encode("utf-8"), value, db=self._s.dbs[kind])
         self._write(do)
+
+    def put_model(self, name: str, value: bytes) -> None:
+        """Write one store-wide model (e.g. the translator) in one transaction: all of it or none."""
+        self._write(lambda txn: txn.put(name.encode("utf-8"), value, db=self._s.dbs[MODELS]))
+
+    def get_model(self, name: str) -> bytes | None:
+        return self._get(MODELS, name)
 
     def delete(self, keys: Iterable[str]) -> None:
         """Remove keys from both sub-databases in one transaction; missing keys are not an error."""

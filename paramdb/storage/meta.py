@@ -29,7 +29,8 @@ __all__ = ["MetaStore", "where_clause", "metadata"]
 
 _CHUNK = 500  # stays well under SQLite's bound-parameter limit
 _ROW_KEYS = ("id", "text", "metadata", "blob_key", "created_at")
-_WRITE_KEYS = (*_ROW_KEYS, "text_sha256")  # what a write stores: the row plus what is derived from it
+_WRITE_KEYS = (*_ROW_KEYS, "text_sha256", "adapter_kind")  # the row plus what is derived from it
+ADAPTER_KINDS = ("trained", "translated", "imported")   # how a row's adapter was made (format 3; migrations/0003)
 
 _md = sa.MetaData()
 store_info = sa.Table(
@@ -46,9 +47,10 @@ documents = sa.Table(
     sa.Column("blob_key", sa.String(64), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("text_sha256", sa.String(64), nullable=True),  # format 2; see migrations/versions/0002
+    sa.Column("adapter_kind", sa.String(16), nullable=True),  # format 3; see migrations/versions/0003
     sqlite_autoincrement=True,  # never reuse a deleted rowid: a stale index must not point at a new row
 )
-_COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS)]
+_COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS, "adapter_kind")]
 metadata = _md  # the model Alembic compares revisions against (migrations/env.py)
 
 
@@ -63,7 +65,11 @@ def _clean(rows: Sequence[dict[str, Any]]) -> builtins.list[dict[str, Any]]:
         missing = [k for k in _ROW_KEYS if k not in row]
         if missing:
             raise InvalidInput(f"row {row.get('id')!r} lacks {', '.join(missing)}")
-        out.append({**{k: row[k] for k in _ROW_KEYS}, "text_sha256": text_sha256(row["text"])})
+        kind = row.get("adapter_kind", "trained")
+        if kind not in ADAPTER_KINDS:
+            raise InvalidInput(f"row {row.get('id')!r}: adapter kind {kind!r} is not one of {', '.join(ADAPTER_KINDS)}")
+        out.append({**{k: row[k] for k in _ROW_KEYS}, "text_sha256": text_sha256(row["text"]),
+                    "adapter_kind": kind})
     return out
 
 
@@ -111,6 +117,7 @@ class MetaStore:
         with self._tx(write=True) as conn:
             got = schema.upgrade(conn)
             fill_text_sha256(conn)
+            conn.execute(sa.update(documents).where(documents.c.adapter_kind.is_(None)).values(adapter_kind="trained"))
         return got
 
     def schema_revision(self) -> str | None:
@@ -255,20 +262,39 @@ class MetaStore:
             self._bump(conn)
         return [found[i] for i in ids]
 
-    def repoint(self, moves: Sequence[tuple[int, str, str]]) -> builtins.list[tuple[int, str, str]]:
-        """Point rows at new blob keys, (rowid, old key, new key) each, in one transaction; a row whose key is
-        no longer the old one is left alone. Returns the moves made; bumps ``generation`` (the adapters
-        behind the rows changed, so what was computed from them, e.g. eval answers, is stale)."""
-        done = []
+    def swap_adapters(self, swaps: Sequence[tuple[str, str, str, str]]) -> builtins.list[tuple[str, str]]:
+        """Point rows at new adapters: (id, blob key read, new blob key, adapter kind) each, in one transaction.
+
+        A row is swapped only if it still has the blob key it was read with (compare-and-swap), so work
+        done from an old read never overwrites a later upsert; a deleted row is skipped too. Returns
+        (id, old blob key) of the rows swapped, whose old blobs are now garbage.
+        """
+        done: builtins.list[tuple[str, str]] = []
+        if not swaps:
+            return done
         with self._tx(write=True) as conn:
-            for rowid, old, new in moves:
-                hit = conn.execute(sa.update(documents).where(documents.c.rowid == rowid)
-                                   .where(documents.c.blob_key == old).values(blob_key=new))
-                if hit.rowcount == 1:
-                    done.append((rowid, old, new))
+            for doc_id, old_key, new_key, kind in swaps:
+                res = conn.execute(sa.update(documents)
+                                   .where(documents.c.id == doc_id, documents.c.blob_key == old_key)
+                                   .values(blob_key=new_key, adapter_kind=kind))
+                if res.rowcount == 1:
+                    done.append((doc_id, old_key))
             if done:
                 self._bump(conn)
         return done
+
+    def adapter_kinds(self) -> dict[str, int]:
+        """Rows per adapter kind (every kind listed, zero included)."""
+        q = sa.select(documents.c.adapter_kind, sa.func.count()).group_by(documents.c.adapter_kind)
+        with self._tx() as conn:
+            got = {k or "trained": n for k, n in conn.execute(q)}
+        return {k: int(got.get(k, 0)) for k in ADAPTER_KINDS}
+
+    def rows_of_kind(self, kind: str, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+        """Rows whose adapter was made ``kind``, in rowid order (what refine works through)."""
+        q = sa.select(*_COLS).where(documents.c.adapter_kind == kind).order_by(documents.c.rowid).limit(limit)
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
 
     # -- reads ----------------------------------------------------------------------------------------
     def _fetch(self, col: sa.Column, keys: Sequence[Any]) -> builtins.list[dict[str, Any]]:

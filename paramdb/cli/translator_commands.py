@@ -1,0 +1,91 @@
+"""``distill`` and ``refine``: make the store's translator, and later train what it translated."""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+
+import click
+
+from paramdb.knowledge.distill import TEACHERS
+
+from . import commands
+from .commands import InsertProgress, echo_json
+from .options import device_option, json_option, store_argument
+from .readers import read_documents
+
+
+class DistillProgress:
+    """Steps on one redrawn line on a terminal (one line per epoch in logs), held-out loss per epoch."""
+
+    def __init__(self):
+        self.tty, self.start = sys.stderr.isatty(), time.monotonic()
+
+    def __call__(self, e: dict) -> None:
+        t = time.monotonic() - self.start
+        if e["event"] == "samples":
+            line = f"samples: {e['done']}/{e['total']} docs  {t:.0f}s"
+        elif e["event"] == "step":
+            line = f"epoch {e['epoch']}/{e['epochs']}  step {e['step']}/{e['steps']}  loss {e['loss']:.4f}  {t:.0f}s"
+        else:
+            held = "n/a" if e["held_out_loss"] is None else f"{e['held_out_loss']:.4f}"
+            base = "n/a" if e["base_loss"] is None else f"{e['base_loss']:.4f}"
+            click.echo(("\r" if self.tty else "") + f"epoch {e['epoch']}: train loss {e['train_loss']:.4f}, "
+                       f"held-out loss {held} (no adapter: {base})  {t:.0f}s", err=True)
+            return
+        if self.tty:
+            click.echo("\r" + line.ljust(72), nl=False, err=True)
+
+
+@click.command()
+@store_argument
+@click.option("--from", "from_files", multiple=True, metavar="FILE.jsonl",
+              help="Learn from these passages instead of the store's rows (a new, empty store can start fast).")
+@click.option("--teacher", type=click.Choice(TEACHERS), default="context", show_default=True,
+              help="context: match the model reading the passage (no trained adapters needed); adapter: "
+                   "regress to the rows' trained adapters (DyPRAG).")
+@click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Learn from at most this many documents.")
+@click.option("--held-out", type=click.FloatRange(min=0, max=1, max_open=True), default=0.1, show_default=True,
+              help="Fraction of documents kept out of training to report the held-out loss.")
+@device_option
+@json_option
+def distill(store, from_files, teacher, epochs, lr, limit, held_out, device, as_json):
+    """Train STORE's translator (document in, adapter out) and store it; `insert --translate` then writes
+    adapters in one forward pass. Safe to interrupt: the translator is written in one transaction at the end."""
+    source = read_documents(from_files) if from_files else None
+    with commands.open_store(store, device=device) as db:
+        result = db.distill(source, teacher=teacher, epochs=epochs, lr=lr, limit=limit, held_out=held_out,
+                            progress=DistillProgress())
+    if as_json:
+        echo_json(asdict(result))
+        return
+    held = "n/a" if result.held_out_loss is None else f"{result.held_out_loss:.4f}"
+    base = "n/a" if result.base_loss is None else f"{result.base_loss:.4f}"
+    click.echo(f"distilled a translator from {result.docs} documents ({result.teacher} teacher, "
+               f"{result.seconds_per_doc:.2f} s/doc): held-out loss {held} vs {base} with no adapter; "
+               f"{result.translator_bytes} bytes ({result.translator_bytes / result.adapter_bytes:.1f} adapters)")
+
+
+@click.command()
+@store_argument
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Documents trained together (and committed together).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Refine at most this many documents.")
+@device_option
+@json_option
+def refine(store, batch_size, limit, device, as_json):
+    """Replace STORE's translated adapters with trained ones while it stays in use (resumable: rerun it)."""
+    with commands.open_store(store, device=device) as db:
+        total = db.stats()["adapters"]["translated"]
+        with InsertProgress(total if limit is None else min(limit, total)) as progress:
+            result = db.refine(batch_size=batch_size, limit=limit, progress=progress)
+    if as_json:
+        echo_json(asdict(result))
+    else:
+        click.echo(f"refined {result.refined} documents ({len(result.skipped)} changed meanwhile, left as they "
+                   f"are; {result.remaining} still translated)")
+
+
+TRANSLATOR_COMMANDS = [distill, refine]

@@ -1,0 +1,169 @@
+"""The translator (issue 14): document in, adapter out, learned from the store's own rows; stored in LMDB."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import FAST_TRAINING, make_tiny_lm
+from paramdb import ParamDB, translators
+from paramdb.errors import InvalidInput, ModelMismatch, NoTranslator
+from paramdb.knowledge.lora import side_path
+from paramdb.knowledge.translator import TranslatorSettings, new_translator, translate
+from paramdb.ops.copy import copy_store
+
+TOWNS = ["Ebberlin", "Dromesh", "Tarrow", "Kellam", "Ostvane", "Quill", "Marrow", "Pellin", "Sorrel", "Vantage",
+         "Iberra", "Ulmstead"]
+DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in {t}. Person {i} bakes bread in {t} every morning."}
+        for i, t in enumerate(TOWNS)]
+
+
+def distilled(db, **kw):
+    return db.distill(**{"teacher": "context", "epochs": 6, "lr": 1e-2, "held_out": 0.25, **kw})
+
+
+@pytest.fixture
+def trained_db(db):
+    db.insert(DOCS[:8], batch_size=8)
+    return db
+
+
+def test_translator_writes_one_adapter_per_document_in_the_store_layout(tiny_lm):
+    t = new_translator(tiny_lm, TranslatorSettings(rank=2))
+    adapters = translate(tiny_lm, t, ["One text.", "Another, longer text about bread."])
+    sp = side_path(tiny_lm.model)
+    assert len(adapters) == 2
+    for name, shape in zip([n for n, _ in sp.modules], sp.shapes):
+        assert adapters[0][f"{name}.lora_A"].shape == (2, shape.in_features)
+        assert adapters[0][f"{name}.lora_B"].shape == (shape.out_features, 2)
+
+
+def test_translator_output_is_deterministic_for_a_seed_and_differs_between_documents(tiny_lm):
+    a = translate(tiny_lm, new_translator(tiny_lm, TranslatorSettings(rank=2, seed=3)), ["Bread.", "Glass."])
+    b = translate(tiny_lm, new_translator(tiny_lm, TranslatorSettings(rank=2, seed=3)), ["Bread.", "Glass."])
+    key = next(k for k in a[0] if k.endswith("lora_B"))
+    assert all(np.array_equal(a[i][k], b[i][k]) for i in range(2) for k in a[i])
+    assert not np.array_equal(a[0][key], a[1][key])
+
+
+def test_distilled_translator_lowers_held_out_documents_loss_below_no_adapter(trained_db):
+    result = distilled(trained_db)
+    assert result.held_out_docs == 2
+    assert result.held_out_loss < result.base_loss - 0.05, (result.held_out_loss, result.base_loss)
+
+
+def test_adapter_teacher_learns_from_trained_rows(trained_db):
+    result = distilled(trained_db, teacher="adapter")
+    assert result.teacher == "adapter" and result.docs == 8
+    assert result.held_out_loss < result.base_loss
+
+
+def test_translated_insert_records_its_kind_and_answers_from_it(trained_db):
+    distilled(trained_db, epochs=1)
+    ids = trained_db.insert(DOCS[8:10], parameterize="translate")
+    assert [trained_db.get(i).adapter_kind for i in ids] == ["translated", "translated"]
+    assert trained_db.get("d0").adapter_kind == "trained"
+    assert trained_db.stats()["adapters"] == {"trained": 8, "translated": 2, "imported": 0}
+    ans = trained_db.generate("Where does Person 8 live?", k=2, mode="prag", max_new_tokens=4)
+    assert ans.hits and ans.text is not None
+
+
+def test_translated_insert_without_a_translator_says_how_to_make_one_and_adds_nothing(db):
+    with pytest.raises(NoTranslator, match="paramdb distill"):
+        db.insert(DOCS[:2], parameterize="translate")
+    assert len(db) == 0
+
+
+def test_distill_on_an_empty_store_is_refused_and_stores_no_translator(db):
+    with pytest.raises(InvalidInput, match="no documents to learn from"):
+        db.distill()
+    assert db.stats()["translator"] is None
+
+
+def test_distill_from_passages_lets_an_empty_store_insert_fast(db):
+    distilled(db, source=[d["text"] for d in DOCS[:6]], epochs=1)
+    assert len(db) == 0
+    db.insert(DOCS[6:8], parameterize="translate")
+    assert db.stats()["adapters"] == {"trained": 0, "translated": 2, "imported": 0}
+    assert db.stats()["translator"]["learned_from"]["count"] == 6
+
+
+def test_adapter_teacher_with_passages_from_a_file_is_refused(db):
+    with pytest.raises(InvalidInput, match="--teacher context"):
+        db.distill(source=["Some text."], teacher="adapter")
+
+
+def test_stored_translator_round_trips_and_translates_the_same(trained_db):
+    distilled(trained_db, epochs=1)
+    t, info = translators.load(trained_db.store.blobs, trained_db.config.model_fingerprint, "s")
+    fresh = translate(trained_db.lm, t, ["Person 9 lives in Sorrel."])[0]
+    again = translate(trained_db.lm, trained_db.translator(), ["Person 9 lives in Sorrel."])[0]
+    assert info["learned_from"]["count"] == 8 and info["teacher"] == "context"
+    assert all(np.array_equal(fresh[k], again[k]) for k in fresh)
+
+
+def test_translator_from_another_base_model_is_refused_in_one_line(trained_db):
+    other = make_tiny_lm(seed=1, name="other")
+    translators.save(trained_db.store.blobs, new_translator(other, TranslatorSettings(rank=2)),
+                     other.fingerprint, translators.Provenance(count=1))
+    with pytest.raises(ModelMismatch) as err:
+        trained_db.insert(DOCS[8:9], parameterize="translate")
+    assert "another base model" in str(err.value) and "\n" not in str(err.value)
+    assert len(trained_db) == 8
+    assert [f.kind for f in trained_db.check().findings if f.severity == "error"] == ["translator-model"]
+
+
+def test_check_finds_a_corrupt_translator(trained_db):
+    distilled(trained_db, epochs=1)
+    buf = bytearray(trained_db.store.blobs.get_model(translators.KEY))
+    buf[-3] ^= 0xFF
+    trained_db.store.blobs.put_model(translators.KEY, bytes(buf))
+    assert [f.kind for f in trained_db.check().findings if f.severity == "error"] == ["translator-corrupt"]
+
+
+def test_backup_restore_verify_and_copy_carry_the_translator(trained_db, tmp_path, tiny_lm, embedder):
+    distilled(trained_db, epochs=1)
+    want = translate(trained_db.lm, trained_db.translator(), ["Person 9 lives in Sorrel."])[0]
+    archive = tmp_path / "b.tar"
+    trained_db.backup(archive)
+    assert ParamDB.verify(archive) == []
+    ParamDB.restore(archive, tmp_path / "restored")
+    copy_store(trained_db.path, tmp_path / "copied")
+    for path in (tmp_path / "restored", tmp_path / "copied"):
+        with ParamDB.open(path, model=tiny_lm, embedder=embedder) as other:
+            got = translate(other.lm, other.translator(), ["Person 9 lives in Sorrel."])[0]
+            assert all(np.array_equal(want[k], got[k]) for k in want)
+            assert not [f for f in other.check().findings if f.severity == "error"]
+
+
+def test_refine_replaces_translated_adapters_with_trained_ones(trained_db):
+    distilled(trained_db, epochs=1)
+    trained_db.insert(DOCS[8:11], parameterize="translate")
+    before = {r["id"]: r["blob_key"] for r in trained_db.store.meta.rows_of_kind("translated")}
+    result = trained_db.refine(batch_size=2)
+    assert (result.refined, result.remaining) == (3, 0)
+    assert trained_db.stats()["adapters"] == {"trained": 11, "translated": 0, "imported": 0}
+    after = {r["id"]: r["blob_key"] for r in trained_db.store.meta.get(list(before))}
+    assert all(after[i] != before[i] for i in before)
+    assert not (set(before.values()) & set(trained_db.store.blobs.keys()))   # old blobs gone
+    assert trained_db.check().ok
+
+
+def test_refine_leaves_a_row_changed_while_it_trained(trained_db, monkeypatch):
+    import paramdb.ops.refine as refine_mod
+
+    distilled(trained_db, epochs=1)
+    trained_db.insert(DOCS[8:10], parameterize="translate")
+    real = refine_mod.train_adapters
+
+    def train_then_upsert(lm, samples, keys, s):
+        out = real(lm, samples, keys, s)
+        trained_db.upsert({"id": "d9", "text": "Person 9 moved to Vantage."}, parameterize="translate")
+        return out
+
+    monkeypatch.setattr(refine_mod, "train_adapters", train_then_upsert)
+    result = trained_db.refine(batch_size=2, limit=2)
+    assert (result.refined, result.skipped) == (1, ["d9"])
+    assert trained_db.get("d9").text == "Person 9 moved to Vantage."
+    assert trained_db.get("d9").adapter_kind == "translated"
+    assert trained_db.check().ok

@@ -1,0 +1,188 @@
+"""Benchmark for issue 14: translated (one forward pass) vs trained adapters, side by side in one run.
+
+Speed: end-to-end ``db.insert`` of the same documents (the eval items' passages), trained and translated.
+Quality on documents the translator never learned from (split by item): it learns from the passages of
+PopQA dev items 101..100+L and answers items 1..N, k=3; F1 and EM for closed, icl, prag and combine with
+trained and with translated adapters, paired bootstrap intervals for the two targets, and the norm of the
+translated updates against the trained ones (a near-zero adapter would turn combine into icl). Fictional
+facts: prag accuracy with translated adapters. Translator training: seconds per document, peak RSS, bytes.
+
+Resumable: stores, translator and predictions live in --work; a rerun continues where it stopped.
+
+    python tools/bench_translate.py --items 10 --learn-items 100 --epochs 2 --json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paramdb import ParamDB, evaluate, evaluation
+from paramdb.knowledge.lora import side_path
+from paramdb.storage.codec import decode_tensors
+
+HERE = Path(__file__).parent
+DATA = [HERE / "data" / "eval" / "popqa_dev.jsonl", HERE.parent.parent / "shared" / "eval" / "popqa_dev.jsonl"]
+FICTIONAL = HERE / "data" / "fictional.jsonl"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def cached(work: Path, name: str, make):
+    path = work / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    value = make()
+    path.write_text(json.dumps(value))
+    return value
+
+
+def timed_insert(db, docs, **kw) -> dict:
+    """Seconds to insert those of ``docs`` not yet stored, and how many that was."""
+    todo = [d for d in docs if d["id"] not in db]
+    t0 = time.perf_counter()
+    db.insert(todo, batch_size=8, progress=lambda d, t: log(f"  inserted {d}/{t}"), **kw)
+    return {"seconds": time.perf_counter() - t0, "docs": len(todo)}
+
+
+def bootstrap(a: list[float], b: list[float], n: int = 2000, seed: int = 0) -> dict:
+    """Mean of a - b over items with a 95% paired bootstrap interval."""
+    d = np.array(a) - np.array(b)
+    rng = np.random.default_rng(seed)
+    means = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)]
+    return {"diff": round(float(d.mean()), 4), "ci95": [round(float(np.percentile(means, 2.5)), 4),
+                                                         round(float(np.percentile(means, 97.5)), 4)]}
+
+
+def update_norms(db) -> float:
+    """Median Frobenius norm of ΔW = B·A over a store's rows' adapters (all modules together)."""
+    names = [n for n, _ in side_path(db.lm.model).modules]
+    norms = []
+    for row in db.store.meta.list():
+        t = decode_tensors(db.store.blobs.get_adapter(row["blob_key"]))
+        sq = 0.0
+        for n in names:
+            a, b = (torch.from_numpy(np.array(t[f"{n}.lora_{x}"], dtype=np.float32)) for x in "AB")
+            sq += float(((b.T @ b) * (a @ a.T)).sum())
+        norms.append(sq ** 0.5)
+    return float(np.median(norms))
+
+
+def per_item(pred: Path, mode: str, settings_match, metric: str) -> dict[str, float]:
+    out = {}
+    for line in pred.read_text().splitlines():
+        r = json.loads(line)
+        if r["mode"] == mode and settings_match(r.get("settings") or {}):
+            out[r["id"]] = float(r[metric])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=10, help="answer PopQA items 1..N")
+    ap.add_argument("--learn-items", type=int, default=100, help="learn from the passages of items 101..100+L")
+    ap.add_argument("--docs", type=int, default=None, help="time insert on at most this many passages")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--teacher", default="context")
+    ap.add_argument("-k", type=int, default=3)
+    ap.add_argument("--work", default="/tmp/bench-translate")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    data = next((p for p in DATA if p.exists()), None)
+    if data is None:
+        sys.exit("no popqa_dev.jsonl in tools/data/eval/ or ../shared/eval/")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    items = evaluation.load_items(data)
+    eval_items, learn_items = items[:args.items], items[100:100 + args.learn_items]
+    eval_docs = evaluation.corpus(eval_items, False)
+    timing_docs = eval_docs[:args.docs] if args.docs else eval_docs
+    learn = [{"text": p.strip()} for it in learn_items for p in it.passages[:1]]
+    assert not {evaluation.passage_id(d["text"]) for d in learn} & {d["id"] for d in eval_docs}, "split leaks"
+    eval_file = work / "eval_items.jsonl"
+    eval_file.write_text("".join(json.dumps({"id": it.id, "question": it.question, "answers": list(it.answers),
+                                             "passages": list(it.passages)}) + "\n" for it in eval_items))
+    out: dict = {"items": len(eval_items), "learn_docs": len(learn), "k": args.k, "teacher": args.teacher,
+                 "epochs": args.epochs, "timing_docs": len(timing_docs), "data": str(data)}
+
+    log(f"trained store: {len(eval_docs)} passages")
+    with ParamDB.open(work / "trained.store", create=True) as db:
+        t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
+        if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
+            t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
+        timed_insert(db, eval_docs)
+        res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
+                             predictions=work / "trained.predictions.jsonl", report=log)
+        norm_trained = update_norms(db)
+        adapter_bytes = len(db.store.blobs.get_adapter(db.store.meta.list(limit=1)[0]["blob_key"]))
+
+    log(f"translated store: distill from {len(learn)} passages")
+    variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}"
+    with ParamDB.open(work / f"translated_{variant}.store", create=True) as db:
+        def do_distill():
+            r = db.distill(learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr,
+                           progress=lambda e: log(f"  distill {e}") if e["event"] != "step" or e["step"] % 10 == 0
+                           else None)
+            return {"seconds_per_doc": r.seconds_per_doc, "peak_rss_mb": r.peak_rss_mb, "bytes": r.translator_bytes,
+                    "params": r.translator_params, "held_out_loss": r.held_out_loss, "base_loss": r.base_loss,
+                    "epochs": r.epochs, "samples_and_train_seconds_per_doc": None}
+        t0 = time.perf_counter()
+        dist = cached(work, f"distill_{variant}", do_distill)
+        if dist.get("samples_and_train_seconds_per_doc") is None:
+            dist["samples_and_train_seconds_per_doc"] = (time.perf_counter() - t0) / len(learn)
+            (work / f"distill_{variant}.json").write_text(json.dumps(dist))
+        t_translate = cached(work, f"t_translate_{variant}",
+                             lambda: timed_insert(db, timing_docs, parameterize="translate"))
+        timed_insert(db, eval_docs, parameterize="translate")
+        res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
+                             predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
+        norm_translated = update_norms(db)
+        translator_value = db.store.blobs.get_model("translator")
+
+    fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
+    with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
+        fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
+        timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
+        qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
+        answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")
+        out["fictional_prag_translated"] = round(float(np.mean([evaluation.em_in_output(a.text, al)
+                                                                 for a, (_, al) in zip(answers, qs)])), 4)
+
+    rate_t = t_trained["docs"] / t_trained["seconds"]
+    rate_x = t_translate["docs"] / t_translate["seconds"]
+    out["docs_per_min_trained"] = round(60 * rate_t, 3)
+    out["docs_per_min_translate"] = round(60 * rate_x, 3)
+    out["speedup"] = round(rate_x / rate_t, 1)
+    out["timed"] = {"trained": t_trained, "translated": t_translate}
+    modes = {m: res_t["modes"][m] for m in ("closed", "icl")}
+    modes |= {f"{m}_trained": res_t["modes"][m] for m in ("prag", "combine")}
+    modes |= {f"{m}_translated": res_x["modes"][m] for m in ("prag", "combine")}
+    out["popqa"] = {m: {"em": v["em"], "f1": v["f1"]} for m, v in modes.items()}
+    pt, px = work / "trained.predictions.jsonl", work / f"translated_{variant}.predictions.jsonl"
+    ids = [it.id for it in eval_items]
+    any_s = lambda s: True  # noqa: E731 (the latest answer per item wins; stores are not rebuilt between runs)
+    icl_f1, comb_f1 = per_item(pt, "icl", any_s, "f1"), per_item(px, "combine", any_s, "f1")
+    closed_em, prag_em = per_item(pt, "closed", any_s, "em"), per_item(px, "prag", any_s, "em")
+    out["combine_translated_minus_icl_f1"] = bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
+    out["prag_translated_minus_closed_em"] = bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
+    out["update_norm_median"] = {"trained": round(norm_trained, 4), "translated": round(norm_translated, 4)}
+    out["translator_bytes"], out["adapter_bytes"] = dist["bytes"], adapter_bytes
+    out["translator_params"] = dist["params"]
+    out["distill"] = dist
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
