@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInput
 from .knowledge.settings import AugmentSettings, TrainSettings, check_number
+from .storage.codec import check_adapter_dtype
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
-# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models").
+# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models");
+#    adapters may be int8 (blob format 2, self-describing per blob; config 'adapter_dtype').
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 3
 MODES = ("prag", "icl", "combine", "closed")
@@ -64,6 +66,12 @@ class StoreConfig:
     training: TrainSettings
     augment: AugmentSettings = field(default_factory=lambda: NEW_STORE_AUGMENT)
     format_version: int = FORMAT_VERSION
+    # How adapters written from now on are kept (codec.ADAPTER_DTYPES); every blob says its own, so rows
+    # written before a change (or by `paramdb compact`) stay readable. Absent in format-2 configs: float16.
+    adapter_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        check_adapter_dtype(self.adapter_dtype)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -30,6 +30,11 @@ adapter_weight_option = click.option(
     "--adapter-weight", type=click.FloatRange(min=0), default=None, metavar="W",
     help="Scale of the merged adapters [default: 1 in prag, 0.5 in combine, where the passages are in context].")
 
+# A plain string checked by the API (not click.Choice), so a bad value is one `error:` line like any bad input.
+adapter_dtype_option = click.option(
+    "--adapter-dtype", default=None, metavar="[float16|int8]",
+    help="How adapters are kept: float16, or int8 (one scale per rank component: half the bytes).")
+
 device_option = click.option("--device", default=None, metavar="DEVICE",
                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")
 

@@ -53,9 +53,13 @@ def tensor_names(module_names: list[str]) -> list[str]:
 
 def from_stored(buf, module_names: list[str], device, dtype) -> FlatFactors:
     """Stored adapter bytes (e.g. an LMDB memoryview) → factors: the data section is copied and converted
-    in one operation, in the order it is stored; the layout records where each module's factors are."""
+    in one operation, in the order it is stored; the layout records where each module's factors are.
+    An int8 blob arrives already dequantized into a new float32 array (its copy-and-convert), used as is."""
     flat, where = decode_flat(buf, tensor_names(module_names))
-    data = torch.frombuffer(bytearray(flat.data), dtype=_TORCH[flat.dtype.str]).to(device=device, dtype=dtype)
+    if flat.flags.writeable:      # a fresh array of our own (int8 blob, dequantized): no second copy
+        data = torch.from_numpy(flat).to(device=device, dtype=dtype)
+    else:
+        data = torch.frombuffer(bytearray(flat.data), dtype=_TORCH[flat.dtype.str]).to(device=device, dtype=dtype)
     layout = tuple((ao, a, bo, b) for (ao, a), (bo, b) in zip(where[0::2], where[1::2]))
     return FlatFactors(data, layout)
 
