@@ -34,9 +34,11 @@ SMALL_MODEL_TRAINING = TrainSettings(rank=4, alpha=32.0, lr=5e-3, epochs=10, sam
 # Not calibrated here (no such model on this machine): PRAG's rank and α with a stronger schedule.
 LARGE_MODEL_TRAINING = TrainSettings(rank=2, alpha=32.0, lr=1e-3, epochs=3, samples_per_step=4)
 SMALL_MODEL_PARAMS = 1_000_000_000
-# What a new store's augmentation is; a stored config without a field reads the AugmentSettings default, which
-# is what stores made before that field had (docs/recipe.md: short answers).
-NEW_STORE_AUGMENT = AugmentSettings(short_answers=True)
+# What a new store's augmentation is unless created with ``augment={...}``; a stored config without a field reads
+# the AugmentSettings default, which is what stores made before that field had. Short answers stay opt-in
+# (``augment={"short_answers": True}``, ``paramdb init --short-answers``) until they measure better than
+# sentence answers on EM and F1 together (docs/recipe.md).
+NEW_STORE_AUGMENT = AugmentSettings()
 
 
 def rank_weights(k: int) -> list[float]:

@@ -42,12 +42,14 @@ class ParamDB:
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
              device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
-             lock_timeout: float = DEFAULT_TIMEOUT, readonly: bool = False) -> "ParamDB":
+             augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT,
+             readonly: bool = False) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
-        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``); ``adapter_dtype`` ("float16",
+        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``) and ``augment`` how training
+        samples are written (e.g. ``{"short_answers": True}``: docs/recipe.md); ``adapter_dtype`` ("float16",
         the default, or "int8": half the bytes) is how adapters are kept, also fixed at creation (``paramdb
         compact`` converts an existing store). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
@@ -58,9 +60,10 @@ class ParamDB:
             if readonly:
                 raise InvalidInput(f"cannot create a store read-only: no store at {path}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                              training=training, adapter_dtype=adapter_dtype, lock_timeout=lock_timeout)
-        if training:
-            raise InvalidInput("training settings are fixed when a store is created")
+                              training=training, adapter_dtype=adapter_dtype, augment=augment,
+                              lock_timeout=lock_timeout)
+        if training or augment:
+            raise InvalidInput("training and augmentation settings are fixed when a store is created")
         store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
         if adapter_dtype is not None and adapter_dtype != store.config.adapter_dtype:
             store.close()
@@ -73,13 +76,13 @@ class ParamDB:
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
                embedder: Embedder | str | None = None, meta_url: str | None = None,
                device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
-               lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+               augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
         layout = Layout(Path(path))
         if layout.exists():
             raise StoreExists(f"a store already exists at {layout.root}")
         models = for_new_store(model, embedder, device, training, label=str(layout.root),
-                               adapter_dtype=adapter_dtype)
+                               adapter_dtype=adapter_dtype, augment=augment)
         return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
 
     @property

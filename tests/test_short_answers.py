@@ -1,5 +1,5 @@
-"""Short answers: new stores also train "question -> short answer span" and ask for short answers; stores
-made before keep their prompts."""
+"""Short answers: a store created with them also trains "question -> short answer span" and asks for short
+answers; other stores, and stores made before, keep their sentence answers and prompts."""
 from __future__ import annotations
 
 import pytest
@@ -51,12 +51,26 @@ def test_the_short_prompt_asks_for_a_short_answer_and_differs_from_the_plain_one
     assert prompts.question_prompt(tok, "Who?", ["P."], short=True) != prompts.question_prompt(tok, "Who?", ["P."])
 
 
-def test_new_stores_get_short_answers_and_stores_made_before_keep_sentence_answers():
-    assert StoreConfig("m", "f", "e", 4, FAST_TRAINING).augment.short_answers is True
+def test_short_answers_are_chosen_at_creation_and_stores_made_before_keep_sentence_answers():
+    assert StoreConfig("m", "f", "e", 4, FAST_TRAINING).augment.short_answers is False
+    chosen = StoreConfig("m", "f", "e", 4, FAST_TRAINING, augment=AugmentSettings(short_answers=True)).to_json()
+    assert StoreConfig.from_json(chosen).augment.short_answers is True
     old = StoreConfig("m", "f", "e", 4, FAST_TRAINING).to_json()
     del old["augment"]["short_answers"]           # a config written before the field existed
     old["training"] = {"rank": 2}
     assert StoreConfig.from_json(old).augment.short_answers is False
+
+
+def test_a_store_created_with_short_answers_keeps_them_and_refuses_a_change_on_open(tmp_path, tiny_lm, embedder):
+    from paramdb.errors import InvalidInput
+
+    with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING,
+                      augment={"short_answers": True}) as db:
+        assert db.config.augment.short_answers is True
+    with ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder) as db:
+        assert db.config.augment.short_answers is True
+    with pytest.raises(InvalidInput, match="fixed when a store is created"):
+        ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder, augment={"short_answers": False})
 
 
 def test_generate_asks_with_the_prompt_the_stores_adapters_were_trained_with(tmp_path, tiny_lm, embedder,
@@ -64,7 +78,8 @@ def test_generate_asks_with_the_prompt_the_stores_adapters_were_trained_with(tmp
     import paramdb.engine.answer as dbmod
 
     seen = []
-    with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
+    with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING,
+                      augment={"short_answers": True}) as db:
         db.insert([{"id": "d1", "text": SENT}])
         monkeypatch.setattr(dbmod, "greedy", lambda lm, ps, n, **kw: seen.extend(ps) or ["x"] * len(ps))
         db.generate("What did Quillane invent?", k=1, mode="prag")

@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=1)
     ap.add_argument("--docs", type=int, default=None, help="only the first N documents (and their questions)")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--short-answers", action="store_true",
+                    help="a new store trains and asks for short answers (docs/recipe.md)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -43,7 +45,8 @@ def main() -> None:
     store = Path(args.store or tmp) / "store"
     try:
         t0 = time.perf_counter()
-        with ParamDB.open(store, create=True) as db:
+        with ParamDB.open(store, create=True,
+                          augment={"short_answers": True} if args.short_answers and not store.exists() else None) as db:
             new = [{"id": it["id"], "text": it["text"]} for it in items if it["id"] not in db]
             if new:
                 db.insert(new, batch_size=args.batch_size,
