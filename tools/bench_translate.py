@@ -7,6 +7,10 @@ trained and with translated adapters, paired bootstrap intervals for the two tar
 translated updates against the trained ones (a near-zero adapter would turn combine into icl). Fictional
 facts: prag accuracy with translated adapters. Translator training: seconds per document, peak RSS, bytes.
 
+Order: cheap figures first (translator training, then insert speed on the --docs passages trained and
+translated back to back, bytes, fictional facts),
+then the expensive ones (every eval passage trained, PopQA answered both ways). After each stage the figures
+so far are written to --work/results.json, so a run cut short still leaves what it finished.
 Resumable: stores, translator and predictions live in --work; a rerun continues where it stopped.
 
     python tools/bench_translate.py --items 10 --learn-items 100 --epochs 2 --json
@@ -45,8 +49,13 @@ def cached(work: Path, name: str, make):
 
 
 def timed_insert(db, docs, **kw) -> dict:
-    """Seconds to insert those of ``docs`` not yet stored, and how many that was."""
+    """Seconds to insert those of ``docs`` not yet stored, and how many that was. Models (and the translator)
+    are loaded first: loading them is a cost per process, not per document, and would swamp a translated batch."""
     todo = [d for d in docs if d["id"] not in db]
+    if todo:
+        _ = (db.lm, db.embedder)
+        if kw.get("parameterize") == "translate":
+            db.translator()
     t0 = time.perf_counter()
     db.insert(todo, batch_size=8, progress=lambda d, t: log(f"  inserted {d}/{t}"), **kw)
     return {"seconds": time.perf_counter() - t0, "docs": len(todo)}
@@ -114,59 +123,87 @@ def main() -> None:
     out: dict = {"items": len(eval_items), "learn_docs": len(learn), "k": args.k, "teacher": args.teacher,
                  "epochs": args.epochs, "timing_docs": len(timing_docs), "data": str(data)}
 
-    log(f"trained store: {len(eval_docs)} passages")
-    with ParamDB.open(work / "trained.store", create=True) as db:
-        t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
-        if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
-            t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
-        timed_insert(db, eval_docs)
-        res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
-                             predictions=work / "trained.predictions.jsonl", report=log)
-        norm_trained = update_norms(db)
-        adapter_bytes = len(db.store.blobs.get_adapter(db.store.meta.list(limit=1)[0]["blob_key"]))
+    results = work / "results.json"
 
+    def publish(stage: str) -> None:
+        """Everything measured so far, in the work folder: a run cut short still leaves its cheap figures."""
+        out["finished"] = stage
+        results.write_text(json.dumps(out, indent=2))
+        log(f"figures so far in {results} (through {stage})")
+
+    # Cheap figures first: translator training, then insert speed both ways back to back (the same machine
+    # load for both), translator and adapter bytes, fictional facts.
     log(f"translated store: distill from {len(learn)} passages")
     variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}"
-    with ParamDB.open(work / f"translated_{variant}.store", create=True) as db:
+    translated_store = work / f"translated_{variant}.store"
+    with ParamDB.open(translated_store, create=True) as db:
         def do_distill():
+            t0 = time.perf_counter()
             r = db.distill(learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr,
                            progress=lambda e: log(f"  distill {e}") if e["event"] != "step" or e["step"] % 10 == 0
                            else None)
             return {"seconds_per_doc": r.seconds_per_doc, "peak_rss_mb": r.peak_rss_mb, "bytes": r.translator_bytes,
                     "params": r.translator_params, "held_out_loss": r.held_out_loss, "base_loss": r.base_loss,
-                    "epochs": r.epochs, "samples_and_train_seconds_per_doc": None}
-        t0 = time.perf_counter()
+                    "epochs": r.epochs, "held_out_docs": r.held_out_docs,
+                    "samples_and_train_seconds_per_doc": (time.perf_counter() - t0) / len(learn)}
         dist = cached(work, f"distill_{variant}", do_distill)
-        if dist.get("samples_and_train_seconds_per_doc") is None:
-            dist["samples_and_train_seconds_per_doc"] = (time.perf_counter() - t0) / len(learn)
-            (work / f"distill_{variant}.json").write_text(json.dumps(dist))
+        translator_value = db.store.blobs.get_model("translator")
+    out["translator_bytes"], out["translator_params"], out["distill"] = dist["bytes"], dist["params"], dist
+
+    log(f"trained store: timing {len(timing_docs)} passages")
+    with ParamDB.open(work / "trained.store", create=True) as db:
+        t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
+        if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
+            t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
+        adapter_bytes = len(db.store.blobs.get_adapter(db.store.meta.list(limit=1)[0]["blob_key"]))
+    out["timed"] = {"trained": t_trained}
+    out["adapter_bytes"] = adapter_bytes
+    with ParamDB.open(translated_store) as db:
         t_translate = cached(work, f"t_translate_{variant}",
                              lambda: timed_insert(db, timing_docs, parameterize="translate"))
-        timed_insert(db, eval_docs, parameterize="translate")
-        res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
-                             predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
-        norm_translated = update_norms(db)
-        translator_value = db.store.blobs.get_model("translator")
-
-    fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
-    with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
-        fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
-        timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
-        qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
-        answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")
-        out["fictional_prag_translated"] = round(float(np.mean([evaluation.em_in_output(a.text, al)
-                                                                 for a, (_, al) in zip(answers, qs)])), 4)
-
     rate_t = t_trained["docs"] / t_trained["seconds"]
     rate_x = t_translate["docs"] / t_translate["seconds"]
     out["docs_per_min_trained"] = round(60 * rate_t, 3)
     out["docs_per_min_translate"] = round(60 * rate_x, 3)
     out["speedup"] = round(rate_x / rate_t, 1)
-    out["timed"] = {"trained": t_trained, "translated": t_translate}
+    out["timed"]["translated"] = t_translate
+    publish("speed and bytes")
+
+    fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
+    def do_fictional():
+        with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
+            fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
+            fdb.forget_translator()
+            timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
+            qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
+            answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")
+            hits = [evaluation.em_in_output(a.text, al) for a, (_, al) in zip(answers, qs)]
+            return {"accuracy": round(float(np.mean(hits)), 4), "questions": len(qs), "docs": len(fict)}
+    fictional = cached(work, f"fictional_{variant}", do_fictional)
+    out["fictional_prag_translated"] = fictional["accuracy"]
+    out["fictional"] = fictional
+    publish("fictional")
+
+    # Expensive: every eval passage trained, then PopQA answered both ways.
+    log(f"trained store: {len(eval_docs)} passages")
+    with ParamDB.open(work / "trained.store", create=True) as db:
+        timed_insert(db, eval_docs)
+        res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
+                             predictions=work / "trained.predictions.jsonl", report=log)
+        norm_trained = update_norms(db)
     modes = {m: res_t["modes"][m] for m in ("closed", "icl")}
     modes |= {f"{m}_trained": res_t["modes"][m] for m in ("prag", "combine")}
-    modes |= {f"{m}_translated": res_x["modes"][m] for m in ("prag", "combine")}
-    out["popqa"] = {m: {"em": v["em"], "f1": v["f1"]} for m, v in modes.items()}
+    out["popqa"] = {m: {"em": v["em"], "f1": v["f1"], "n": res_t["items"]} for m, v in modes.items()}
+    out["update_norm_median"] = {"trained": round(norm_trained, 4)}
+    publish("popqa trained")
+
+    with ParamDB.open(translated_store, create=True) as db:
+        timed_insert(db, eval_docs, parameterize="translate")
+        res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
+                             predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
+        norm_translated = update_norms(db)
+    out["popqa"] |= {f"{m}_translated": {"em": v["em"], "f1": v["f1"], "n": res_x["items"]}
+                     for m, v in ((m, res_x["modes"][m]) for m in ("prag", "combine"))}
     pt, px = work / "trained.predictions.jsonl", work / f"translated_{variant}.predictions.jsonl"
     ids = [it.id for it in eval_items]
     any_s = lambda s: True  # noqa: E731 (the latest answer per item wins; stores are not rebuilt between runs)
@@ -174,10 +211,11 @@ def main() -> None:
     closed_em, prag_em = per_item(pt, "closed", any_s, "em"), per_item(px, "prag", any_s, "em")
     out["combine_translated_minus_icl_f1"] = bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
     out["prag_translated_minus_closed_em"] = bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
-    out["update_norm_median"] = {"trained": round(norm_trained, 4), "translated": round(norm_translated, 4)}
-    out["translator_bytes"], out["adapter_bytes"] = dist["bytes"], adapter_bytes
-    out["translator_params"] = dist["params"]
-    out["distill"] = dist
+    for m in ("prag", "combine"):      # translated against trained, item by item
+        x, t = per_item(px, m, any_s, "f1"), per_item(pt, m, any_s, "f1")
+        out[f"{m}_translated_minus_trained_f1"] = bootstrap([x[i] for i in ids], [t[i] for i in ids])
+    out["update_norm_median"]["translated"] = round(norm_translated, 4)
+    publish("all")
     if args.json:
         print(json.dumps(out))
     else:
