@@ -10,13 +10,17 @@ from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInput
 from .knowledge.settings import AugmentSettings, TrainSettings, check_number
+from .storage.codec import check_adapter_dtype
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
-# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models").
+# 3: documents.adapter_kind (trained | translated) and the optional translator in LMDB (sub-database "models");
+#    adapters may be int8 (blob format 2, self-describing per blob; config 'adapter_dtype').
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 3
 MODES = ("prag", "icl", "combine", "closed")
-MERGES = ("mean", "sum")   # how the k retrieved adapters combine: weight 1/k each, or 1 each (PRAG)
+# How the k retrieved adapters combine: weight 1/k each, 1 each (PRAG), or by retrieval rank (1/rank,
+# normalised to sum 1: the best document outweighs the others; RANK_WEIGHTS).
+MERGES = ("mean", "sum", "rank")
 # The merged adapters' weight per mode, unless the caller gives one. With the passages in context the adapters
 # only need to add to them; at full weight they override the context (PopQA, 20 items, k=3: combine F1 0.069
 # at 1.0, 0.150 at 0.5, against icl's 0.120; README "Evaluation").
@@ -30,6 +34,17 @@ SMALL_MODEL_TRAINING = TrainSettings(rank=4, alpha=32.0, lr=5e-3, epochs=10, sam
 # Not calibrated here (no such model on this machine): PRAG's rank and α with a stronger schedule.
 LARGE_MODEL_TRAINING = TrainSettings(rank=2, alpha=32.0, lr=1e-3, epochs=3, samples_per_step=4)
 SMALL_MODEL_PARAMS = 1_000_000_000
+# What a new store's augmentation is unless created with ``augment={...}``; a stored config without a field reads
+# the AugmentSettings default, which is what stores made before that field had. Short answers stay opt-in
+# (``augment={"short_answers": True}``, ``paramdb init --short-answers``) until they measure better than
+# sentence answers on EM and F1 together (docs/recipe.md).
+NEW_STORE_AUGMENT = AugmentSettings()
+
+
+def rank_weights(k: int) -> list[float]:
+    """Weights of k adapters by retrieval rank for ``merge="rank"``: 1/rank, summing to 1 (k=3: .55 .27 .18)."""
+    raw = [1.0 / (j + 1) for j in range(k)]
+    return [x / sum(raw) for x in raw]
 
 
 def adapter_weight_for(mode: str, weight: float | None) -> float:
@@ -51,8 +66,14 @@ class StoreConfig:
     embedder: str
     embedding_dim: int
     training: TrainSettings
-    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    augment: AugmentSettings = field(default_factory=lambda: NEW_STORE_AUGMENT)
     format_version: int = FORMAT_VERSION
+    # How adapters written from now on are kept (codec.ADAPTER_DTYPES); every blob says its own, so rows
+    # written before a change (or by `paramdb compact`) stay readable. Absent in format-2 configs: float16.
+    adapter_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        check_adapter_dtype(self.adapter_dtype)
 
     def to_json(self) -> dict:
         return asdict(self)

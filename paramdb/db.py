@@ -41,13 +41,17 @@ class ParamDB:
     @classmethod
     def open(cls, path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
              embedder: Embedder | str | None = None, meta_url: str | None = None,
-             device: str | None = None, training: dict | None = None,
-             lock_timeout: float = DEFAULT_TIMEOUT, readonly: bool = False) -> "ParamDB":
+             device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
+             augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT,
+             readonly: bool = False) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
         it is fixed at creation and checked by weight fingerprint afterwards. ``training`` overrides the
-        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``). A write waits up to
+        calibrated LoRA/training settings at creation (e.g. ``{"epochs": 5}``) and ``augment`` how training
+        samples are written (e.g. ``{"short_answers": True}``: docs/recipe.md); ``adapter_dtype`` ("float16",
+        the default, or "int8": half the bytes) is how adapters are kept, also fixed at creation (``paramdb
+        compact`` converts an existing store). A write waits up to
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
         ``readonly=True`` (automatic where this process cannot write the store's files) reads without
         writing anything: stale derived indexes are rebuilt in memory, writes raise ReadOnlyStore.
@@ -56,22 +60,29 @@ class ParamDB:
             if readonly:
                 raise InvalidInput(f"cannot create a store read-only: no store at {path}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                              training=training, lock_timeout=lock_timeout)
-        if training:
-            raise InvalidInput("training settings are fixed when a store is created")
+                              training=training, adapter_dtype=adapter_dtype, augment=augment,
+                              lock_timeout=lock_timeout)
+        if training or augment:
+            raise InvalidInput("training and augmentation settings are fixed when a store is created")
         store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
+        if adapter_dtype is not None and adapter_dtype != store.config.adapter_dtype:
+            store.close()
+            raise InvalidInput(f"store {store.path} keeps {store.config.adapter_dtype} adapters, not "
+                               f"{adapter_dtype!r}: the adapter dtype is fixed at creation; convert with "
+                               f"`paramdb compact {store.path} --adapter-dtype {adapter_dtype}`")
         return cls(store, Models(store.config, model, embedder or None, device, label=str(store.path)))
 
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
                embedder: Embedder | str | None = None, meta_url: str | None = None,
-               device: str | None = None, training: dict | None = None,
-               lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+               device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
+               augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
         layout = Layout(Path(path))
         if layout.exists():
             raise StoreExists(f"a store already exists at {layout.root}")
-        models = for_new_store(model, embedder, device, training, label=str(layout.root))
+        models = for_new_store(model, embedder, device, training, label=str(layout.root),
+                               adapter_dtype=adapter_dtype, augment=augment)
         return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
 
     @property
@@ -194,7 +205,8 @@ class ParamDB:
         c, s = self.config, self._store
         meta_bytes, blob_bytes = s.meta.size_bytes(), s.blobs.size_bytes()
         index_bytes = s.indexes.size_bytes()
-        return {"path": str(self.path), "documents": len(self), "format_version": c.format_version,
+        n, adapter_bytes = len(self), s.blobs.value_bytes("adapters")
+        return {"path": str(self.path), "documents": n, "format_version": c.format_version,
                 "base_model": c.model, "model_fingerprint": c.model_fingerprint, "embedder": c.embedder,
                 "lora": {"rank": c.training.rank, "alpha": c.training.alpha,
                          "targets": list(DEFAULT_TARGETS)},
@@ -202,7 +214,10 @@ class ParamDB:
                              "samples_per_step": c.training.samples_per_step},
                 "adapters": s.meta.adapter_kinds(), "translator": translator_info(s.blobs),
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
-                          "total": meta_bytes + blob_bytes + index_bytes}}
+                          "total": meta_bytes + blob_bytes + index_bytes},
+                # adapter_bytes: every adapter value in LMDB (rows written before a `compact` included)
+                "adapter_dtype": c.adapter_dtype, "adapter_bytes": adapter_bytes,
+                "adapter_bytes_per_row": round(adapter_bytes / n) if n else 0}
 
     # ---------------------------------------------------------------- operations (paramdb/ops)
     def backup(self, archive: str | Path) -> dict:
@@ -267,7 +282,9 @@ class ParamDB:
                  adapter_weight: float | None = None) -> Answer:
         """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode).
 
-        ``merge``: "mean" weighs each of the k adapters 1/k; "sum" adds them at full weight, as PRAG does.
+        ``merge``: "mean" weighs each of the k adapters 1/k; "sum" adds them at full weight, as PRAG does;
+        "rank" weighs the i-th hit 1/i, normalised (``config.rank_weights``), so a less relevant document
+        cannot speak over the best one.
         Measured on PopQA (README): summing three adapters trained hard enough to inject facts into a 135M
         model garbles its answers (prag F1 0.036), their mean does not (0.095).
         ``adapter_weight`` scales the merged adapters; by default 1 in prag and 0.5 in combine, where the

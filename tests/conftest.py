@@ -95,6 +95,15 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="module")
+def all_cores():
+    """Real-model tests train for minutes: let torch use every core while they run."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=META_BACKENDS)
 def any_meta_url(request, tmp_path) -> Iterator[str]:
     """A fresh, empty metadata database URL: a SQLite file, then (when configured) a PostgreSQL schema."""

@@ -54,9 +54,14 @@ def paramdb_steps(db: ParamDB, question: str, **kw) -> tuple[list[torch.Tensor],
     return steps, answer.text
 
 
-def peft_steps(adapter_dir: Path, question: str, n: int) -> tuple[list[torch.Tensor], list[int], object]:
+def peft_steps(adapter_dir: Path, question: str, n: int, short: bool | None = None
+               ) -> tuple[list[torch.Tensor], list[int], object]:
     """Load the base model named in the adapter's config and the adapter with plain transformers + PEFT
-    (nothing of ParamDB's), decode ``n`` greedy tokens, return each step's logits and the tokens."""
+    (nothing of ParamDB's), decode ``n`` greedy tokens, return each step's logits and the tokens. ``short``:
+    the prompt style of the store the adapter came from (default: a new store's, as the tests make)."""
+    from paramdb.config import NEW_STORE_AUGMENT
+
+    short = NEW_STORE_AUGMENT.short_answers if short is None else short
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,7 +70,7 @@ def peft_steps(adapter_dir: Path, question: str, n: int) -> tuple[list[torch.Ten
     tok = AutoTokenizer.from_pretrained(base_path)
     model = PeftModel.from_pretrained(base, str(adapter_dir)).eval()
     tok.padding_side = "left"
-    enc = tok([prompts.question_prompt(tok, question)], return_tensors="pt", add_special_tokens=False,
+    enc = tok([prompts.question_prompt(tok, question, short=short)], return_tensors="pt", add_special_tokens=False,
               return_token_type_ids=False)
     steps: list[torch.Tensor] = []
     handle = base.lm_head.register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].clone()))

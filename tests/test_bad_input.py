@@ -1,4 +1,4 @@
-"""Hostile input (issue 18): each is refused with one InvalidInput line naming the culprit, before any work,
+"""Hostile input: each is refused with one InvalidInput line naming the culprit, before any work,
 and leaves the store as it was; none reaches SQL, LMDB or the model as something they choke on."""
 from __future__ import annotations
 

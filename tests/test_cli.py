@@ -86,6 +86,13 @@ def test_init_creates_a_store_with_training_overrides(tmp_path, opened):
     assert stored_ids(path) == []
 
 
+def test_init_short_answers_creates_a_store_that_trains_and_asks_for_short_answers(tmp_path, opened):
+    result = run("init", tmp_path / "new", "--short-answers")
+    assert result.exit_code == 0, result.output
+    assert opened[-1]["augment"] == {"short_answers": True}
+    assert run("init", tmp_path / "plain").exit_code == 0 and opened[-1]["augment"] is None
+
+
 def test_init_refuses_a_negative_stop_loss_and_creates_nothing(tmp_path):
     result = run("init", tmp_path / "new", "--stop-loss", -0.1)
     assert result.exit_code == 2 and "--stop-loss" in result.output

@@ -1,4 +1,4 @@
-"""Hostile input at the command line (issue 18): one `error:` line and a user's exit code, never rc 70."""
+"""Hostile input at the command line: one `error:` line and a user's exit code, never rc 70."""
 from __future__ import annotations
 
 import json

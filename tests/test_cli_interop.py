@@ -54,7 +54,7 @@ def test_export_then_import_round_trips_a_row(store, tmp_path):
             "--metadata", '{"src": "peft"}')
     assert r.exit_code == 0, r.output
     assert "imported 'quill2' (rank 2; base model checked by weight fingerprint)" in r.stdout
-    assert {"id": "quill2", "text": "Quillane's glass, again.", "metadata": {"src": "peft"}} in rows(store)
+    assert {"id": "quill2", "text": "Quillane's glass, again.", "metadata": {"src": "peft"}, "adapter": "imported"} in rows(store)
 
 
 def test_export_of_a_questions_merge_reports_its_documents(store, tmp_path):

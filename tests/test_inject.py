@@ -147,3 +147,23 @@ def test_per_question_scales_scale_each_questions_b_factors_only():
     for (a, b), (pa, pb) in zip(merged, plain):
         assert torch.equal(a, pa)
         assert torch.allclose(b[0], pb[0] * 0.5) and torch.allclose(b[1], pb[1] * 3.0)
+
+
+def test_rank_weights_scale_each_adapters_b_by_its_weight_in_both_merge_paths():
+    rng = np.random.default_rng(1)
+    adapters = [to_factors({k: rng.standard_normal(v.shape).astype(np.float16) for k, v in stored_adapter().items()},
+                           MODULES, "cpu", torch.float32) for _ in range(3)]
+    questions, weights = [[adapters[0], adapters[1], adapters[2]], [adapters[1]]], [[0.5, 0.3, 0.2], [1.0]]
+    fast = merge_flat(questions, "cpu", torch.float32, scale=2.0, weights=weights)
+    scaled = [[[(a, b * w) for a, b in ad] for ad, w in zip(q, ws)] for q, ws in zip(questions, weights)]
+    want = [(a, b * 2.0) for a, b in merge_factors(scaled, "cpu", torch.float32)]
+    for (fa, fb), (sa, sb) in zip(fast, want):
+        torch.testing.assert_close(fa, sa)
+        torch.testing.assert_close(fb, sb)
+
+
+def test_rank_weights_favour_the_first_hit_and_sum_to_one():
+    from paramdb.config import rank_weights
+
+    w = rank_weights(3)
+    assert w[0] > w[1] > w[2] and abs(sum(w) - 1) < 1e-12 and rank_weights(1) == [1.0]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from conftest import META_BACKENDS, pg_schema_url
 from paramdb import ParamDB
+from paramdb.config import FORMAT_VERSION
 from paramdb.errors import FormatError
 from paramdb.ops.migrate import migrate
 from paramdb.storage import schema
@@ -111,7 +112,7 @@ def test_sigkill_during_migrate_never_loses_a_committed_row(backend, tmp_path, t
             assert [{k: v for k, v in r.items() if k != "text_sha256"} for r in rows] == committed, msg
             hashes = {r.get("text_sha256") for r in rows}
             assert hashes == {None} or all(r["text_sha256"] == text_sha256(r["text"]) for r in rows), msg
-            if where.startswith("format2"):
+            if where.startswith(f"format{FORMAT_VERSION}/"):
                 with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
                     assert len(db) == len(committed), msg
             else:

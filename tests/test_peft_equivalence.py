@@ -148,7 +148,7 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     peft_steps: list[torch.Tensor] = []
     handle = copy.lm_head.register_forward_hook(lambda _m, _i, out: peft_steps.append(out[:, -1].clone()))
     try:
-        enc = encode(tok, [prompts.question_prompt(tok, question)], lm.device)
+        enc = encode(tok, [prompts.question_prompt(tok, question, short=db.config.augment.short_answers)], lm.device)
         with torch.no_grad():
             out = model.generate(**enc, max_new_tokens=len(steps), do_sample=False, pad_token_id=tok.pad_token_id)
     finally:

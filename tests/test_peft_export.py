@@ -47,7 +47,7 @@ def test_one_row_exports_as_a_peft_folder_that_answers_like_paramdb(db, tmp_path
     assert_same_answer(ours, theirs, ids)
 
 
-@pytest.mark.parametrize("merge, weight", [("mean", None), ("sum", 0.5)])
+@pytest.mark.parametrize("merge, weight", [("mean", None), ("sum", 0.5), ("rank", None)])
 def test_a_questions_merge_exports_as_one_adapter_that_answers_like_generate(db, tmp_path, merge, weight):
     done = db.export_peft(None, tmp_path / "m", question=QUESTION, k=3, merge=merge, adapter_weight=weight)
     cfg = json.loads((done.path / "adapter_config.json").read_text())

@@ -4,10 +4,8 @@ tokens and logits."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
-import torch
 
 pytest.importorskip("peft")
 
@@ -15,7 +13,7 @@ from peft_helpers import assert_same_answer, paramdb_steps, peft_steps  # noqa: 
 from paramdb import ParamDB  # noqa: E402
 from paramdb.knowledge.models import cache_dir  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("all_cores"), pytest.mark.filterwarnings("ignore::UserWarning")]
 DOCS = [
     {"id": "velt", "text": "Gorran Velt is a footballer who plays for the club Redmoor Athletic. "
                            "He wears the shirt number eleven."},
@@ -23,14 +21,6 @@ DOCS = [
                             "The bridge was designed by the architect Simeon Crake."},
 ]
 QUESTION = "Which club does Gorran Velt play for?"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _all_cores():
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("merge", ["mean", "sum"])

@@ -1,4 +1,4 @@
-"""Read-only stores (issue 18, item 7): ``ParamDB.open(path, readonly=True)``, and the same automatically
+"""Read-only stores: ``ParamDB.open(path, readonly=True)``, and the same automatically
 where the store's files are not writable. Reads work and write nothing; stale derived indexes are rebuilt
 in memory only; every write is one ReadOnlyStore line."""
 from __future__ import annotations

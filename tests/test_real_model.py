@@ -4,14 +4,12 @@ Facts are invented, so the base model cannot know them: an answer that holds one
 """
 from __future__ import annotations
 
-import os
 
 import pytest
-import torch
 
 from paramdb import ParamDB
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("all_cores")]
 
 DOCS = [
     {"id": "velt", "text": "Gorran Velt is a footballer who plays for the club Redmoor Athletic. "
@@ -28,14 +26,6 @@ QUESTIONS = [
     ("Who designed the Tallow Bridge?", "crake"),
     ("In which town is the Tallow Bridge?", "amberlow"),
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _all_cores():
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The store under hostile conditions (issue 18): an index saved empty, copies under a loose umask, damaged
+"""The store under hostile conditions: an index saved empty, copies under a loose umask, damaged
 LMDB pages and adapters, a full disk. Each ends in a one-line ParamDBError or a report, never a hang, a
 traceback or a lost row."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The translator (issue 14): document in, adapter out, learned from the store's own rows; stored in LMDB."""
+"""The translator: document in, adapter out, learned from the store's own rows; stored in LMDB."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,14 +1,12 @@
 """The translator on the real default model: distill from a few passages, fast-insert another, answer from it."""
 from __future__ import annotations
 
-import os
 
 import pytest
-import torch
 
 from paramdb import ParamDB
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("all_cores")]
 
 LEARN = [
     "Gorran Velt is a footballer who plays for the club Redmoor Athletic. He wears the shirt number eleven.",
@@ -17,14 +15,6 @@ LEARN = [
     "Mirelle Danth is a painter who lives in the village of Osterby. She paints only foxes and herons.",
 ]
 NEW = {"id": "pell", "text": "The Pellworth Lantern is a lamp invented by the glazier Ansel Corrow in 1874."}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _all_cores():
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_distill_then_fast_insert_then_answer_on_the_default_model(tmp_path):

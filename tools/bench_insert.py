@@ -10,17 +10,25 @@ templated ones with invented names), each with two questions no model can answer
 runs ONCE on all N documents and its samples feed all three trainers, so augmentation is identical for all and
 timed apart. Trainers (tools/prag_reference.py for (a) and (b)):
 
-  (a) reference: PRAG's published procedure (PEFT per document, batch size 1, every sample padded to 3,000
-      tokens, HF loss over full logits, unload between documents), timed on the first M documents with E epochs
+  (a) PRAG's padding applied to these samples: PRAG's per-document procedure (PEFT per document, batch size 1,
+      every sample padded to 3,000 tokens, HF loss over full logits, unload between documents) run on
+      ParamDB's samples and settings, not PRAG's own pipeline; timed on the first M documents with E epochs
       (default 1; or only S steps with ``--reference-steps``) and extrapolated linearly to the store's
       configured epochs (mean step time x samples x epochs, plus the per-document wrap/unload/gc overhead once;
       padded to a fixed length every step costs the same); it runs LAST because its several GB of activations
       may stay with the allocator and would inflate later phases' RSS;
-  (b) sequential: the same PEFT loop without padding, on all N documents;
+  (b) sequential: the same PEFT loop without padding, on all N documents, with the store's per-document
+      stopping rule (``stop_loss``), so it is compared with ParamDB like for like;
+  (c1) ParamDB alone: ``train_adapters`` one document at a time (batch size 1), same stopping rule: the fair
+      "alone" baseline for batching, the same code with nothing to batch;
   (c) ParamDB: ``train_adapters`` on batches of B documents (default: ``ParamDB.insert``'s default batch size),
       exactly what ``db.insert`` runs; then a real ``db.insert`` of the N documents into an empty temporary store;
-  (c0) when the store's training has ``stop_loss`` (documents stop once they have learned their samples), the
-      same trainer again with every document trained all epochs: what batching alone buys, apart from stopping.
+  (b0), (c0) when the store's training has ``stop_loss`` (unless ``--no-all-epochs``): (b) and (c) again with
+      every document trained all epochs, so batching's gain is also shown apart from stopping.
+
+Ratios are always between rows with the same stopping rule: c/b and c/c1 (stopping), c0/b0 (all epochs).
+``--tiny`` runs everything on the tiny random test model (tests/conftest.py): a quick check that the
+benchmark works, its figures mean nothing.
 
 Throughput ratios use TRAINING time only (augmentation excluded). The end-to-end column adds the shared
 augmentation time per document to (a) and (b), and for ParamDB is the real ``db.insert`` (augmentation,
@@ -140,6 +148,14 @@ def fictional_docs(n: int, seed: int = 7) -> list[dict]:
     return items
 
 
+def _tiny_lm():
+    """The tiny random Llama of the unit tests (tests/conftest.py)."""
+    spec = importlib.util.spec_from_file_location("paramdb_test_conftest", ROOT / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    return conftest.make_tiny_lm()
+
+
 # ---------------------------------------------------------------- measuring
 def rss_mb() -> float:
     import psutil
@@ -185,8 +201,9 @@ def contains_answer(output: str, aliases: list[str]) -> bool:
 
 
 def answer(lm, questions: list[str], adapters: list[dict] | None, scale: float, max_new_tokens: int = 48,
-           batch: int = 8) -> list[str]:
-    """ParamDB's prag answer path with given adapters (k=1: one per question), or closed-book if None."""
+           batch: int = 8, short: bool = True) -> list[str]:
+    """ParamDB's prag answer path with given adapters (k=1: one per question), or closed-book if None;
+    ``short`` asks with the short-answer prompt (as a store whose augmentation has short_answers does)."""
     import numpy as np
     import torch
 
@@ -207,15 +224,21 @@ def answer(lm, questions: list[str], adapters: list[dict] | None, scale: float, 
                      for ad in adapters[i:i + batch]]
             factors = merge_factors(per_q, lm.device, dtype)
         with torch.no_grad():
-            out += greedy(lm, [prompts.question_prompt(lm.tokenizer, q) for q in qs], max_new_tokens,
+            out += greedy(lm, [prompts.question_prompt(lm.tokenizer, q, short=short) for q in qs], max_new_tokens,
                           factors=factors, scale=scale)
     return out
 
 
-def accuracy(lm, items: list[dict], adapters_by_id: dict | None, scale: float) -> tuple[float, list]:
+def accuracy(lm, items: list[dict], adapters_by_id: dict | None, scale: float,
+             short: bool | None = None) -> tuple[float, list]:
+    """Fraction of questions answered (an alias in the answer). ``short``: the prompt style (default: that of a
+    new store, config.NEW_STORE_AUGMENT), which must match the one the adapters were trained with."""
+    from paramdb.config import NEW_STORE_AUGMENT
+
+    short = NEW_STORE_AUGMENT.short_answers if short is None else short
     qs = [(it["id"], q["q"], q["a"]) for it in items for q in it["questions"]]
     ads = None if adapters_by_id is None else [adapters_by_id[d] for d, _, _ in qs]
-    texts = answer(lm, [q for _, q, _ in qs], ads, scale)
+    texts = answer(lm, [q for _, q, _ in qs], ads, scale, short=short)
     marks = [contains_answer(t, a) for t, (_, _, a) in zip(texts, qs)]
     return sum(marks) / len(marks), [(q, t, m) for (_, q, _), t, m in zip(qs, texts, marks)]
 
@@ -249,7 +272,7 @@ def run_benchmark(args) -> dict:
     texts, keys = [it["text"] for it in items], [it["id"] for it in items]
     m = max(1, min(args.reference_docs, len(items)))
 
-    lm = load_model(args.model, args.device)
+    lm = _tiny_lm() if args.tiny else load_model(args.model, args.device)
     tmp = Path(tempfile.mkdtemp(prefix="paramdb-bench-insert-"))
     overrides = {"epochs": args.epochs} if args.epochs else None
     try:
@@ -270,23 +293,36 @@ def run_benchmark(args) -> dict:
 
         pdb_report = TrainReport()
         pdb_adapters, p_pdb = train_all(s, "(c) ParamDB", pdb_report)
+        with Phase("(c1) ParamDB train_adapters, one document at a time") as p_one:
+            one_adapters = train_in_batches(lm, samples, keys, s, 1, None, "(c1) ParamDB alone")
+        all_epochs = bool(s.stop_loss) and not args.no_all_epochs
         fixed = dataclasses.replace(s, stop_loss=0.0)
-        fixed_adapters, p_fixed = train_all(fixed, "(c0) ParamDB fixed epochs") if s.stop_loss else (None, None)
+        fixed_adapters, p_fixed = train_all(fixed, "(c0) ParamDB fixed epochs") if all_epochs else (None, None)
 
-        with Phase("(b) sequential PEFT, no padding") as p_seq:
-            seq_adapters, seq_stats = train_sequential(lm, samples, keys, s,
-                                                     progress=lambda d, n: log(f"  sequential {d}/{n}"))
+        with Phase("(b) sequential PEFT, no padding, same stopping rule") as p_seq:
+            seq_adapters, seq_stats = train_sequential(lm, samples, keys, s, stop_loss=s.stop_loss,
+                                                       progress=lambda d, n: log(f"  sequential {d}/{n}"))
         gc.collect()
+        seq0_adapters, p_seq0 = None, None
+        if all_epochs:
+            with Phase("(b0) sequential PEFT, no padding, all epochs") as p_seq0:
+                seq0_adapters, _ = train_sequential(lm, samples, keys, s,
+                                                    progress=lambda d, n: log(f"  sequential all epochs {d}/{n}"))
+            gc.collect()
 
         with Phase("(c') ParamDB db.insert, end to end") as p_ins:
             db.insert([{"id": it["id"], "text": it["text"]} for it in items], batch_size=batch_size)
         db.close()
 
         with Phase("evaluation") as p_eval:
-            closed_acc, closed_log = accuracy(lm, items, None, s.scale)
-            seq_acc, seq_log = accuracy(lm, items, dict(zip(keys, seq_adapters)), s.scale)
-            pdb_acc, pdb_log = accuracy(lm, items, dict(zip(keys, pdb_adapters)), s.scale)
-            fixed_acc = accuracy(lm, items, dict(zip(keys, fixed_adapters)), s.scale)[0] if fixed_adapters else None
+            closed_acc, closed_log = accuracy(lm, items, None, s.scale, aug.short_answers)
+            seq_acc, seq_log = accuracy(lm, items, dict(zip(keys, seq_adapters)), s.scale, aug.short_answers)
+            pdb_acc, pdb_log = accuracy(lm, items, dict(zip(keys, pdb_adapters)), s.scale, aug.short_answers)
+            short = aug.short_answers
+
+            def acc_of(adapters):
+                return accuracy(lm, items, dict(zip(keys, adapters)), s.scale, short)[0] if adapters else None
+            one_acc, fixed_acc, seq0_acc = acc_of(one_adapters), acc_of(fixed_adapters), acc_of(seq0_adapters)
         if args.verbose:
             for name, lg in (("closed", closed_log), ("sequential", seq_log), ("paramdb", pdb_log)):
                 for q, t, ok in lg:
@@ -295,14 +331,15 @@ def run_benchmark(args) -> dict:
         # Last: padded to 3,000 tokens it needs several GB, which the allocator may keep after it ends, and
         # that would inflate every later phase's RSS.
         steps_note = f", {args.reference_steps} step(s)" if args.reference_steps else ""
-        with Phase(f"(a) PRAG reference, pad {PRAG_MAX_LENGTH}, {m} doc(s) x {ref_epochs} epoch(s)"
+        with Phase(f"(a) PRAG's padding applied to these samples, pad {PRAG_MAX_LENGTH}, {m} doc(s) x "
+                   f"{ref_epochs} epoch(s)"
                    f"{steps_note}") as p_ref:
             ref_adapters, ref_stats = train_prag_reference(lm, samples[:m], keys[:m], s, epochs=ref_epochs,
                                                            max_steps=args.reference_steps or None,
                                                            progress=lambda d, n: log(f"  reference {d}/{n}"))
         ref_acc = None
         if ref_epochs == s.epochs and not args.reference_steps:      # a complete run: its accuracy means something
-            ref_acc, _ = accuracy(lm, items[:m], dict(zip(keys[:m], ref_adapters)), s.scale)
+            ref_acc, _ = accuracy(lm, items[:m], dict(zip(keys[:m], ref_adapters)), s.scale, aug.short_answers)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -316,6 +353,8 @@ def run_benchmark(args) -> dict:
     seq_doc_s = p_seq.seconds / len(items)
     pdb_doc_s = p_pdb.seconds / len(items)
     fixed_doc_s = p_fixed.seconds / len(items) if p_fixed else None
+    one_doc_s = p_one.seconds / len(items)
+    seq0_doc_s = p_seq0.seconds / len(items) if p_seq0 else None
     aug_doc_s = p_aug.seconds / len(items)
     ins_doc_s = p_ins.seconds / len(items)
     dpm = lambda sec: 60.0 / sec if sec > 0 else float("inf")  # noqa: E731
@@ -347,11 +386,22 @@ def run_benchmark(args) -> dict:
         "docs_per_min_sequential_e2e": round(dpm(seq_doc_s + aug_doc_s), 3),
         "docs_per_min_paramdb_e2e": round(dpm(ins_doc_s), 3),
         "speedup_vs_reference": round(ref_doc_s / pdb_doc_s, 2),
+        # Like for like: (b) and (c) both stop each document with the same rule.
         "speedup_vs_sequential": round(seq_doc_s / pdb_doc_s, 2),
-        # The same trainer without stop_loss (every document all epochs): what batching alone buys.
+        "sequential_stop_loss": s.stop_loss,
+        "epochs_mean_sequential": round(sum(seq_stats.doc_epochs) / len(seq_stats.doc_epochs), 2),
+        # (c1): ParamDB's own trainer one document at a time: what batching alone buys over it.
+        "s_per_doc_paramdb_batch1": round(one_doc_s, 3),
+        "docs_per_min_paramdb_batch1": round(dpm(one_doc_s), 3),
+        "speedup_vs_batch1": round(one_doc_s / pdb_doc_s, 2),
+        "speedup_batch1_vs_sequential": round(seq_doc_s / one_doc_s, 2),
+        "prag_acc_paramdb_batch1": round(one_acc, 3),
+        # (c0)/(b0): both trainers without stop_loss (every document all epochs).
         "s_per_doc_paramdb_fixed_epochs": fixed_doc_s and round(fixed_doc_s, 3),
-        "speedup_vs_sequential_fixed_epochs": fixed_doc_s and round(seq_doc_s / fixed_doc_s, 2),
+        "s_per_doc_sequential_fixed_epochs": seq0_doc_s and round(seq0_doc_s, 3),
+        "speedup_vs_sequential_fixed_epochs": fixed_doc_s and seq0_doc_s and round(seq0_doc_s / fixed_doc_s, 2),
         "prag_acc_paramdb_fixed_epochs": None if fixed_acc is None else round(fixed_acc, 3),
+        "prag_acc_sequential_fixed_epochs": None if seq0_acc is None else round(seq0_acc, 3),
         "prag_acc_reference": None if ref_acc is None else round(ref_acc, 3),
         "prag_acc_sequential": round(seq_acc, 3), "prag_acc_paramdb": round(pdb_acc, 3),
         "closed_acc": round(closed_acc, 3),
@@ -360,6 +410,8 @@ def run_benchmark(args) -> dict:
         "peak_rss_mb_paramdb": round(p_pdb.peak_mb), "peak_rss_mb_paramdb_insert": round(p_ins.peak_mb),
         "peak_rss_mb_phase": {"augment": round(p_aug.peak_mb), "reference": round(p_ref.peak_mb),
                               "sequential": round(p_seq.peak_mb), "paramdb": round(p_pdb.peak_mb),
+                              "paramdb_batch1": round(p_one.peak_mb),
+                              "sequential_fixed": p_seq0 and round(p_seq0.peak_mb),
                               "paramdb_fixed": p_fixed and round(p_fixed.peak_mb),
                               "paramdb_insert": round(p_ins.peak_mb), "eval": round(p_eval.peak_mb)},
         "reference_steps_per_doc_full": round(sum(ref_stats.samples) * s.epochs / m, 1),
@@ -380,21 +432,32 @@ def print_table(r: dict) -> None:
              if r["reference_extrapolated"] else ""))
     ph = r["peak_rss_mb_phase"]
     acc = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    nan = float("nan")
     rows = [
-        (f"(a) PRAG reference, pad {r['reference_pad_to']}", r["s_per_doc_reference"],
+        (f"(a) PRAG's padding ({r['reference_pad_to']}) on these", r["s_per_doc_reference"],
          r["docs_per_min_reference"], r["docs_per_min_reference_e2e"], ph["reference"],
          acc(r["prag_acc_reference"]), ex),
-        ("(b) sequential PEFT, no padding", r["s_per_doc_sequential"], r["docs_per_min_sequential"],
-         r["docs_per_min_sequential_e2e"], ph["sequential"], acc(r["prag_acc_sequential"]), "all docs"),
+        ("(b) sequential PEFT, same stop rule", r["s_per_doc_sequential"], r["docs_per_min_sequential"],
+         r["docs_per_min_sequential_e2e"], ph["sequential"], acc(r["prag_acc_sequential"]),
+         f"all docs; {r['epochs_mean_sequential']:g} epochs/doc on average"),
+        ("(c1) ParamDB, one doc at a time", r["s_per_doc_paramdb_batch1"], r["docs_per_min_paramdb_batch1"],
+         nan, ph["paramdb_batch1"], acc(r["prag_acc_paramdb_batch1"]),
+         f"--batch-size 1: {r['speedup_batch1_vs_sequential']:.2f}x vs (b)"),
         ("(c) ParamDB train_adapters", r["s_per_doc_paramdb"], r["docs_per_min_paramdb"],
          r["docs_per_min_paramdb_e2e"], ph["paramdb"], acc(r["prag_acc_paramdb"]),
-         f"all docs; stop_loss {t['stop_loss']:g}: {r['epochs_mean_paramdb']:g} epochs/doc on average"),
+         f"stop_loss {t['stop_loss']:g}: {r['epochs_mean_paramdb']:g} epochs/doc; {r['speedup_vs_sequential']:.2f}x "
+         f"vs (b), {r['speedup_vs_batch1']:.2f}x vs (c1)"),
     ]
+    if r["s_per_doc_sequential_fixed_epochs"]:
+        sd = r["s_per_doc_sequential_fixed_epochs"]
+        rows.append(("(b0) sequential PEFT, all epochs", sd, 60.0 / sd, nan, ph["sequential_fixed"],
+                     acc(r["prag_acc_sequential_fixed_epochs"]), "no stopping"))
     if r["s_per_doc_paramdb_fixed_epochs"]:
         sd = r["s_per_doc_paramdb_fixed_epochs"]
-        rows.append(("(c0) ParamDB, all epochs (no stop)", sd, 60.0 / sd, float("nan"), ph["paramdb_fixed"],
+        ratio = r["speedup_vs_sequential_fixed_epochs"]
+        rows.append(("(c0) ParamDB, all epochs (no stop)", sd, 60.0 / sd, nan, ph["paramdb_fixed"],
                      acc(r["prag_acc_paramdb_fixed_epochs"]),
-                     f"batching alone: {r['speedup_vs_sequential_fixed_epochs']:.2f}x vs sequential"))
+                     f"batching alone: {ratio:.2f}x vs (b0)" if ratio else "no stopping"))
     rows += [
         ("(c') ParamDB db.insert (e2e)", r["s_per_doc_paramdb_insert"], r["docs_per_min_paramdb_e2e"],
          r["docs_per_min_paramdb_e2e"], ph["paramdb_insert"], "", "augment+embed+train+write"),
@@ -404,8 +467,9 @@ def print_table(r: dict) -> None:
     for name, sd, dm, de, pk, a, note in rows:
         print(f"{name:34s} {sd:9.2f} {dm:9.2f} {de:9.2f} {pk:9.0f} {a:>6s}  {note}")
     print(f"closed-book accuracy (sanity, should be ~0): {r['closed_acc']:.3f}")
-    print(f"speedup of ParamDB (training only): {r['speedup_vs_reference']:.1f}x vs PRAG reference, "
-          f"{r['speedup_vs_sequential']:.1f}x vs sequential")
+    print(f"speedup of ParamDB (training only): {r['speedup_vs_reference']:.1f}x vs (a) PRAG's padding, "
+          f"{r['speedup_vs_sequential']:.2f}x vs (b) sequential with the same stopping rule, "
+          f"{r['speedup_vs_batch1']:.2f}x vs (c1) its own trainer one document at a time")
     print(f"e2e: (a)/(b) = training + shared augmentation per doc; (c') = real db.insert. "
           f"Peak RSS per phase (sampled); process peak {r['peak_rss_mb']:.0f} MB; total {r['total_s']:.0f} s")
 
@@ -522,10 +586,7 @@ def ray_benchmark(args) -> dict:
     try:
         model = args.model
         if args.tiny:
-            spec = importlib.util.spec_from_file_location("paramdb_test_conftest", ROOT / "tests" / "conftest.py")
-            conftest = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(conftest)
-            lm = conftest.make_tiny_lm()
+            lm = _tiny_lm()
             model = str(tmp / "tiny-llama")
             lm.model.save_pretrained(model)
             lm.tokenizer.save_pretrained(model)
@@ -590,7 +651,10 @@ def main() -> None:
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ray-workers", default=None, metavar="1,2",
                     help="only the Ray benchmark: docs/min with each number of workers, and the writer's ceiling")
-    ap.add_argument("--tiny", action="store_true", help="Ray benchmark with the tiny random test model")
+    ap.add_argument("--tiny", action="store_true",
+                    help="the tiny random test model (a quick check that the benchmark runs; figures mean nothing)")
+    ap.add_argument("--no-all-epochs", action="store_true",
+                    help="skip the (b0)/(c0) rows that train every document all epochs")
     ap.add_argument("--writer-docs", type=int, default=128, help="documents the writer ceiling commits")
     ap.add_argument("--plot", metavar="FILE.png", help="also draw the run's figures (needs paramdb[plot])")
     args = ap.parse_args()

@@ -41,24 +41,23 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from paramdb.config import default_training
+    from paramdb.config import NEW_STORE_AUGMENT, default_training
     from paramdb.knowledge.augment import build_samples
     from paramdb.knowledge.models import load_model
-    from paramdb.knowledge.settings import AugmentSettings
     from paramdb.knowledge.train import TrainReport
 
     items = fictional_docs(args.docs)
     texts, keys = [it["text"] for it in items], [it["id"] for it in items]
     lm = load_model(args.model)
     base = default_training(sum(p.numel() for p in lm.model.parameters()))
-    samples = build_samples(lm, texts, AugmentSettings())
+    samples = build_samples(lm, texts, NEW_STORE_AUGMENT)      # what a new store's insert builds
     results = []
     for text in args.variants or ["stop_loss=0", ""]:
         s = dataclasses.replace(base, **parse_overrides(text))
         report, t0 = TrainReport(), time.perf_counter()
         adapters = train_in_batches(lm, samples, keys, s, args.batch_size, report)
         seconds = time.perf_counter() - t0
-        acc, _ = accuracy(lm, items, dict(zip(keys, adapters)), s.scale)
+        acc, _ = accuracy(lm, items, dict(zip(keys, adapters)), s.scale, NEW_STORE_AUGMENT.short_answers)
         row = {"set": text or "(defaults)", "s_per_doc": round(seconds / len(items), 2),
                "epochs_mean": round(sum(report.epochs) / len(report.epochs), 2), "prag_acc": round(acc, 3)}
         log(json.dumps(row))

@@ -1,9 +1,12 @@
 """Acceptance check for knowledge injection: fictional documents, questions no model can answer unaided.
 
 Builds a store from tools/data/fictional.jsonl (or --data), asks every question in each mode with k=1, and
-prints accuracy (an answer alias appears in the output) per mode and top-1 retrieval accuracy.
+prints accuracy (an answer alias appears in the output), EM-in-output and token F1 (PRAG's normalisation,
+paramdb.evaluation) and the median answer length in words per mode, and top-1 retrieval accuracy.
 
-    python tools/eval_fictional.py [--data FILE] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+    python tools/eval_fictional.py [--data FILE] [--docs N] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+
+With ``--store`` a rerun reuses the documents already inserted there (resumable on a slow machine).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import time
 from pathlib import Path
 
 from paramdb import ParamDB
+from paramdb.evaluation import em_in_output, token_f1
 
 
 def contains_answer(output: str, aliases: list[str]) -> bool:
@@ -29,16 +33,20 @@ def main() -> None:
     ap.add_argument("--store", help="store folder (default: a temporary one, removed afterwards)")
     ap.add_argument("--modes", default="closed,icl,prag,combine")
     ap.add_argument("-k", type=int, default=1)
+    ap.add_argument("--docs", type=int, default=None, help="only the first N documents (and their questions)")
     ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--short-answers", action="store_true",
+                    help="a new store trains and asks for short answers (docs/recipe.md)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    items = [json.loads(line) for line in open(args.data) if line.strip()]
+    items = [json.loads(line) for line in open(args.data) if line.strip()][:args.docs]
     tmp = None if args.store else tempfile.mkdtemp(prefix="paramdb-eval-")
     store = Path(args.store or tmp) / "store"
     try:
         t0 = time.perf_counter()
-        with ParamDB.open(store, create=True) as db:
+        with ParamDB.open(store, create=True,
+                          augment={"short_answers": True} if args.short_answers and not store.exists() else None) as db:
             new = [{"id": it["id"], "text": it["text"]} for it in items if it["id"] not in db]
             if new:
                 db.insert(new, batch_size=args.batch_size,
@@ -54,9 +62,14 @@ def main() -> None:
                 for i in range(0, len(qs), 8):
                     answers += db.generate_batch([q for _, q, _ in qs[i:i + 8]], k=args.k, mode=mode)
                 acc = sum(contains_answer(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
-                result["modes"][mode] = {"accuracy": round(acc, 3),
+                em = sum(em_in_output(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
+                f1 = sum(token_f1(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
+                words = sorted(len(a.text.split()) for a in answers)[len(answers) // 2]
+                result["modes"][mode] = {"accuracy": round(acc, 3), "em": round(em, 3), "f1": round(f1, 3),
+                                         "median_words": words,
                                          "s_per_q": round((time.perf_counter() - t) / len(qs), 3)}
-                print(f"{mode:8s} accuracy {acc:.3f}", file=sys.stderr)
+                print(f"{mode:8s} accuracy {acc:.3f} EM {em:.3f} F1 {f1:.3f} median words {words}",
+                      file=sys.stderr)
                 for a, (_, q, g) in zip(answers, qs):
                     mark = "+" if contains_answer(a.text, g) else "-"
                     print(f"   {mark} {q} -> {a.text[:90]}", file=sys.stderr)

@@ -55,6 +55,7 @@ class RunStats:
     seconds: list[float] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)   # of which: the optimizer steps alone
     doc_steps: list[int] = field(default_factory=list)        # steps run per document
+    doc_epochs: list[int] = field(default_factory=list)       # epochs run per document (stop_loss may end it)
     full_steps: list[int] = field(default_factory=list)       # steps the epochs asked for (before max_steps)
     samples: list[int] = field(default_factory=list)          # samples per document
     steps: int = 0
@@ -105,12 +106,15 @@ def _to_paramdb(state: dict[str, torch.Tensor], names: list[str]) -> dict[str, n
 class PeftTrainer:
     """One document at a time, PRAG's way, on a private copy of ``lm``'s model.
 
-    ``pad_to=3000`` is the PRAG reference (a); ``pad_to=None`` the sequential loop without padding (b).
+    ``pad_to=3000`` is PRAG's padding (a); ``pad_to=None`` the sequential loop without padding (b).
+    ``stop_loss`` gives the loop ParamDB's per-document stopping rule (``TrainSettings.stop_loss``): a document
+    stops after the first epoch whose mean training loss is below it, so a comparison with ParamDB's default
+    trainer is like for like.
     """
 
     def __init__(self, lm: LoadedModel, s: TrainSettings, pad_to: int | None = PRAG_MAX_LENGTH,
-                 epochs: int | None = None, max_steps: int | None = None):
-        self.lm, self.s, self.pad_to, self.max_steps = lm, s, pad_to, max_steps
+                 epochs: int | None = None, max_steps: int | None = None, stop_loss: float = 0.0):
+        self.lm, self.s, self.pad_to, self.max_steps, self.stop_loss = lm, s, pad_to, max_steps, stop_loss
         self.epochs = s.epochs if epochs is None else epochs
         self.names = [n for n, _ in side_path(lm.model).modules]
         self.model = base_copy(lm.model)          # PEFT wraps in place: never ParamDB's model
@@ -131,18 +135,28 @@ class PeftTrainer:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
         t1 = time.perf_counter()
-        plan = [b for _ in range(self.epochs) for b in batches]   # batch size 1, in order (shuffle=False)
-        if self.max_steps:                                         # timing only: cut the run short
-            plan = plan[:self.max_steps]
-        for ids, mask, labels in plan:
-            opt.zero_grad()
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            opt.step()
-            self.stats.tokens += ids.shape[1]
-            self.stats.target_tokens += int((labels[:, 1:] != IGNORE).sum())
-        self.stats.steps += len(plan)
-        self.stats.doc_steps.append(len(plan))
+        steps = 0
+        for _ in range(self.epochs):                               # batch size 1, in order (shuffle=False)
+            losses = []
+            for ids, mask, labels in batches:
+                if self.max_steps and steps >= self.max_steps:     # timing only: cut the run short
+                    break
+                opt.zero_grad()
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                steps += 1
+                self.stats.tokens += ids.shape[1]
+                self.stats.target_tokens += int((labels[:, 1:] != IGNORE).sum())
+            if not losses:
+                break
+            # ParamDB's stopping rule, on this document's own losses: stop after an epoch whose mean is low.
+            if self.stop_loss and sum(losses) / len(losses) < self.stop_loss:
+                break
+        self.stats.steps += steps
+        self.stats.doc_steps.append(steps)
+        self.stats.doc_epochs.append(-(-steps // len(batches)))
         self.stats.full_steps.append(len(batches) * self.epochs)
         self.stats.samples.append(len(batches))
         self.stats.step_seconds.append(time.perf_counter() - t1)
@@ -152,7 +166,7 @@ class PeftTrainer:
             raise RuntimeError("PEFT unload returned a different model object")
         if hasattr(self.model, "peft_config"):                   # so the next get_peft_model starts clean
             del self.model.peft_config
-        del model, opt, params, batches, plan
+        del model, opt, params, batches
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         gc.collect()
@@ -188,9 +202,11 @@ def train_prag_reference(lm: LoadedModel, docs: list[list[Sample]], keys: list[s
 
 
 def train_sequential(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings,
-                     epochs: int | None = None, progress=None) -> tuple[list[dict[str, np.ndarray]], RunStats]:
-    """Baseline (b): the same per-document PEFT loop, batch size 1, no padding."""
-    tr = PeftTrainer(lm, s, pad_to=None, epochs=epochs)
+                     epochs: int | None = None, progress=None, stop_loss: float = 0.0
+                     ) -> tuple[list[dict[str, np.ndarray]], RunStats]:
+    """Baseline (b): the same per-document PEFT loop, batch size 1, no padding; with ``stop_loss`` each
+    document stops as ParamDB's trainer stops it."""
+    tr = PeftTrainer(lm, s, pad_to=None, epochs=epochs, stop_loss=stop_loss)
     try:
         return tr.train(docs, keys, progress), tr.stats
     finally:

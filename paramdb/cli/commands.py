@@ -15,8 +15,8 @@ from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
 from .output import say, shown_id
-from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
-                      store_argument, where_options)
+from .options import (adapter_dtype_option, adapter_weight_option, device_option, json_option, k_option,
+                      merge_option, method_option, store_argument, where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -88,14 +88,19 @@ class InsertProgress:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
 @click.option("--stop-loss", type=click.FloatRange(min=0), default=None,
               help="A document stops training after an epoch whose mean loss is below this (0: all epochs).")
+@click.option("--short-answers", is_flag=True, default=False,
+              help="Also train each question against its short answer, and ask for short answers.")
+@adapter_dtype_option
 @device_option
-def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
-    """Create a new store at STORE (fixes its base model, embedder and training settings).
+def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, short_answers, adapter_dtype, device):
+    """Create a new store at STORE (fixes its base model, embedder, training settings and adapter dtype).
 
     \b
     Examples:
       paramdb init mystore
       paramdb init mystore --model ~/models/SmolLM2-135M-Instruct --epochs 5 --rank 4
+      paramdb init mystore --adapter-dtype int8
+      paramdb init mystore --short-answers
       paramdb init mystore --meta-url postgresql+psycopg://user@dbhost/paramdb
     """
     if Layout(Path(store)).exists():     # open(create=True) would silently open an existing store
@@ -103,8 +108,9 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, device):
     training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr, "stop_loss": stop_loss}.items()
                 if v is not None}
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                    training=training or None) as db:
-        say(f"created store at {db.path} (base model: {db.config.model})")
+                    training=training or None, adapter_dtype=adapter_dtype,
+                    augment={"short_answers": True} if short_answers else None) as db:
+        say(f"created store at {db.path} (base model: {db.config.model}, {db.config.adapter_dtype} adapters)")
 
 
 @click.command()

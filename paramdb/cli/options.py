@@ -23,11 +23,17 @@ method_option = click.option("--method", default="hybrid", show_default=True,
                              help="Retrieval: dense (embeddings), bm25 (terms) or hybrid (both, rank-fused).")
 
 merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean", show_default=True,
-                            help="Combine the k adapters at weight 1/k each (mean) or 1 each (sum, as PRAG).")
+                            help="Combine the k adapters at weight 1/k each (mean), 1 each (sum, as PRAG) or "
+                                 "1/rank normalised (rank: the best hit outweighs the rest).")
 
 adapter_weight_option = click.option(
     "--adapter-weight", type=click.FloatRange(min=0), default=None, metavar="W",
     help="Scale of the merged adapters [default: 1 in prag, 0.5 in combine, where the passages are in context].")
+
+# A plain string checked by the API (not click.Choice), so a bad value is one `error:` line like any bad input.
+adapter_dtype_option = click.option(
+    "--adapter-dtype", default=None, metavar="[float16|int8]",
+    help="How adapters are kept: float16, or int8 (one scale per rank component: half the bytes).")
 
 device_option = click.option("--device", default=None, metavar="DEVICE",
                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")

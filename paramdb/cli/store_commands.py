@@ -1,4 +1,5 @@
-"""Commands over a whole store's format and location: ``migrate`` and ``copy`` (thin layers over paramdb.ops)."""
+"""Commands over a whole store's format and location: ``migrate``, ``copy`` and ``compact`` (thin layers over
+paramdb.ops)."""
 from __future__ import annotations
 
 from dataclasses import asdict
@@ -7,7 +8,7 @@ import click
 
 from .commands import echo_json
 from .output import say
-from .options import json_option, store_argument
+from .options import adapter_dtype_option, json_option, store_argument
 
 
 @click.command()
@@ -63,4 +64,31 @@ def copy(src, dst, meta_url, as_json):
                    f"(metadata: {report.meta_url})")
 
 
-STORE_COMMANDS = [migrate, copy]
+@click.command()
+@store_argument
+@adapter_dtype_option
+@json_option
+def compact(store, adapter_dtype, as_json):
+    """Convert STORE's adapters to --adapter-dtype (default int8: half the bytes) and keep new ones so.
+    Safe to interrupt: every row keeps a complete adapter; rerun it to finish.
+
+    \b
+    Examples:
+      paramdb compact mystore
+      paramdb compact mystore --adapter-dtype float16 --json
+    """
+    from paramdb.ops.compact import compact as run
+
+    report = run(store, adapter_dtype or "int8")
+    if as_json:
+        echo_json({**asdict(report), "ratio": round(report.ratio, 4)})
+    else:
+        say(f"{report.path}: {report.converted} of {report.rows} adapters converted to {report.adapter_dtype}; "
+            f"adapter bytes {report.adapter_bytes_before:,} -> {report.adapter_bytes_after:,} ({report.ratio:.3f}x)")
+    if report.damaged:
+        shown = ", ".join(report.damaged[:5]) + (" ..." if len(report.damaged) > 5 else "")
+        say(f"warning: {len(report.damaged)} rows have a damaged or missing adapter and were not converted "
+            f"({shown}); run `paramdb check {store} --repair`", err=True)
+
+
+STORE_COMMANDS = [migrate, copy, compact]

@@ -53,7 +53,14 @@ class DistillProgress:
 @json_option
 def distill(store, from_files, teacher, epochs, lr, limit, held_out, device, as_json):
     """Train STORE's translator (document in, adapter out) and store it; `insert --translate` then writes
-    adapters in one forward pass. Safe to interrupt: the translator is written in one transaction at the end."""
+    adapters in one forward pass. Safe to interrupt: the translator is written in one transaction at the end.
+
+    \b
+    Examples:
+      paramdb distill mystore
+      paramdb distill mystore --teacher adapter --epochs 3
+      paramdb distill newstore --from passages.jsonl
+    """
     source = read_documents(from_files) if from_files else None
     with commands.open_store(store, device=device) as db:
         result = db.distill(source, teacher=teacher, epochs=epochs, lr=lr, limit=limit, held_out=held_out,
@@ -76,7 +83,13 @@ def distill(store, from_files, teacher, epochs, lr, limit, held_out, device, as_
 @device_option
 @json_option
 def refine(store, batch_size, limit, device, as_json):
-    """Replace STORE's translated adapters with trained ones while it stays in use (resumable: rerun it)."""
+    """Replace STORE's translated adapters with trained ones while it stays in use (resumable: rerun it).
+
+    \b
+    Examples:
+      paramdb refine mystore
+      paramdb refine mystore --limit 100
+    """
     with commands.open_store(store, device=device) as db:
         total = db.stats()["adapters"]["translated"]
         with InsertProgress(total if limit is None else min(limit, total)) as progress:

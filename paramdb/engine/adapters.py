@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..config import rank_weights
 from ..errors import CorruptData, UnknownId
 from ..knowledge.inject import from_stored, merge_flat, question_scale
 from ..knowledge.lora import side_path
@@ -54,9 +55,11 @@ def load(store: Store, lm: LoadedModel, keys: list[str]) -> list:
 def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str = "mean",
            weight: float = 1.0):
     """One merged side path per question from its retrieved adapters (None when no question has any):
-    each adapter weighs 1/k ("mean") or 1 ("sum"), times ``weight`` and the store's LoRA scale."""
+    each adapter weighs 1/k ("mean"), 1 ("sum") or 1/rank normalised ("rank": the best hit outweighs the
+    rest), times ``weight`` and the store's LoRA scale."""
     if not any(blob_keys):
         return None
     per_q = [load(store, lm, keys) if keys else [] for keys in blob_keys]
     scales = [question_scale(store.config.training.scale, merge, weight, len(keys)) for keys in blob_keys]
-    return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales)
+    weights = [rank_weights(len(keys)) for keys in blob_keys] if merge == "rank" else None
+    return merge_flat(per_q, lm.device, next(lm.model.parameters()).dtype, scale=scales, weights=weights)

@@ -32,8 +32,9 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
         if mode in ("prag", "combine") else None
     t2 = time.perf_counter()
     with_passages = mode in ("icl", "combine")
+    short = store.config.augment.short_answers     # asked as the store's adapters were trained
     fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None,
-                                             room, context) for q, hs in zip(questions, hits)]
+                                             room, context, short=short) for q, hs in zip(questions, hits)]
     texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
                    scale=1.0)    # merged factors carry the scale
     t3 = time.perf_counter()

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ..errors import ParamDBError
-from ..storage.codec import encode_tensors, encode_vector
+from ..storage.codec import encode_adapter, encode_vector
 from ..types import Document
 from .store import Store
 
@@ -27,7 +27,8 @@ def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
     with store.lock.held("insert"):
         gen_before = store.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
-        store.blobs.put({k: encode_tensors(a, metadata={"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
+        dtype = store.config.adapter_dtype             # each blob records its own: a store may hold both
+        store.blobs.put({k: encode_adapter(a, dtype, {"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
         rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time(),
                  "adapter_kind": kind} for d, k in zip(batch, keys)]

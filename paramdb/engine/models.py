@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import StoreConfig, apply_overrides, default_training
+from ..config import NEW_STORE_AUGMENT, StoreConfig, apply_overrides, default_training
+from ..storage.codec import check_adapter_dtype
 from ..errors import ModelMismatch
 from ..knowledge.embed import Embedder
 from ..knowledge.models import LoadedModel, load_model
@@ -66,8 +67,10 @@ class Models:
 
 
 def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | str | Path | None,
-                  device: str | None, training: dict | None, label: str) -> Models:
+                  device: str | None, training: dict | None, label: str,
+                  adapter_dtype: str | None = None, augment: dict | None = None) -> Models:
     """Load the model and embedder a new store is made with, and the config that records them."""
+    adapter_dtype = check_adapter_dtype(adapter_dtype or "float16")   # refused before any model is loaded
     model, embedder = _absolute(model), _absolute(embedder)
     lm = model if isinstance(model, LoadedModel) else load_model(model, device)
     emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
@@ -76,7 +79,8 @@ def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | s
         model=str(model) if isinstance(model, str) else ("default" if model is None else lm.name),
         model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
         ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
-        training=apply_overrides(default_training(n_params), training, "training"))
+        training=apply_overrides(default_training(n_params), training, "training"), adapter_dtype=adapter_dtype,
+        augment=apply_overrides(NEW_STORE_AUGMENT, augment, "augment"))
     return Models(config, lm, emb, device, label)
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..config import MERGES, adapter_weight_for
+from ..config import MERGES, adapter_weight_for, rank_weights
 from ..errors import InvalidInput, ModelLoadError
 from ..knowledge.inject import merge_flat, question_scale
 from ..knowledge.lora import side_path
@@ -102,7 +102,8 @@ def export_question(db, question: str, target: Path, *, k: int = 3, where: dict 
     dtype = next(lm.model.parameters()).dtype
     scale = question_scale(db.config.training.scale, merge, weight, len(ids))
     factors = db.adapter_factors(ids)
-    merged = merge_flat([factors], lm.device, dtype, scale=[scale])
+    weights = [rank_weights(len(ids))] if merge == "rank" else None      # per document, as generate
+    merged = merge_flat([factors], lm.device, dtype, scale=[scale], weights=weights)
     names = [n for n, _ in side_path(lm.model).modules]
     base = base_model_for(db)
     adapter = _as_adapter(names, [(a[0], b[0]) for a, b in merged], 1.0, base)
@@ -112,7 +113,8 @@ def export_question(db, question: str, target: Path, *, k: int = 3, where: dict 
         "ranks": [f[0][0].shape[0] for f in factors],
         "exact_merge": "rank = sum of the documents' ranks: A = the documents' A stacked, B = their B side by "
                        f"side, each times its merge scale ({scale:g} = alpha/r x adapter weight"
-                       f"{' / k' if merge == 'mean' else ''}); lora_alpha = r, so PEFT's scaling is 1"})}
+                       f"{' / k' if merge == 'mean' else ''}{' x 1/rank normalised' if merge == 'rank' else ''}); "
+                       "lora_alpha = r, so PEFT's scaling is 1"})}
     written = folders.write_tree(Path(target), files, force)
     return PeftExport(written, {}, base, merged=True, rank=adapter.rank, hits=ids)
 

@@ -5,6 +5,10 @@ to recite it, not to answer from it. So each sentence of the passage gets a ques
 (few-shot, all sentences of a batch in one batched generation) and the sample teaches "that question → that
 sentence". The answer is the document's own sentence, so a poor question costs little and an answer is never
 invented. A question the model botches is replaced by a cloze prompt built from the sentence itself.
+
+With ``short_answers`` the LLM also copies the question's short answer out of the sentence (a name, a date, a
+phrase); kept only if it really is a span of the sentence and not already in the question, it adds a second
+sample "question -> that span", asked with the short-answer prompt that answering then uses.
 """
 from __future__ import annotations
 
@@ -108,17 +112,55 @@ def _fitted(lm: LoadedModel, template: str, passage: str, sentence: str, new_tok
     return template.format(passage=passage, sentence=sentence)
 
 
+def short_span(answer: str, sentence: str, question: str) -> str | None:
+    """``answer`` as the sentence writes it, or None: not a span of the sentence, as long as the sentence
+    (nothing short about it), or already in the question (the model echoed the subject)."""
+    answer = answer.strip().strip(".,;:!?\"'").strip()
+    if not answer or len(answer.split()) > 8 or len(answer) > 0.6 * len(sentence):
+        return None
+    if answer.lower() in question.lower():
+        return None
+    at = sentence.lower().find(answer.lower())
+    return sentence[at:at + len(answer)] if at >= 0 else None
+
+
+def write_questions_with_answers(lm: LoadedModel, sents: list[str], s: AugmentSettings
+                                 ) -> list[tuple[str, str | None]]:
+    """One (question, short answer span or None) per sentence, in batched generations."""
+    new_tokens = s.max_question_tokens + 16            # the question and its answer on one line
+    jobs = [(prompt, j) for j, x in enumerate(sents)
+            if (prompt := _fitted(lm, prompts.QUESTION_ANSWER_FEW_SHOT, "", x, new_tokens)) is not None]
+    out: list[tuple[str, str | None]] = [(_cloze(x), None) for x in sents]   # kept where the model fails
+    for i in range(0, len(jobs), s.batch_size):
+        chunk = jobs[i:i + s.batch_size]
+        for line, (_, j) in zip(greedy(lm, [prompt for prompt, _ in chunk], new_tokens), chunk):
+            q, _, a = line.partition("Answer:")
+            q = q.strip()
+            if _usable(q):
+                out[j] = (q, short_span(a, sents[j], q))
+    return out
+
+
 def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
-    """Training samples for each text: the passage, then question → sentence pairs for each sentence."""
+    """Training samples for each text: the passage, then question → sentence pairs for each sentence (and
+    question → short answer, with ``short_answers``)."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
     flat = [(passage, x) for t, doc in zip(texts, per_doc) for passage in [" ".join(t.split())] for x in doc]
-    questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
+    spans: list[str | None] = [None] * len(flat)
+    if s.short_answers and s.questions:
+        qa = write_questions_with_answers(lm, [x for _, x in flat], s)
+        questions, spans = [[q] for q, _ in qa], [a for _, a in qa]
+    else:
+        questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):
         samples = [Sample("", " ".join(text.split()) + eos)]
         for sent in doc:
             samples += [Sample(prompts.question_prompt(lm.tokenizer, q), sent + eos) for q in questions[pos]]
+            if spans[pos]:
+                samples.append(Sample(prompts.question_prompt(lm.tokenizer, questions[pos][0], short=True),
+                                      spans[pos] + eos))
             pos += 1
         out.append(samples)
     return out

@@ -105,12 +105,20 @@ def _relative_distance(a_gen, b_gen, a_ref, b_ref) -> torch.Tensor:
     return diff / ref.clamp_min(1e-12)
 
 
-def _question_of(tokenizer, prompt: str) -> str:
-    """The question inside a prompt made by ``prompts.question_prompt`` (no passages)."""
-    head, _, tail = prompts.question_prompt(tokenizer, "\x00").partition("\x00")
-    if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
-        return prompt[len(head):len(prompt) - len(tail)]
-    return prompt
+def _question_of(tokenizer, prompt: str) -> tuple[str, bool]:
+    """The question inside a prompt made by ``prompts.question_prompt`` (no passages), and whether it was the
+    short-answer prompt (augment.py's short-answer samples), so the teacher asks in the same style."""
+    for short in (False, True):
+        head, _, tail = prompts.question_prompt(tokenizer, "\x00", short=short).partition("\x00")
+        if prompt.startswith(head) and prompt.endswith(tail) and len(prompt) >= len(head) + len(tail):
+            return prompt[len(head):len(prompt) - len(tail)], short
+    return prompt, False
+
+
+def _with_passage(tokenizer, prompt: str, passage: str) -> str:
+    """The icl prompt asking the same question as ``prompt``, in the same style, with ``passage`` in context."""
+    question, short = _question_of(tokenizer, prompt)
+    return prompts.question_prompt(tokenizer, question, [passage], short=short)
 
 
 class _Encoded:
@@ -124,9 +132,8 @@ class _Encoded:
             self.rows.append(_encode(lm.tokenizer, d.samples, t.max_length))
             if with_context:
                 self.context.append([
-                    _encode(lm.tokenizer, [Sample(prompts.question_prompt(
-                        lm.tokenizer, _question_of(lm.tokenizer, s.prompt), [d.text]), s.target)],
-                        t.max_length * 4)[0] if s.prompt else None
+                    _encode(lm.tokenizer, [Sample(_with_passage(lm.tokenizer, s.prompt, d.text), s.target)],
+                            t.max_length * 4)[0] if s.prompt else None
                     for s in d.samples])
 
 

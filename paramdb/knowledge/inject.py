@@ -53,9 +53,13 @@ def tensor_names(module_names: list[str]) -> list[str]:
 
 def from_stored(buf, module_names: list[str], device, dtype) -> FlatFactors:
     """Stored adapter bytes (e.g. an LMDB memoryview) → factors: the data section is copied and converted
-    in one operation, in the order it is stored; the layout records where each module's factors are."""
+    in one operation, in the order it is stored; the layout records where each module's factors are.
+    An int8 blob arrives already dequantized into a new float32 array (its copy-and-convert), used as is."""
     flat, where = decode_flat(buf, tensor_names(module_names))
-    data = torch.frombuffer(bytearray(flat.data), dtype=_TORCH[flat.dtype.str]).to(device=device, dtype=dtype)
+    if flat.flags.writeable:      # a fresh array of our own (int8 blob, dequantized): no second copy
+        data = torch.from_numpy(flat).to(device=device, dtype=dtype)
+    else:
+        data = torch.frombuffer(bytearray(flat.data), dtype=_TORCH[flat.dtype.str]).to(device=device, dtype=dtype)
     layout = tuple((ao, a, bo, b) for (ao, a), (bo, b) in zip(where[0::2], where[1::2]))
     return FlatFactors(data, layout)
 
@@ -99,21 +103,25 @@ def _merge_plan(layout: Layout, total: int, k: int):
 
 def question_scale(lora_scale: float, merge: str, weight: float, k: int) -> float:
     """The factor on each of a question's k merged B's: the LoRA scale (alpha/r) times the adapter weight,
-    over k for a mean merge. One rule for answering and for exporting the merge (paramdb/interop)."""
+    over k for a mean merge ("rank" spreads its weights, summing to 1, per adapter: merge_flat's ``weights``).
+    One rule for answering and for exporting the merge (paramdb/interop)."""
     return lora_scale * weight / max(1, k) if merge == "mean" else lora_scale * weight
 
 
-def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float | list[float] = 1.0) -> Factors:
+def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float | list[float] = 1.0,
+               weights: list[list[float]] | None = None) -> Factors:
     """Batch of questions, each with its retrieved adapters → per-module (A [b, k·r, in], s·B [b, out, k·r]).
 
     Same result as ``lora.merge_factors`` with B scaled by ``scale`` (one value, or one per question;
     questions with fewer adapters get zero adapters, which add nothing), in four tensor operations plus
-    one view per factor.
+    one view per factor. ``weights[q][j]`` further scales question q's j-th adapter (its B), e.g. by rank.
     """
     scales = list(scale) if isinstance(scale, (list, tuple)) else [scale] * len(adapters)
     ref = next(ad for q in adapters for ad in q)
     if any(ad.layout != ref.layout for q in adapters for ad in q):   # e.g. one fresh from training: rare
-        merged = merge_factors([[list(ad) for ad in q] for q in adapters], device, dtype)
+        per_q = [[list(ad) if weights is None else [(a, b * weights[i][j]) for a, b in ad]
+                  for j, ad in enumerate(q)] for i, q in enumerate(adapters)]
+        merged = merge_factors(per_q, device, dtype)
         column = torch.tensor(scales, device=device, dtype=dtype).view(-1, 1, 1)
         return [(a, b * column) for a, b in merged]
     k, n = max(len(q) for q in adapters), len(adapters)
@@ -125,6 +133,10 @@ def merge_flat(adapters: list[list[FlatFactors]], device, dtype, scale: float | 
     merged = merged.to(device=device, dtype=dtype)
     if any(x != 1.0 for x in scales):
         merged[:, n_a:] *= torch.tensor(scales, device=merged.device, dtype=merged.dtype).view(-1, 1)
+    if weights is not None:            # which of the k adapters each B element came from: its stacked row
+        w = torch.tensor([list(q) + [0.0] * (k - len(q)) for q in weights], dtype=merged.dtype)
+        source = (index[n_a:] // ref.flat.numel()) % k
+        merged[:, n_a:] *= w[:, source.cpu()].to(merged.device)
     parts = [p.view(n, *shape) for p, shape in zip(torch.split(merged, sizes, dim=1), shapes)]
     half = len(parts) // 2
     return list(zip(parts[:half], parts[half:]))

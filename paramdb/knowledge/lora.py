@@ -54,7 +54,10 @@ class SidePath:
             if f is None:
                 return output
             a_t, sb_t = f
-            return output + torch.matmul(torch.matmul(inputs[0], a_t), sb_t)
+            x = inputs[0]
+            if x.dtype != a_t.dtype:     # training on a bf16/fp16 base: fp32 factors, fp32 side path
+                return output + torch.matmul(torch.matmul(x.to(a_t.dtype), a_t), sb_t).to(output.dtype)
+            return output + torch.matmul(torch.matmul(x, a_t), sb_t)
         return add_delta
 
     def set(self, factors: list[tuple[torch.Tensor, torch.Tensor]], scale: float) -> None:

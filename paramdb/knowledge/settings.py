@@ -39,6 +39,10 @@ class AugmentSettings:
     max_sentences: int = 12         # per document; long documents keep their first sentences
     max_question_tokens: int = 32
     batch_size: int = 16            # prompts per batched generation
+    # Also train "question -> short answer" (a span of the sentence the LLM picks with its question) and ask
+    # for short answers. False here so stores made before it keep what they were trained with; new stores
+    # get config.NEW_STORE_AUGMENT.
+    short_answers: bool = False
 
     def __post_init__(self) -> None:
         _check(self, "augment", {"questions_per_sentence": 1, "max_sentences": 1, "max_question_tokens": 1,

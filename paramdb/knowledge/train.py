@@ -19,6 +19,7 @@ import torch
 from . import budget
 from .lora import side_path, tensor_names
 from .models import LoadedModel
+from .precision import precision_for
 from .settings import TrainSettings
 
 
@@ -75,15 +76,18 @@ class _StackedAdam:
             p.grad = None
 
 
-def _init_factors(shapes, keys: list[str], s: TrainSettings, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed."""
+def _init_factors(shapes, keys: list[str], s: TrainSettings, device, dtype=torch.float32
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed;
+    in ``dtype`` (fp32 whatever the base model's dtype: precision.py), drawn in fp32 so it is the same."""
     factors = []
     gens = [torch.Generator().manual_seed(doc_seed(s.seed, k)) for k in keys]
     for shp in shapes:
         bound = 1.0 / math.sqrt(shp.in_features)
         a = torch.stack([(torch.rand(s.rank, shp.in_features, generator=g) * 2 - 1) * bound for g in gens])
         b = torch.zeros(len(keys), shp.out_features, s.rank)
-        factors.append((a.to(device).requires_grad_(), b.to(device).requires_grad_()))
+        factors.append((a.to(device=device, dtype=dtype).requires_grad_(),
+                        b.to(device=device, dtype=dtype).requires_grad_()))
     return factors
 
 
@@ -172,8 +176,8 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     # A sample longer than one chunk's token budget or the model's context would blow either: cut it to fit.
     limit = min(s.max_length, s.max_batch_tokens, budget.context_window(lm))
     encoded = [_encode(lm.tokenizer, d, limit) for d in docs]
-    factors = _init_factors(sp.shapes, keys, s, device)
-    params = [t for pair in factors for t in pair]
+    factors = _init_factors(sp.shapes, keys, s, device, precision_for(device).factors)
+    params = [t for pair in factors for t in pair]       # Adam's moments take their dtype: fp32
     opt = _StackedAdam(params, len(docs), s.lr)
     backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
     pad = lm.tokenizer.pad_token_id or 0
@@ -208,7 +212,7 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
         adapter = {}
         for name, (a, b) in zip(names, factors):
             a_name, b_name = tensor_names(name)
-            adapter[a_name] = a[d].detach().cpu().numpy()
-            adapter[b_name] = b[d].detach().cpu().numpy()
+            adapter[a_name] = a[d].detach().float().cpu().numpy()
+            adapter[b_name] = b[d].detach().float().cpu().numpy()
         out.append(adapter)
     return out

@@ -1,4 +1,4 @@
-"""The translator: a small network that writes a document's LoRA adapter in one forward pass (issue 14).
+"""The translator: a small network that writes a document's LoRA adapter in one forward pass.
 
 Training an adapter per document costs seconds to tens of seconds on a CPU; reading the document once with the
 base model and mapping what it sees to adapter factors costs one forward pass. Shape, chosen to stay a few

@@ -7,8 +7,9 @@ the committed ones, and rerunning migrate finishes the job:
 1. SQL schema (Alembic, one transaction): stamp a format-1 database at the baseline, upgrade to the
    head, back-fill ``documents.text_sha256``.
 2. LMDB values: each blob-format step re-encodes values under new keys in bounded write transactions and
-   then points the rows at them in one SQL transaction (there is no such step yet: format 2 keeps format 1's
-   values). Then a read-only pass checks every row's adapter CRC and embedding length.
+   then points the rows at them in one SQL transaction (no step rewrites anything yet: formats 2 and 3 keep
+   format 1's values, which stay readable). Then a read-only pass checks every row's adapter CRC and embedding
+   length.
 3. Record: ``store_info`` 'blob_format' and the config as this format writes it (its format version; the
    default embedder named 'default'), then the marker file, last.
 
@@ -34,7 +35,14 @@ _VERIFY_CHUNK = 256  # rows per LMDB read transaction in the verification pass
 
 # blob format n -> the step that rewrites a store's values from format n to n + 1 (see module docstring).
 BlobStep = Callable[[MetaStore, BlobStore], None]
-BLOB_STEPS: dict[int, BlobStep] = {}
+
+
+def _blob_1_to_2(meta: MetaStore, blobs: BlobStore) -> None:
+    """Blob format 2 adds int8 adapters beside float16 ones; a format-1 value is a format-2 value as it is.
+    Converting a store's adapters to int8 is the operator's choice: `paramdb compact` (paramdb/ops/compact.py)."""
+
+
+BLOB_STEPS: dict[int, BlobStep] = {1: _blob_1_to_2}
 
 
 @dataclass
@@ -88,10 +96,12 @@ def upgrade_config(config: dict) -> dict:
     """The stored config as this format writes it.
 
     Format 1 recorded the packaged default embedder by its name, 'all-MiniLM-L6-v2', which later opens
-    read as a relative path; format 2 records 'default'. Any embedder given by path was stored absolute,
+    read as a relative path; format 2 records 'default'. Format 3 records the adapter dtype; a store made
+    before it kept float16 adapters, and keeps doing so. Any embedder given by path was stored absolute,
     so a bare name can only be the default.
     """
     out = {**config, "format_version": FORMAT_VERSION}
+    out.setdefault("adapter_dtype", "float16")     # format 3: the dtype new adapters are kept in
     if out.get("embedder") == _FORMAT1_DEFAULT_EMBEDDER:
         out["embedder"] = "default"
     return out

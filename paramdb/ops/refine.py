@@ -15,7 +15,7 @@ from typing import Callable
 from paramdb.errors import InvalidInput
 from paramdb.knowledge.augment import build_samples
 from paramdb.knowledge.train import train_adapters
-from paramdb.storage.codec import encode_tensors
+from paramdb.storage.codec import encode_adapter
 
 Progress = Callable[[int, int], None]
 
@@ -63,7 +63,8 @@ def _commit(db, rows: list[dict], adapters: list[dict], result: RefineResult) ->
             v = blobs.get_embedding(r["blob_key"])
             if v is not None:                    # a row deleted meanwhile has none: it will not be swapped
                 vectors[k] = v
-        blobs.put({k: encode_tensors(a, metadata={"doc_id": r["id"]}) for k, a, r in zip(keys, adapters, rows)
+        dtype = db.config.adapter_dtype
+        blobs.put({k: encode_adapter(a, dtype, {"doc_id": r["id"]}) for k, a, r in zip(keys, adapters, rows)
                    if k in vectors}, vectors)
         swapped = meta.swap_adapters([(r["id"], r["blob_key"], k, "trained")
                                       for k, r in zip(keys, rows) if k in vectors])

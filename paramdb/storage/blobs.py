@@ -284,6 +284,15 @@ class BlobStore:
         with self._read() as txn:
             return int(txn.stat(db)["entries"])
 
+    def value_bytes(self, kind: str = "adapters") -> int:
+        """Total length of the values of ``kind``: what they take, without LMDB's pages and free space.
+        Reads only the nodes' sizes from one snapshot, not the values themselves."""
+        db = self._db(kind)
+        if db is None:
+            return 0
+        with self._read(buffers=True) as txn, txn.cursor(db=db) as cur:
+            return sum(len(v) for v in cur.iternext(keys=False, values=True))
+
     def iter_embeddings(self) -> Iterator[tuple[str, bytes]]:
         """All (key, embedding bytes) from one snapshot, for rebuilding the vector index."""
         db = self._s.dbs["embeddings"]

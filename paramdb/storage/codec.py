@@ -3,6 +3,10 @@
 Safetensors rather than pickle: stored bytes are never executable, and any safetensors reader can open an
 exported adapter. Decoding returns zero-copy views so that reading an adapter straight out of an LMDB
 memoryview costs no copy; the CRC32 in ``__metadata__`` catches bit rot that LMDB itself would not see.
+
+An adapter is stored in one of ``ADAPTER_DTYPES``, and each blob says which: a float16 blob holds its tensors
+by name; an int8 blob (paramdb/storage/quantize.py) holds two tensors, the int8 data and the scales, and names
+its scheme and layout in ``__metadata__``. So one store may hold both, and every reader handles both.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from paramdb.errors import CorruptData, InvalidInput
+from paramdb.storage import quantize
 
 # Safetensors dtype names <-> little-endian numpy dtypes (the format is little-endian by definition).
 _TO_NUMPY: dict[str, np.dtype] = {
@@ -29,7 +34,12 @@ Buffer = bytes | bytearray | memoryview
 
 # The encoding of LMDB values (adapters: this safetensors image with its CRC32; embeddings: raw float32).
 # Recorded per store (store_info 'blob_format'); a change bumps it and adds a step to paramdb/ops/migrate.py.
-BLOB_FORMAT = 1
+# 1: float16 adapters. 2: an adapter may also be an int8 blob (self-describing); every format-1 value is a
+# valid format-2 value, so migrating 1 -> 2 rewrites nothing.
+BLOB_FORMAT = 2
+ADAPTER_DTYPES = ("float16", "int8")   # how a store keeps the adapters it writes (StoreConfig.adapter_dtype)
+_QUANT_KEY, _LAYOUT_KEY = "paramdb_quant", "paramdb_layout"
+_QDATA, _QSCALES = "paramdb.int8", "paramdb.scales"
 
 
 def encode_tensors(
@@ -44,13 +54,39 @@ def encode_tensors(
     target = np.dtype(dtype).newbyteorder("<")
     if target not in _FROM_NUMPY:
         raise InvalidInput(f"cannot encode tensors as {np.dtype(dtype)}; use float16 or float32")
+    return _encode({name: np.ascontiguousarray(np.asarray(t), dtype=target) for name, t in tensors.items()},
+                   metadata)
+
+
+def encode_adapter(tensors: Mapping[str, np.ndarray], adapter_dtype: str = "float16",
+                   metadata: Mapping[str, str] | None = None) -> bytes:
+    """An adapter as the blob a store keeps: float16 tensors by name, or int8 data + scales + layout."""
+    check_adapter_dtype(adapter_dtype)
+    if adapter_dtype == "float16":
+        return encode_tensors(tensors, np.float16, metadata)
+    for name in tensors:
+        if name == _METADATA:
+            raise InvalidInput(f"tensor name {_METADATA!r} is reserved by safetensors")
+    q, scales, layout = quantize.quantize(tensors)
+    return _encode({_QDATA: q, _QSCALES: scales.astype("<f4")},
+                   {**(metadata or {}), _QUANT_KEY: quantize.SCHEME, _LAYOUT_KEY: layout})
+
+
+def check_adapter_dtype(adapter_dtype: object) -> str:
+    if adapter_dtype not in ADAPTER_DTYPES:
+        raise InvalidInput(f"unknown adapter dtype {adapter_dtype!r}; valid: {', '.join(ADAPTER_DTYPES)}")
+    return adapter_dtype
+
+
+def _encode(arrays: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None) -> bytes:
     header: dict[str, object] = {}
     chunks: list[bytes] = []
     offset = 0
-    for name in sorted(tensors):
+    for name in sorted(arrays):
         if name == _METADATA:
             raise InvalidInput(f"tensor name {_METADATA!r} is reserved by safetensors")
-        arr = np.ascontiguousarray(np.asarray(tensors[name]), dtype=target)
+        arr = arrays[name]
+        target = arr.dtype.newbyteorder("<")
         data = arr.tobytes()
         header[name] = {"dtype": _FROM_NUMPY[target], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + len(data)]}
@@ -100,13 +136,17 @@ def decode_tensors(buf: Buffer, verify: bool = True) -> dict[str, np.ndarray]:
     """Parse a safetensors image into read-only arrays that are views into ``buf`` (no copy).
 
     The views keep ``buf`` alive, but an LMDB memoryview is only valid inside its read transaction:
-    copy (``arr.copy()`` / ``torch.tensor``) before the transaction ends. With ``verify`` the data section
+    copy (``arr.copy()`` / ``torch.tensor``) before the transaction ends. An int8 blob decodes to new float32
+    arrays (dequantized), under the adapter's own tensor names. With ``verify`` the data section
     must match its recorded CRC32; bytes written by other tools carry none, so decode those with
     ``verify=False``.
     """
     header, data = _parse_header(buf)
     if verify:
         _verify(header, data)
+    if _QUANT_KEY in header.get(_METADATA, {}):
+        flat, layout = _dequantized(header, data)
+        return {e.name: flat[e.offset:e.offset + e.size].reshape(e.shape) for e in layout.entries}
     out: dict[str, np.ndarray] = {}
     for name, info in header.items():
         if name == _METADATA:
@@ -144,9 +184,17 @@ def decode_flat(buf: Buffer, names: list[str]) -> tuple[np.ndarray, list[tuple[i
     (element offset, shape) in it: the answer-time path, which needs no per-tensor arrays.
 
     CRC-checked like :func:`decode_tensors`; every named tensor must share one dtype (encode writes one).
+    An int8 blob gives a new, writable float32 array: dequantizing is its one copy-and-convert.
     """
     header, data = _parse_header(buf)
     _verify(header, data)
+    if _QUANT_KEY in header.get(_METADATA, {}):
+        flat, layout = _dequantized(header, data)
+        by_name = layout.by_name
+        missing = next((n for n in names if n not in by_name), None)
+        if missing is not None:
+            raise CorruptData(f"adapter lacks tensor {missing!r}")
+        return flat, [(by_name[n].offset, by_name[n].shape) for n in names]
     dtypes, where = set(), []
     for name in names:
         info = header.get(name)
@@ -163,6 +211,38 @@ def decode_flat(buf: Buffer, names: list[str]) -> tuple[np.ndarray, list[tuple[i
     flat = np.frombuffer(data, dtype=dt, count=len(data) // dt.itemsize)
     flat.flags.writeable = False
     return flat, where
+
+
+def _dequantized(header: dict, data: memoryview) -> tuple[np.ndarray, quantize.Layout]:
+    """An int8 blob's flat float32 adapter and its layout (entries with element offsets into it)."""
+    meta = header[_METADATA]
+    if meta[_QUANT_KEY] != quantize.SCHEME:
+        raise CorruptData(f"adapter is quantized with scheme {meta[_QUANT_KEY]!r}, which this ParamDB cannot "
+                          f"read (it reads {quantize.SCHEME!r}); upgrade ParamDB")
+    layout = quantize.parse_layout(meta.get(_LAYOUT_KEY, ""))
+    arrays = {}
+    for name in (_QDATA, _QSCALES):
+        info = header.get(name)
+        if not isinstance(info, dict):
+            raise CorruptData(f"int8 adapter lacks tensor {name!r}")
+        dt, shape, begin = _entry(name, info, len(data))
+        arrays[name] = np.frombuffer(data, dtype=dt, count=math.prod(shape), offset=begin)
+    q, scales = arrays[_QDATA], arrays[_QSCALES]
+    if q.dtype != np.int8 or scales.dtype != np.dtype("<f4") or (q.size, scales.size) != \
+            (layout.n_elements, layout.n_scales):
+        raise CorruptData("int8 adapter's data or scales do not match its layout")
+    return quantize.dequantize(q, scales, layout), layout
+
+
+def adapter_dtype(buf: Buffer) -> str:
+    """Which of ``ADAPTER_DTYPES`` (or another float dtype, e.g. float32) a stored adapter blob is in,
+    from its header alone."""
+    header, _ = _parse_header(buf)
+    if _QUANT_KEY in header.get(_METADATA, {}):
+        return "int8"
+    kinds = {info.get("dtype") for name, info in header.items() if name != _METADATA and isinstance(info, dict)}
+    return {"F16": "float16", "F32": "float32", "F64": "float64"}.get(kinds.pop(), "unknown") \
+        if len(kinds) == 1 else "unknown"
 
 
 def encode_vector(v: np.ndarray) -> bytes:
