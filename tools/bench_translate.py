@@ -1,4 +1,4 @@
-"""Benchmark for issue 14: translated (one forward pass) vs trained adapters, side by side in one run.
+"""Benchmark: translated (one forward pass) vs trained adapters, side by side in one run.
 
 Speed: end-to-end ``db.insert`` of the same documents (the eval items' passages), trained and translated.
 Quality on documents the translator never learned from (split by item): it learns from the passages of
