@@ -125,8 +125,8 @@ class ParamDB:
         Any other iterable is streamed: read, validated and committed ``batch_size`` documents at a time, so
         memory stays bounded whatever the corpus size. Either way each batch is written atomically. Without
         ``upsert``, a document already stored with the same text and metadata is skipped (``skipped``: so a
-        rerun after an interruption resumes) and another taken id is refused; ``upsert`` replaces both. Ctrl-C raises InsertInterrupted (a
-        KeyboardInterrupt) whose ``committed`` lists the ids stored before it.
+        rerun after an interruption resumes) and another taken id is refused; ``upsert`` replaces both.
+        Ctrl-C raises InsertInterrupted (a KeyboardInterrupt) whose ``committed`` lists the ids stored before it.
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
         ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; there
@@ -146,6 +146,8 @@ class ParamDB:
             raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
         translator = self.translator() if parameterize == "translate" else None   # none: say so first
         if executor == "ray":
+            if parameterize == "translate":    # one forward pass per document: nothing worth a cluster
+                raise InvalidInput("parameterize='translate' runs locally: use executor='local'")
             from .distributed.ray_executor import ray_insert
 
             return ray_insert(self._store, self._models.source(), docs, upsert=upsert, batch_size=batch_size,

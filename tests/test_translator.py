@@ -88,6 +88,13 @@ def test_distill_from_passages_lets_an_empty_store_insert_fast(db):
     assert db.stats()["translator"]["learned_from"]["count"] == 6
 
 
+def test_a_translated_insert_on_ray_is_refused_and_adds_nothing(db):
+    distilled(db, source=[d["text"] for d in DOCS[:6]], epochs=1)
+    with pytest.raises(InvalidInput, match="runs locally"):
+        db.insert(DOCS[6:8], parameterize="translate", executor="ray")
+    assert len(db) == 0
+
+
 def test_adapter_teacher_with_passages_from_a_file_is_refused(db):
     with pytest.raises(InvalidInput, match="--teacher context"):
         db.distill(source=["Some text."], teacher="adapter")
