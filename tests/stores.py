@@ -8,7 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import lmdb
@@ -111,3 +115,23 @@ def expected_rows() -> list[dict]:
 def parsed(rows: list[dict]) -> list[dict]:
     """Rows with their raw metadata text parsed, comparable with :func:`expected_rows`."""
     return [{**{k: r[k] for k in ROW_COLUMNS}, "metadata": json.loads(r["metadata"])} for r in rows]
+
+
+def run_killable(child: str, store: Path, kill_after: float | None) -> tuple[float, int]:
+    """Run ``child`` (Python source that prints 'ready' once imported, then works on ``store``) in a process;
+    SIGKILL it ``kill_after`` seconds after 'ready' (None: let it finish). Returns (seconds from ready to exit
+    or kill, return code)."""
+    proc = subprocess.Popen([sys.executable, "-c", child, str(store)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    start = time.monotonic()
+    if kill_after is not None:
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=300)
+    took = time.monotonic() - start
+    proc.stdout.close()
+    proc.stderr.close()
+    return took, proc.returncode

@@ -12,8 +12,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +25,7 @@ from paramdb import ParamDB
 from paramdb.ops.compact import compact
 from paramdb.storage import codec
 from paramdb.storage.hashes import text_sha256
-from stores import blob_bytes, meta_url_of, raw_rows
+from stores import blob_bytes, meta_url_of, raw_rows, run_killable
 
 ROWS = 1000
 KILLS = 5
@@ -35,23 +33,9 @@ CHILD = ("import sys, paramdb.ops.compact\nfrom paramdb.cli import main\nprint('
          "main(['compact', sys.argv[1]])\n")
 
 
+
 def _run(store: Path, kill_after: float | None) -> tuple[float, int]:
-    """Run `paramdb compact` in a child; SIGKILL it ``kill_after`` seconds after its imports (None: let it
-    finish). Returns (seconds from ready to exit or kill, return code)."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(store)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    start = time.monotonic()
-    if kill_after is not None:
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=300)
-    took = time.monotonic() - start
-    proc.stdout.close()
-    proc.stderr.close()
-    return took, proc.returncode
+    return run_killable(CHILD, store, kill_after)
 
 
 def grown_store(path: Path, tiny_lm, embedder) -> Path:

@@ -12,8 +12,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,7 +27,7 @@ from paramdb.errors import FormatError
 from paramdb.ops.migrate import migrate
 from paramdb.storage import schema
 from paramdb.storage.hashes import text_sha256
-from stores import FORMAT1_EXPECTED, blob_sha256, format1_copy, format1_on, meta_url_of, raw_rows
+from stores import FORMAT1_EXPECTED, blob_sha256, format1_copy, format1_on, meta_url_of, raw_rows, run_killable
 
 EXTRA_ROWS = 1500
 KILLS = {"sqlite": 6, "postgresql": 3}
@@ -58,23 +56,9 @@ def grow(store: Path, n: int) -> None:
     engine.dispose()
 
 
+
 def run_child(store: Path, kill_after: float | None) -> tuple[float, int]:
-    """Run `paramdb migrate` in a child; SIGKILL it ``kill_after`` seconds after its imports (None: let it
-    finish). Returns (seconds from ready to exit or kill, return code)."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(store)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-    start = time.monotonic()
-    if kill_after is not None:
-        try:
-            proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=300)
-    took = time.monotonic() - start
-    proc.stdout.close()
-    proc.stderr.close()
-    return took, proc.returncode
+    return run_killable(CHILD, store, kill_after)
 
 
 @pytest.mark.parametrize("backend", META_BACKENDS)
