@@ -99,7 +99,14 @@ def test_import_for_another_model_exits_5(store, tmp_path, built):
     assert rows(store) == before
 
 
-def test_import_with_bad_metadata_json_exits_2(store, tmp_path):
+@pytest.mark.parametrize("metadata, words", [
+    ("{oops", ("--metadata", "invalid JSON")),
+    ('{"x": ' * 3000 + "1" + "}" * 3000, ("--metadata", "nested too deeply")),
+    ("[1, 2]", ("--metadata", "expected a JSON object, got list")),
+])
+def test_import_with_bad_metadata_json_exits_2_and_adds_nothing(store, tmp_path, metadata, words):
     (tmp_path / "t.txt").write_text("text")
+    before = rows(store)
     assert_one_line_error(run("import", store, tmp_path, "--id", "x", "--text-file", tmp_path / "t.txt",
-                              "--metadata", "{oops"), 2, "--metadata")
+                              "--metadata", metadata), 2, *words)
+    assert rows(store) == before

@@ -1,17 +1,13 @@
 """``paramdb export`` and ``paramdb import``: adapters to and from PEFT LoRA folders."""
 from __future__ import annotations
 
-import json
-
 import click
-
-from paramdb.errors import InvalidInput
 
 from .commands import echo_json, open_store
 from .output import say, shown_id
 from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
                       store_argument, where_options)
-from .readers import read_text
+from .readers import json_object, read_text
 
 
 @click.command()
@@ -75,12 +71,7 @@ def import_(store, folder, doc_id, text_file, metadata_json, device, as_json):
       paramdb import mystore my-lora --id d9 --text-file d9.txt
       paramdb import mystore my-lora --id d9 --text-file d9.txt --metadata '{"src": "vendor"}'
     """
-    metadata = None
-    if metadata_json is not None:
-        try:
-            metadata = json.loads(metadata_json)
-        except ValueError as exc:
-            raise InvalidInput(f"--metadata: invalid JSON: {exc}") from None
+    metadata = None if metadata_json is None else json_object(metadata_json, "--metadata")
     text = read_text(text_file)
     with open_store(store, device=device) as db:
         done = db.import_peft(folder, doc_id, text, metadata)

@@ -11,6 +11,8 @@ from paramdb.config import MERGES
 from paramdb.errors import InvalidFilter
 from paramdb.retrieval import METHODS
 
+from .readers import json_object
+
 store_argument = click.argument("store", type=click.Path(dir_okay=True, file_okay=False))
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -56,14 +58,7 @@ def parse_where(pairs: tuple[str, ...] = (), where_json: str | None = None) -> d
             raise InvalidFilter(f"--where {pair!r}: expected KEY=VALUE (e.g. --where year=2024)")
         clauses.append({key.strip(): _where_value(value)})
     if where_json is not None:
-        try:
-            parsed = json.loads(where_json)
-        except ValueError as exc:
-            raise InvalidFilter(f"--where-json: invalid JSON: {exc}") from None
-        except RecursionError:
-            raise InvalidFilter("--where-json: nested too deeply to be a filter") from None
-        if not isinstance(parsed, dict):
-            raise InvalidFilter(f"--where-json: expected a JSON object, got {type(parsed).__name__}")
+        parsed = json_object(where_json, "--where-json", InvalidFilter)
         if parsed:
             clauses.append(parsed)
     if not clauses:

@@ -50,15 +50,21 @@ def jsonl_objects(path: str) -> Iterator[tuple[str, dict]]:
         if not line.strip():
             continue
         where = f"{name}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise InvalidInput(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}") from None
-        except RecursionError:
-            raise InvalidInput(f"{where}: JSON nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        yield where, obj
+        yield where, json_object(line, where)
+
+
+def json_object(text: str, where: str, error: type[InvalidInput] = InvalidInput) -> dict:
+    """``text`` parsed as one JSON object, or ``error`` naming ``where``: a JSONL line, --where-json or
+    --metadata. Deep nesting is refused here, where Python's parser would otherwise overflow its stack."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise error(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise error(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _located_items(path: str) -> Iterator[tuple[str, Any]]:
