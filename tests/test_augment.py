@@ -1,6 +1,8 @@
 """Documents → training samples: the passage, then question → sentence samples for each sentence."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from paramdb.knowledge import augment, prompts
@@ -112,3 +114,11 @@ def test_every_sample_target_ends_with_the_tokenizers_eos_token(tiny_lm):
     for ids, labels in _encode(tok, docs[0], max_length=384):
         assert ids[-1] == labels[-1] == tok.eos_token_id
     assert all(s.target.endswith(tok.eos_token) for s in docs[0])
+
+
+def test_without_the_passage_sample_only_question_samples_remain(tiny_lm):
+    texts = ["Zorbel is the capital.  It has nine bridges."]
+    (samples,) = build_samples(tiny_lm, texts, dataclasses.replace(FAST, passage_sample=False))
+    eos = tiny_lm.tokenizer.eos_token
+    assert [s.target for s in samples] == ["Zorbel is the capital." + eos, "It has nine bridges." + eos]
+    assert all(s.prompt for s in samples)

@@ -9,7 +9,7 @@ import torch
 
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.train import (Sample, TrainReport, TrainSettings, _encode, _init_factors, _token_chunks,
-                                     train_adapters)
+                                     train_adapters, trained_modules)
 
 SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=2, samples_per_step=2, seed=0)
 EOS = "[SEP]"
@@ -215,3 +215,45 @@ def test_a_sample_longer_than_the_token_budget_is_cut_to_it(tiny_lm, monkeypatch
     train_adapters(tiny_lm, [huge], ["huge"], dataclasses.replace(SETTINGS, max_length=100_000,
                                                                  max_batch_tokens=64, epochs=1))
     assert seen and max(seen) <= 64
+
+
+def test_training_the_top_half_of_layers_leaves_the_lower_modules_update_exactly_zero(tiny_lm):
+    settings = dataclasses.replace(SETTINGS, layers=0.5, epochs=4, lr=2e-2)
+    (adapter,) = train_adapters(tiny_lm, [doc("rust")], ["rust"], settings)
+    names = [n for n, _ in side_path(tiny_lm.model).modules]
+    lower = [n for n in names if ".layers.0." in n]
+    upper = [n for n in names if ".layers.1." in n]
+    assert lower and upper
+    for n in lower:
+        assert not adapter[f"{n}.lora_A"].any() and not adapter[f"{n}.lora_B"].any(), n
+    assert all(adapter[f"{n}.lora_B"].any() for n in upper)
+    before = mean_token_loss(tiny_lm, doc("rust"), None, settings.scale)
+    assert mean_token_loss(tiny_lm, doc("rust"), adapter, settings.scale) < before - 0.1
+
+
+def test_trained_modules_keeps_the_top_fraction_of_numbered_layers_and_every_unnumbered_module():
+    names = [f"model.layers.{i}.mlp.up_proj" for i in range(10)] + ["lm_head"]
+    assert trained_modules(names, 0.3) == [False] * 7 + [True] * 3 + [True]
+    assert trained_modules(names, 0.01) == [False] * 9 + [True] + [True]      # at least one layer
+    assert trained_modules(names, 1.0) == [True] * 11
+
+
+def test_a_last_epoch_at_zero_learning_rate_changes_nothing(tiny_lm):
+    one = dataclasses.replace(SETTINGS, epochs=1, lr_final=0.0)
+    two = dataclasses.replace(SETTINGS, epochs=2, lr_final=0.0)      # epoch 1 at lr, epoch 2 at 0
+    (a,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], one)
+    (b,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], two)
+    assert_same_adapter(b, a, atol=0)
+
+
+def test_a_decaying_learning_rate_gives_another_adapter_than_a_constant_one(tiny_lm):
+    (a,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], SETTINGS)
+    (b,) = train_adapters(tiny_lm, [doc("cats")], ["cats"], dataclasses.replace(SETTINGS, lr_final=0.1))
+    assert any(not np.allclose(a[n], b[n]) for n in a if n.endswith("lora_B"))
+
+
+@pytest.mark.parametrize("field,value", [("layers", 0), ("layers", 1.5), ("lr_final", -0.1)])
+def test_out_of_range_layer_fraction_or_final_learning_rate_is_refused(field, value):
+    from paramdb.errors import InvalidInput
+    with pytest.raises(InvalidInput, match=field):
+        dataclasses.replace(SETTINGS, **{field: value})

@@ -142,8 +142,9 @@ def write_questions_with_answers(lm: LoadedModel, sents: list[str], s: AugmentSe
 
 
 def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list[list[Sample]]:
-    """Training samples for each text: the passage, then question → sentence pairs for each sentence (and
-    question → short answer, with ``short_answers``)."""
+    """Training samples for each text: the passage (unless ``passage_sample`` is off and the text has a
+    sentence to ask about), then question → sentence pairs for each sentence (and question → short answer,
+    with ``short_answers``)."""
     eos = prompts.answer_suffix(lm.tokenizer)
     per_doc = [sentences(t, s.max_sentences) for t in texts]
     flat = [(passage, x) for t, doc in zip(texts, per_doc) for passage in [" ".join(t.split())] for x in doc]
@@ -155,7 +156,7 @@ def build_samples(lm: LoadedModel, texts: list[str], s: AugmentSettings) -> list
         questions = write_questions(lm, flat, s) if s.questions else [[_cloze(x)] for _, x in flat]
     out, pos = [], 0
     for text, doc in zip(texts, per_doc):
-        samples = [Sample("", " ".join(text.split()) + eos)]
+        samples = [Sample("", " ".join(text.split()) + eos)] if s.passage_sample or not doc else []
         for sent in doc:
             samples += [Sample(prompts.question_prompt(lm.tokenizer, q), sent + eos) for q in questions[pos]]
             if spans[pos]:

@@ -61,13 +61,15 @@ class SidePath:
         return add_delta
 
     def set(self, factors: list[tuple[torch.Tensor, torch.Tensor]], scale: float) -> None:
-        """Factors per target in ``self.modules`` order: A [b or 1, R, in], B [b or 1, out, R]."""
+        """Factors per target in ``self.modules`` order: A [b or 1, R, in], B [b or 1, out, R], or None for a
+        module left as it is."""
         if len(factors) != len(self.modules):
             raise ValueError(f"expected factors for {len(self.modules)} modules, got {len(factors)}")
         # Stored as Aᵀ and (s·B)ᵀ: the hook runs once per module per generated token, so the scaling and
         # transposes are done here, once per switch, instead of there.
-        self._factors = [(a.transpose(-1, -2), (b if scale == 1.0 else b * scale).transpose(-1, -2))
-                         for a, b in factors]
+        self._factors = [None if f is None else
+                         (f[0].transpose(-1, -2), (f[1] if scale == 1.0 else f[1] * scale).transpose(-1, -2))
+                         for f in factors]
         self.scale = scale
 
     def clear(self) -> None:

@@ -43,6 +43,9 @@ class AugmentSettings:
     # for short answers. False here so stores made before it keep what they were trained with; new stores
     # get config.NEW_STORE_AUGMENT.
     short_answers: bool = False
+    # Train on the whole passage as one sample beside the question samples (PRAG does). It is the longest
+    # sample of a document, so leaving it out saves the most tokens per epoch (docs/recipe.md measures both).
+    passage_sample: bool = True
 
     def __post_init__(self) -> None:
         _check(self, "augment", {"questions_per_sentence": 1, "max_sentences": 1, "max_question_tokens": 1,
@@ -61,10 +64,17 @@ class TrainSettings:
     max_batch_tokens: int = 2048   # padded tokens per forward/backward: bounds activation memory
                                    # (~1.2 MB/token on 135M)
     stop_loss: float = 0.0         # a document stops after an epoch whose mean training loss is below this (0: never)
+    # The fraction of decoder layers, counted from the top, whose modules are trained. The others keep a zero
+    # update and take no gradient, so the backward pass stops at the lowest trained layer: 0.5 halves it.
+    layers: float = 1.0
+    lr_final: float = 1.0          # the learning rate's multiplier in the last epoch, linear in between (1: constant)
 
     def __post_init__(self) -> None:
         _check(self, "training", {"rank": 1, "alpha": 0, "lr": 0, "epochs": 1, "samples_per_step": 1,
-                                  "max_length": 1, "max_batch_tokens": 1, "stop_loss": 0}, above=("alpha", "lr"))
+                                  "max_length": 1, "max_batch_tokens": 1, "stop_loss": 0, "layers": 0, "lr_final": 0},
+               above=("alpha", "lr", "layers"))
+        if self.layers > 1:
+            raise InvalidInput(f"training setting 'layers' is the fraction of layers trained, at most 1, got {self.layers!r}")
 
     @property
     def scale(self) -> float:

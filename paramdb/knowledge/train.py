@@ -10,6 +10,7 @@ Padding goes to the longest row of the batch, never to a fixed length.
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from dataclasses import dataclass, field
 
@@ -76,19 +77,36 @@ class _StackedAdam:
             p.grad = None
 
 
-def _init_factors(shapes, keys: list[str], s: TrainSettings, device, dtype=torch.float32
-                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _init_factors(shapes, keys: list[str], s: TrainSettings, device, dtype=torch.float32,
+                  trained: list[bool] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """PEFT's initialisation per document: A ~ kaiming-uniform(a=√5), B = 0, from that document's seed;
-    in ``dtype`` (fp32 whatever the base model's dtype: precision.py), drawn in fp32 so it is the same."""
+    in ``dtype`` (fp32 whatever the base model's dtype: precision.py), drawn in fp32 so it is the same.
+    A module that is not ``trained`` gets zero factors that take no gradient (its update stays exactly 0)."""
     factors = []
     gens = [torch.Generator().manual_seed(doc_seed(s.seed, k)) for k in keys]
-    for shp in shapes:
+    for m, shp in enumerate(shapes):
         bound = 1.0 / math.sqrt(shp.in_features)
         a = torch.stack([(torch.rand(s.rank, shp.in_features, generator=g) * 2 - 1) * bound for g in gens])
         b = torch.zeros(len(keys), shp.out_features, s.rank)
-        factors.append((a.to(device=device, dtype=dtype).requires_grad_(),
-                        b.to(device=device, dtype=dtype).requires_grad_()))
+        learn = trained is None or trained[m]
+        a = a if learn else torch.zeros_like(a)
+        factors.append((a.to(device=device, dtype=dtype).requires_grad_(learn),
+                        b.to(device=device, dtype=dtype).requires_grad_(learn)))
     return factors
+
+
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+def trained_modules(names: list[str], layers: float) -> list[bool]:
+    """Which target modules train: those in the top ``layers`` fraction of the numbered decoder layers (at
+    least one layer). Names without a layer number (not a stack of layers) always train."""
+    index = [int(m.group(1)) if (m := _LAYER_INDEX.search(n)) else None for n in names]
+    numbered = sorted({i for i in index if i is not None})
+    if not numbered or layers >= 1:
+        return [True] * len(names)
+    keep = set(numbered[len(numbered) - max(1, round(layers * len(numbered))):])
+    return [i is None or i in keep for i in index]
 
 
 def _schedule(n_samples: list[int], keys: list[str], s: TrainSettings):
@@ -142,7 +160,7 @@ def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, devic
         ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
     doc_of_row = torch.tensor([d for d, _ in chunk], device=device)
-    with sp.applied([(a[doc_of_row], b[doc_of_row]) for a, b in factors], scale):
+    with sp.applied([(a[doc_of_row], b[doc_of_row]) if a.requires_grad else None for a, b in factors], scale):
         hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     tgt = labels[:, 1:]
     keep = tgt != -100
@@ -176,15 +194,17 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     # A sample longer than one chunk's token budget or the model's context would blow either: cut it to fit.
     limit = min(s.max_length, s.max_batch_tokens, budget.context_window(lm))
     encoded = [_encode(lm.tokenizer, d, limit) for d in docs]
-    factors = _init_factors(sp.shapes, keys, s, device, precision_for(device).factors)
-    params = [t for pair in factors for t in pair]       # Adam's moments take their dtype: fp32
+    trained = trained_modules([name for name, _ in sp.modules], s.layers)
+    factors = _init_factors(sp.shapes, keys, s, device, precision_for(device).factors, trained)
+    params = [t for pair in factors for t in pair if t.requires_grad]   # Adam's moments take their dtype: fp32
     opt = _StackedAdam(params, len(docs), s.lr)
     backbone, head = lm.model.get_decoder(), lm.model.get_output_embeddings()
     pad = lm.tokenizer.pad_token_id or 0
     n = len(docs)
     done = [False] * n
     losses: list[list[float]] = [[] for _ in range(n)]
-    for epoch in _schedule([len(e) for e in encoded], keys, s):
+    for n_epoch, epoch in enumerate(_schedule([len(x) for x in encoded], keys, s)):
+        opt.lr = s.lr * (1 + (s.lr_final - 1) * n_epoch / max(1, s.epochs - 1))
         loss_sum, steps = torch.zeros(n, device=device), torch.zeros(n, device=device)
         for step in epoch:
             rows = [(d, encoded[d][i]) for d, i in step if not done[d]]
