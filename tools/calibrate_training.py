@@ -7,9 +7,9 @@ a new store's AugmentSettings (``short_answers``, ``passage_sample``, ...), e.g.
 Augmentation runs once per distinct set of augment overrides and its samples feed every variant that shares them.
 
 Two question sets, the same variants on both:
-- fictional: the first N documents of bench_insert (tools/data/fictional.jsonl, then templated ones with invented
-  names), two questions each that no model answers unaided; each asked in ``prag`` mode with its own document's
-  adapter (k=1). Correct: an alias in the answer (``acc``).
+- fictional: the first N documents of benchlib.fictional_docs (tools/data/fictional.jsonl, then templated ones
+  with invented names), two questions each that no model answers unaided; each asked in ``prag`` mode with its
+  own document's adapter (k=1). Correct: an alias in the answer (``acc``).
 - PopQA (``--popqa M``): the first M items of tools/data/eval/popqa_dev.jsonl; every gold passage of an item is
   trained, and its question is asked with the mean of the item's passages' adapters (gold retrieval, so a
   variant is judged on what its adapters carry, not on what the retriever finds).
@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_insert import answer, contains_answer, fictional_docs, log, train_in_batches  # noqa: E402
+from benchlib import answer, contains_answer, fictional_docs, log, train_in_batches  # noqa: E402
 
 POPQA = Path(__file__).parent / "data" / "eval" / "popqa_dev.jsonl"
 
