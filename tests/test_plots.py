@@ -102,5 +102,6 @@ def test_bench_insert_draws_each_kind_of_result(tmp_path, kind):
                                         "paramdb_fixed": 2400}},
          "ray": {"docs": 32, "batch_size": 8, "ray_model": "tiny", "writer_docs_per_s": 65.0,
                  "ray": {"1": {"docs_per_min": 71.4, "speedup": 1.0}, "2": {"docs_per_min": 81.2, "speedup": 1.14}}},
-         "memory": {"peak_rss_mb_100": 783.0, "peak_rss_mb_1000": 852.0, "memory_ratio": 1.09}}[kind]
+         "memory": {"memory_counts": [100, 1000], "peak_rss_mb_small": 783.0, "peak_rss_mb_large": 852.0,
+                    "peak_rss_mb_100": 783.0, "peak_rss_mb_1000": 852.0, "memory_ratio": 1.09}}[kind]
     assert _tool("bench_insert").figure(r, tmp_path / "i.png").read_bytes().startswith(PNG)

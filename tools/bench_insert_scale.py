@@ -210,7 +210,8 @@ def figure(r: dict, path) -> Path:
                                   notes=[f"speedup {r['ray'][ns[-1]]['speedup']:.2f}x with {ns[-1]} workers; "
                                          f"writer ceiling {r['writer_docs_per_s']:.0f} docs/s"])],
                      f"Ray insert: {r['docs']} docs, batch {r['batch_size']}, {r['ray_model']}")
-    counts = sorted(int(k.rsplit("_", 1)[1]) for k in r if k.startswith("peak_rss_mb_"))
+    counts = r.get("memory_counts") or sorted(int(k.rsplit("_", 1)[1]) for k in r
+                                              if k.startswith("peak_rss_mb_") and k.rsplit("_", 1)[1].isdigit())
     return write(path, [Panel("peak RSS, streamed insert", [str(n) for n in counts],
                               {"MB": [r[f"peak_rss_mb_{n}"] for n in counts]}, ylabel="MB", fmt="{:.0f}",
                               notes=[f"ratio {r['memory_ratio']:.2f}"])], "Insert memory by corpus size")
