@@ -281,7 +281,7 @@ class ParamDB:
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
                  max_new_tokens: int = 48, method: str = "hybrid", merge: str = "mean",
-                 adapter_weight: float | None = None) -> Answer:
+                 adapter_weight: float | None = None, short: bool = True) -> Answer:
         """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode).
 
         ``merge``: "mean" weighs each of the k adapters 1/k; "sum" adds them at full weight, as PRAG does;
@@ -292,14 +292,16 @@ class ParamDB:
         ``adapter_weight`` scales the merged adapters; by default 1 in prag and 0.5 in combine, where the
         passages in context carry the facts and full-weight adapters would drown them out
         (``config.ADAPTER_WEIGHTS``).
+        ``short``: ``Answer.text`` is the short answer ("Warsaw") copied out of the generation (kept in
+        ``Answer.generation``); False answers with the whole generation (docs/recipe.md).
         """
         return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens,
-                                   method=method, merge=merge, adapter_weight=adapter_weight)[0]
+                                   method=method, merge=merge, adapter_weight=adapter_weight, short=short)[0]
 
     def generate_batch(self, questions: list[str], k: int = 3, mode: str = "prag", *,
                        where: dict | None = None, max_new_tokens: int = 48,
                        method: str = "hybrid", merge: str = "mean",
-                       adapter_weight: float | None = None) -> list[Answer]:
+                       adapter_weight: float | None = None, short: bool = True) -> list[Answer]:
         """Answer many questions in one batched generation, each with its own documents' adapters."""
         if mode not in MODES:
             raise InvalidInput(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -309,8 +311,10 @@ class ParamDB:
         check_method(method)
         questions = validate.question_list(questions)
         validate.positive_int(max_new_tokens, "max_new_tokens")
+        validate.flag(short, "short")
         return answer.answer_batch(self._store, self._models, questions, k=k, mode=mode, where=where,
-                                   max_new_tokens=max_new_tokens, method=method, merge=merge, weight=weight)
+                                   max_new_tokens=max_new_tokens, method=method, merge=merge, weight=weight,
+                                   short=short)
 
     def adapter_factors(self, doc_ids: list[str]) -> list:
         """Each document's adapter as side-path factors on the compute device (cached): what a tool that

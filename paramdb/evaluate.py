@@ -18,13 +18,14 @@ from .errors import InvalidInput
 Report = Callable[[str], None]
 
 
-def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None, generation: int) -> dict:
+def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None, generation: int,
+              short: bool) -> dict:
     """What an answer in ``mode`` depends on, as recorded with each prediction: a rerun with other settings, or
     on a store that has changed since (other passages to retrieve from), asks again instead of resuming from
-    answers made another way. Closed-book answers depend on neither."""
+    answers made another way. Closed-book answers depend only on ``short``."""
     if mode == "closed":
-        return {}
-    s: dict = {"k": k, "method": method, "store_generation": generation}
+        return {"short": short}
+    s: dict = {"k": k, "method": method, "store_generation": generation, "short": short}
     if mode in ("prag", "combine"):
         s |= {"merge": merge, "adapter_weight": adapter_weight_for(mode, adapter_weight)}
     return s
@@ -46,9 +47,11 @@ def _done(predictions: Path) -> dict[tuple[str, str, str], dict]:
 
 def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = None,
         distractors: bool = False, method: str = "hybrid", predictions: str | Path | None = None,
-        batch_size: int = 8, merge: str = "mean", adapter_weight: float | None = None,
+        batch_size: int = 8, merge: str = "mean", adapter_weight: float | None = None, short: bool = True,
         report: Report = lambda _msg: None) -> dict:
-    """Per mode: EM-in-output, token F1, seconds per question; plus recall@k of the gold passages."""
+    """Per mode: EM-in-output and token F1 of the answers (short ones unless ``short`` is False), EM-in-output
+    of the whole generations (``em_generation``: the fact anywhere in what the model wrote), seconds per
+    question; plus recall@k of the gold passages."""
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise InvalidInput(f"unknown mode {bad[0]!r}; valid modes: {', '.join(MODES)}")
@@ -66,18 +69,19 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
               "modes": {}}
     with open(pred_path, "a") as out:
         for mode in modes:
-            settings = _settings(mode, k, method, merge, adapter_weight, db.generation)
+            settings = _settings(mode, k, method, merge, adapter_weight, db.generation, short)
             todo = [it for it in items if _key(mode, it.id, settings) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]
                 t0 = time.perf_counter()
                 answers = db.generate_batch([it.question for it in chunk], k=k, mode=mode, method=method,
-                                            merge=merge, adapter_weight=adapter_weight)
+                                            merge=merge, adapter_weight=adapter_weight, short=short)
                 per_q = (time.perf_counter() - t0) / len(chunk)
                 for it, ans in zip(chunk, answers):
                     row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,
-                           "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
-                           "settings": settings, **evaluation.score(ans.text, it.answers)}
+                           "generation": ans.generation, "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
+                           "settings": settings, **evaluation.score(ans.text, it.answers),
+                           "em_generation": evaluation.em_in_output(ans.generation, it.answers)}
                     done[_key(mode, it.id, settings)] = row
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
@@ -85,6 +89,7 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
             rows = [done[_key(mode, it.id, settings)] for it in items]
             result["modes"][mode] = {"settings": settings, "em": round(mean(float(r["em"]) for r in rows), 4),
                                      "f1": round(mean(r["f1"] for r in rows), 4),
+                                     "em_generation": round(mean(float(r["em_generation"]) for r in rows), 4),
                                      "s_per_q": round(mean(r["s"] for r in rows), 3)}
     result["predictions"] = str(pred_path)
     return result

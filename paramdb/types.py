@@ -30,13 +30,16 @@ class Hit:
 @dataclass
 class Answer:
     """A generated answer, the documents it drew on, and seconds spent per stage. ``notes`` says what was
-    changed to answer at all, e.g. a passage cut to fit the model's context."""
+    changed to answer at all, e.g. a passage cut to fit the model's context. ``text`` is the short answer
+    copied out of ``generation`` (the model's whole answer; knowledge/shorten.py), or all of it when asked
+    with ``short=False`` or when no short span was found."""
 
     text: str
     mode: str
     hits: list[Hit] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    generation: str = ""
 
 
 @dataclass(eq=False)

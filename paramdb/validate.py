@@ -82,6 +82,13 @@ def positive_int(value: Any, what: str) -> int:
     return value
 
 
+def flag(value: Any, what: str) -> bool:
+    """A yes/no argument: a bool, not a truthy string ("false" would read as yes)."""
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{what} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
 def question_list(questions: Any) -> list[str]:
     """A non-empty list of non-empty questions: a bare str would otherwise be one question per character."""
     if isinstance(questions, (str, bytes, bytearray)) or not isinstance(questions, Iterable):

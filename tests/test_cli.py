@@ -192,7 +192,7 @@ def test_generate_prints_an_answer_in_each_mode(store, mode):
 def test_generate_json_shape(store):
     result = run("generate", store, "What colour is the sky?", "-k", 2, "--max-new-tokens", 4, "--json")
     out = json.loads(result.stdout)
-    assert set(out) == {"answer", "mode", "hits", "timings", "notes"}
+    assert set(out) == {"answer", "generation", "mode", "hits", "timings", "notes"}
     assert out["mode"] == "prag" and isinstance(out["answer"], str)
     assert len(out["hits"]) == 2 and set(out["hits"][0]) == {"id", "score", "text", "metadata"}
     assert set(out["timings"]) == {"retrieve", "load_adapters", "generate"}

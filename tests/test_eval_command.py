@@ -46,9 +46,9 @@ def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["modes"]) == {"closed", "prag"} and result["items"] == 2
-    assert set(result["modes"]["prag"]) == {"em", "f1", "s_per_q", "settings"}
+    assert set(result["modes"]["prag"]) == {"em", "f1", "em_generation", "s_per_q", "settings"}
     assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "mean", "adapter_weight": 1.0,
-                                                   "store_generation": 1}
+                                                   "store_generation": 1, "short": True}
     assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert sorted((x["mode"], x["id"]) for x in rows) == [("closed", "q1"), ("closed", "q2"), ("prag", "q1"),
@@ -70,6 +70,15 @@ def test_eval_rerun_with_another_adapter_weight_asks_the_adapter_modes_again(dat
     assert sorted((x["mode"], x["settings"].get("adapter_weight")) for x in rows) == \
         [("closed", None)] * 2 + [("prag", 0.25)] * 2 + [("prag", 1.0)] * 2
     assert json.loads(r.stdout.strip().splitlines()[-1])["modes"]["prag"]["settings"]["adapter_weight"] == 0.25
+
+
+def test_eval_rerun_with_full_answers_asks_every_mode_again_and_scores_the_whole_generation(data, tmp_path):
+    _eval(data, tmp_path)
+    r = _eval(data, tmp_path, "--full")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted(x["settings"]["short"] for x in rows) == [False] * 4 + [True] * 4
+    assert all(x["prediction"] == x["generation"] for x in rows if not x["settings"]["short"])
 
 
 def test_eval_rerun_on_a_changed_store_asks_the_retrieval_modes_again(data, tmp_path):

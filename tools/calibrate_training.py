@@ -16,8 +16,10 @@ Two question sets, the same variants on both:
 
 Per variant and set: augmentation and training seconds per document (batches of 8, as db.insert), mean epochs
 trained per document (``stop_loss`` may end a document early), training tokens per document per epoch, accuracy,
-EM-in-output and token F1 (paramdb.evaluation), and the median answer length in words. With 48 questions a
-difference of 2-3 answers is noise; the JSON carries the per-question marks for a paired comparison.
+EM-in-output and token F1 (paramdb.evaluation) and the median answer length in words of the whole generations,
+and EM and F1 of the short answers copied out of them (knowledge/shorten.py, what ``Answer.text`` holds).
+With 48 questions a difference of 2-3 answers is noise; the JSON carries the per-question marks for a paired
+comparison.
 """
 from __future__ import annotations
 
@@ -95,17 +97,26 @@ def merged(adapters: list[dict]) -> dict:
 
 
 def score(lm, qset: dict, adapters: list[dict], scale: float, short: bool) -> dict:
-    from paramdb.evaluation import em_in_output, token_f1
+    """The answers' scores, whole and as the short answers ParamDB copies out of them; ``short``: the prompt
+    style the adapters were trained with."""
+    from paramdb.knowledge.shorten import shorten
 
     by_key = dict(zip(qset["keys"], adapters))
     qs = qset["questions"]
     texts = answer(lm, [q for q, _, _ in qs], [merged([by_key[k] for k in ks]) for _, _, ks in qs], scale,
                    short=short)
+    return {**scores(texts, qs), "short": scores(shorten(lm, [q for q, _, _ in qs], texts), qs), "n": len(qs)}
+
+
+def scores(texts: list[str], qs: list) -> dict:
+    """Accuracy (an alias in the answer), EM-in-output, token F1 and median words of ``texts``."""
+    from paramdb.evaluation import em_in_output, token_f1
+
     marks = [contains_answer(t, a) for t, (_, a, _) in zip(texts, qs)]
     return {"acc": round(sum(marks) / len(qs), 3),
             "em": round(sum(em_in_output(t, a) for t, (_, a, _) in zip(texts, qs)) / len(qs), 3),
             "f1": round(sum(token_f1(t, a) for t, (_, a, _) in zip(texts, qs)) / len(qs), 3),
-            "words": statistics.median(len(t.split()) for t in texts), "n": len(qs),
+            "words": statistics.median(len(t.split()) for t in texts),
             "marks": [int(m) for m in marks], "answers": texts}
 
 
@@ -150,19 +161,20 @@ def main() -> None:
                          "epochs_mean": round(sum(report.epochs) / len(report.epochs), 2),
                          "tokens_per_doc_epoch": round(sum(tokens) / len(tokens)),
                          **score(lm, qset, adapters, s.scale, aug.short_answers)}
-            log(json.dumps({k: v for k, v in row[name].items() if k not in ("marks", "answers")} | {"set": text,
-                                                                                                     "on": name}))
+            x = row[name]
+            log(json.dumps({k: v for k, v in x.items() if k not in ("marks", "answers", "short")} |
+                           {"short_em": x["short"]["em"], "short_f1": x["short"]["f1"], "set": text, "on": name}))
         results.append(row)
     print(f"{lm.name}; " + ", ".join(f"{name}: {len(q['texts'])} docs, {len(q['questions'])} questions"
                                      for name, q in sets.items()))
     print(f"{'settings':44s} {'set':9s} {'aug s':>6s} {'train s':>7s} {'epochs':>6s} {'tok/ep':>6s} "
-          f"{'acc':>5s} {'EM':>5s} {'F1':>5s} {'words':>5s}")
+          f"{'acc':>5s} {'EM':>5s} {'F1':>5s} {'words':>5s} {'short EM':>8s} {'short F1':>8s}")
     for r in results:
         for name in sets:
             x = r[name]
             print(f"{r['set']:44s} {name:9s} {x['augment_s_per_doc']:6.2f} {x['train_s_per_doc']:7.2f} "
                   f"{x['epochs_mean']:6.2f} {x['tokens_per_doc_epoch']:6d} {x['acc']:5.3f} {x['em']:5.3f} "
-                  f"{x['f1']:5.3f} {x['words']:5.1f}")
+                  f"{x['f1']:5.3f} {x['words']:5.1f} {x['short']['em']:8.3f} {x['short']['f1']:8.3f}")
     if args.json:
         print(json.dumps({"sets": {n: len(q["questions"]) for n, q in sets.items()}, "variants": results}))
 

@@ -15,8 +15,8 @@ from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
 from .output import say, shown_id
-from .options import (adapter_dtype_option, adapter_weight_option, device_option, json_option, k_option,
-                      merge_option, method_option, store_argument, where_options)
+from .options import (adapter_dtype_option, adapter_weight_option, device_option, full_option, json_option,
+                      k_option, merge_option, method_option, store_argument, where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -41,8 +41,8 @@ def doc_json(doc) -> dict:
 
 
 def answer_json(answer) -> dict:
-    return {"answer": answer.text, "mode": answer.mode, "hits": [asdict(h) for h in answer.hits],
-            "timings": answer.timings, "notes": answer.notes}
+    return {"answer": answer.text, "generation": answer.generation, "mode": answer.mode,
+            "hits": [asdict(h) for h in answer.hits], "timings": answer.timings, "notes": answer.notes}
 
 
 class InsertProgress:
@@ -292,24 +292,26 @@ def query(store, text, k, method, where, as_json):
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=48, show_default=True)
 @merge_option
 @adapter_weight_option
+@full_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Questions generated together (with --questions).")
 @device_option
 @json_option
 def generate(store, question, questions_file, mode, k, method, where, max_new_tokens, merge, adapter_weight,
-             batch_size, device, as_json):
+             full, batch_size, device, as_json):
     """Answer QUESTION (or every question of --questions) from the store's documents.
 
     \b
     Examples:
       paramdb generate mystore "Who invented moonrind glass?" --mode prag -k 3
       paramdb generate mystore --questions questions.jsonl --mode combine --json
+      paramdb generate mystore "Where was Ilsa Marrowby born?" --full
     """
     if (question is None) == (questions_file is None):
         raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
     opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method,
-            "merge": merge, "adapter_weight": adapter_weight}
+            "merge": merge, "adapter_weight": adapter_weight, "short": not full}
     with open_store(store, device=device) as db:
         if question is not None:
             answer = db.generate(question, **opts)

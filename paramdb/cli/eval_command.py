@@ -10,7 +10,8 @@ from paramdb.config import MODES
 
 from . import commands
 from .output import say
-from .options import adapter_weight_option, device_option, json_option, k_option, merge_option, method_option
+from .options import (adapter_weight_option, device_option, full_option, json_option, k_option, merge_option,
+                      method_option)
 
 
 @click.command(name="eval")
@@ -29,12 +30,13 @@ from .options import adapter_weight_option, device_option, json_option, k_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @merge_option
 @adapter_weight_option
+@full_option
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), metavar="FILE.png",
               help="Also draw EM/F1 and seconds per question per mode (needs paramdb[plot]).")
 @device_option
 @json_option
 def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, predictions, batch_size, merge,
-          adapter_weight, plot, device, as_json):
+          adapter_weight, full, plot, device, as_json):
     """Score each mode on DATA (JSONL with question, answers, passages): EM-in-output, token F1,
     recall@k of the gold passages, seconds per question. Rerunning reuses the store and resumes.
 
@@ -62,7 +64,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
     with commands.open_store(store, create=True, device=device) as db:
         result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
-                              batch_size=batch_size, merge=merge, adapter_weight=adapter_weight,
+                              batch_size=batch_size, merge=merge, adapter_weight=adapter_weight, short=not full,
                               report=lambda msg: say(msg, err=True))
     if plot is not None:
         plots.eval_figure(result, plot)
@@ -70,7 +72,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
         commands.echo_json(result)
         return
     say(f"{result['items']} items, k={k}, {method} retrieval: recall@{k} {result['recall_at_k']:.3f}")
-    say(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s}")
+    say(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s} {'EM of whole generation':>23s}")
     for mode, m in result["modes"].items():
-        say(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f}")
+        say(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f} {m['em_generation']:23.3f}")
     say(f"predictions: {result['predictions']}")

@@ -28,6 +28,9 @@ merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean"
                             help="Combine the k adapters at weight 1/k each (mean), 1 each (sum, as PRAG) or "
                                  "1/rank normalised (rank: the best hit outweighs the rest).")
 
+full_option = click.option("--full", is_flag=True,
+                           help="Answer with the model's whole generation, not the short answer copied out of it.")
+
 adapter_weight_option = click.option(
     "--adapter-weight", type=click.FloatRange(min=0), default=None, metavar="W",
     help="Scale of the merged adapters [default: 1 in prag, 0.5 in combine, where the passages are in context].")

@@ -1,6 +1,7 @@
 """Answering a batch of questions: retrieve each one's documents, merge their adapters and/or put their
-passages in the prompt (by mode), and generate all answers in one batched greedy decode. Every prompt fits the
-model's context: an over-long question is refused, passages are cut and the answer's notes say so.
+passages in the prompt (by mode), generate all answers in one batched greedy decode, and (``short``) copy
+each answer's short answer out of its generation. Every prompt fits the model's context: an over-long
+question is refused, passages are cut and the answer's notes say so.
 
 A new mode is a new branch here (which of adapters and passages it uses) plus its name in config.MODES.
 """
@@ -11,6 +12,7 @@ import time
 from ..knowledge import prompts
 from ..knowledge.budget import context_window
 from ..knowledge.generate import greedy
+from ..knowledge.shorten import shorten
 from ..types import Answer
 from . import adapters
 from .models import Models
@@ -19,7 +21,7 @@ from .store import Store
 
 
 def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, mode: str, where: dict | None,
-                 max_new_tokens: int, method: str, merge: str, weight: float) -> list[Answer]:
+                 max_new_tokens: int, method: str, merge: str, weight: float, short: bool = True) -> list[Answer]:
     """Answers in question order; arguments already validated by the caller (ParamDB.generate_batch)."""
     lm = models.lm
     context = context_window(lm)
@@ -32,13 +34,17 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
         if mode in ("prag", "combine") else None
     t2 = time.perf_counter()
     with_passages = mode in ("icl", "combine")
-    short = store.config.augment.short_answers     # asked as the store's adapters were trained
+    short_prompt = store.config.augment.short_answers     # asked as the store's adapters were trained
     fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None,
-                                             room, context, short=short) for q, hs in zip(questions, hits)]
+                                             room, context, short=short_prompt) for q, hs in zip(questions, hits)]
     texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
                    scale=1.0)    # merged factors carry the scale
     t3 = time.perf_counter()
+    shorts = shorten(lm, questions, texts) if short else texts
+    t4 = time.perf_counter()
     n = len(questions)
     timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
-    return [Answer(text=t, mode=mode, hits=h, timings=dict(timings), notes=notes)
-            for t, h, (_, notes) in zip(texts, hits, fitted)]
+    if short:
+        timings["shorten"] = (t4 - t3) / n
+    return [Answer(text=s, mode=mode, hits=h, timings=dict(timings), notes=notes, generation=t)
+            for s, t, h, (_, notes) in zip(shorts, texts, hits, fitted)]

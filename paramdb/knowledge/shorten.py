@@ -1,0 +1,49 @@
+"""Short answers: the words of a generated answer that answer the question, copied out by the base model.
+
+An adapter trained on "question -> the document's sentence" answers with that sentence: the fact is in it (EM
+in output) but a user asking "Where was X born?" wants "Warsaw", and token F1 scores the sentence's other words
+against the answer. Training on short targets instead (AugmentSettings.short_answers) measured worse on the
+135M model: its own question-and-answer lines give a usable span for under half the sentences, and the adapter
+then answers neither way well (docs/recipe.md). So the generation stays what the adapter learned, and a second,
+short greedy pass of the base model (no adapter, no passages) reads the question and that generation and copies
+the answer out. What it copies is kept only if it is a span of the generation: the short answer can lose words
+but never invents one. Otherwise the whole generation is the answer.
+"""
+from __future__ import annotations
+
+from . import budget, prompts
+from .generate import greedy
+from .models import LoadedModel
+
+MAX_SHORT_TOKENS = 16
+MAX_SHORT_WORDS = 10            # a longer "short answer" is no shorter than the sentence it came from
+GENERATION_TOKENS = 128         # the generation shown to the extractor is cut to this (answers are ≤ 48 by default)
+
+
+def span_of(candidate: str, generation: str) -> str | None:
+    """``candidate`` as ``generation`` writes it (case-insensitive match), or None if it is not a span of it."""
+    candidate = candidate.strip().strip(".,;:!?\"'").strip()
+    if not candidate or len(candidate.split()) > MAX_SHORT_WORDS:
+        return None
+    at = generation.lower().find(candidate.lower())
+    return generation[at:at + len(candidate)] if at >= 0 else None
+
+
+def shorten(lm: LoadedModel, questions: list[str], generations: list[str], batch_size: int = 8) -> list[str]:
+    """The short answer of each (question, generation): a span of the generation, or the generation itself
+    (also where the model's context cannot hold the extraction prompt)."""
+    out = list(generations)
+    room = budget.context_window(lm) - MAX_SHORT_TOKENS
+    jobs = []
+    for j, (q, g) in enumerate(zip(questions, generations)):
+        shown = budget.clip(lm.tokenizer, " ".join(g.split()), GENERATION_TOKENS)[0]
+        prompt = prompts.SHORTEN_FEW_SHOT.format(question=q, answer=shown)
+        if shown and budget.count(lm.tokenizer, prompt, room + 1) <= room:
+            jobs.append((j, prompt))
+    for i in range(0, len(jobs), batch_size):
+        chunk = jobs[i:i + batch_size]
+        for (j, _), line in zip(chunk, greedy(lm, [p for _, p in chunk], MAX_SHORT_TOKENS)):
+            span = span_of(line.split("\n")[0], generations[j])
+            if span:
+                out[j] = span
+    return out
