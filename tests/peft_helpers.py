@@ -43,12 +43,13 @@ def open_store(path: Path, model_folder: Path, embedder, create: bool = True) ->
 
 
 def paramdb_steps(db: ParamDB, question: str, **kw) -> tuple[list[torch.Tensor], str]:
-    """Every decoding step's last-position logits of ``db.generate(question, mode="prag", **kw)``."""  # mode= overrides
+    """Every decoding step's last-position logits of ``db.generate(question, mode="prag", **kw)``, and its whole
+    generation (``short=False``: the short-answer pass would add steps of its own)."""  # mode= overrides
     steps: list[torch.Tensor] = []
     head = db.lm.model.lm_head
     handle = head.register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].clone()))
     try:
-        answer = db.generate(question, **{"mode": "prag", **kw})
+        answer = db.generate(question, **{"mode": "prag", "short": False, **kw})
     finally:
         handle.remove()
     return steps, answer.text

@@ -28,7 +28,7 @@ DOCS = [
     {"id": "rust", "text": "Rust is a programming language without a garbage collector.",
      "metadata": {"topic": "code", "year": 2010}},
 ]
-TIMING_KEYS = {"retrieve", "load_adapters", "generate"}
+TIMING_KEYS = {"retrieve", "load_adapters", "generate", "shorten"}
 
 
 @pytest.fixture(scope="module")

@@ -56,3 +56,11 @@ def test_query_finds_the_source_document_first(real_store):
     expected = ["velt", "quorn", "crake", "crake"]
     with ParamDB.open(real_store) as db:
         assert [db.query(q, k=1)[0].id for q, _ in QUESTIONS] == expected
+
+
+def test_answers_are_short_spans_copied_out_of_the_generation(real_store):
+    with ParamDB.open(real_store) as db:
+        answers = db.generate_batch([q for q, _ in QUESTIONS], k=1, mode="prag")
+    assert all(a.text.lower() in a.generation.lower() for a in answers), answers
+    assert sorted(len(a.text.split()) for a in answers)[len(answers) // 2] <= 4, [a.text for a in answers]
+    assert sum(len(a.text) < len(a.generation) for a in answers) >= 2, answers
