@@ -93,6 +93,19 @@ def test_init_short_answers_creates_a_store_that_trains_and_asks_for_short_answe
     assert run("init", tmp_path / "plain").exit_code == 0 and opened[-1]["augment"] is None
 
 
+def test_init_cheaper_recipe_trains_the_top_layers_without_the_passage_sample(tmp_path, opened):
+    result = run("init", tmp_path / "new", "--layers", 0.5, "--no-passage-sample")
+    assert result.exit_code == 0, result.output
+    assert opened[-1]["training"] == {"layers": 0.5} and opened[-1]["augment"] == {"passage_sample": False}
+
+
+@pytest.mark.parametrize("layers", ["0", "1.5"])
+def test_init_refuses_a_layer_fraction_outside_0_to_1(tmp_path, layers):
+    result = run("init", tmp_path / "new", "--layers", layers)
+    assert result.exit_code == 2 and "--layers" in result.output
+    assert not (tmp_path / "new").exists()
+
+
 def test_init_refuses_a_negative_stop_loss_and_creates_nothing(tmp_path):
     result = run("init", tmp_path / "new", "--stop-loss", -0.1)
     assert result.exit_code == 2 and "--stop-loss" in result.output
@@ -195,7 +208,7 @@ def test_generate_json_shape(store):
     assert set(out) == {"answer", "generation", "mode", "hits", "timings", "notes"}
     assert out["mode"] == "prag" and isinstance(out["answer"], str)
     assert len(out["hits"]) == 2 and set(out["hits"][0]) == {"id", "score", "text", "metadata"}
-    assert set(out["timings"]) == {"retrieve", "load_adapters", "generate"}
+    assert set(out["timings"]) == {"retrieve", "load_adapters", "generate", "shorten"}
 
 
 def test_generate_passes_device_to_open(store, opened):

@@ -88,11 +88,16 @@ class InsertProgress:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate.")
 @click.option("--stop-loss", type=click.FloatRange(min=0), default=None,
               help="A document stops training after an epoch whose mean loss is below this (0: all epochs).")
+@click.option("--layers", type=click.FloatRange(min=0, max=1, min_open=True), default=None, metavar="F",
+              help="Fraction of decoder layers, from the top, that train (a shorter backward pass; docs/recipe.md).")
+@click.option("--no-passage-sample", is_flag=True, default=False,
+              help="Train on the question samples only, not also on the whole passage (fewer tokens).")
 @click.option("--short-answers", is_flag=True, default=False,
-              help="Also train each question against its short answer, and ask for short answers.")
+              help="Also train each question against a short answer span, asked with a short-answer prompt.")
 @adapter_dtype_option
 @device_option
-def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, short_answers, adapter_dtype, device):
+def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, layers, no_passage_sample, short_answers,
+         adapter_dtype, device):
     """Create a new store at STORE (fixes its base model, embedder, training settings and adapter dtype).
 
     \b
@@ -100,16 +105,18 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, short_an
       paramdb init mystore
       paramdb init mystore --model ~/models/SmolLM2-135M-Instruct --epochs 5 --rank 4
       paramdb init mystore --adapter-dtype int8
+      paramdb init mystore --layers 0.5 --no-passage-sample
       paramdb init mystore --short-answers
       paramdb init mystore --meta-url postgresql+psycopg://user@dbhost/paramdb
     """
     if Layout(Path(store)).exists():     # open(create=True) would silently open an existing store
         raise StoreExists(f"a store already exists at {store}")
-    training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr, "stop_loss": stop_loss}.items()
-                if v is not None}
+    training = {k: v for k, v in {"epochs": epochs, "rank": rank, "lr": lr, "stop_loss": stop_loss,
+                                  "layers": layers}.items() if v is not None}
+    augment = {k: v for k, v in {"short_answers": short_answers or None,
+                                 "passage_sample": False if no_passage_sample else None}.items() if v is not None}
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                    training=training or None, adapter_dtype=adapter_dtype,
-                    augment={"short_answers": True} if short_answers else None) as db:
+                    training=training or None, adapter_dtype=adapter_dtype, augment=augment or None) as db:
         say(f"created store at {db.path} (base model: {db.config.model}, {db.config.adapter_dtype} adapters)")
 
 
