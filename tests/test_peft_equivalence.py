@@ -126,7 +126,8 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     handle = lm.model.lm_head.register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].clone()))
     before = snapshot(lm.model)
     try:
-        answer = db.generate(question, k=3, mode="prag", max_new_tokens=6, merge="sum")   # PEFT's cat merge
+        answer = db.generate(question, k=3, mode="prag", max_new_tokens=6, merge="sum",   # PEFT's cat merge
+                             short=False)                          # only the generation's steps
     finally:
         handle.remove()
     assert_same_state(lm.model, before)
