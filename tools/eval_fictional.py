@@ -2,7 +2,8 @@
 
 Builds a store from tools/data/fictional.jsonl (or --data), asks every question in each mode with k=1, and
 prints accuracy (an answer alias appears in the output), EM-in-output and token F1 (PRAG's normalisation,
-paramdb.evaluation) and the median answer length in words per mode, and top-1 retrieval accuracy.
+paramdb.evaluation) and the median answer length in words per mode, scored on ``Answer.text`` (the short
+answer), with the accuracy of the whole generation beside it, and top-1 retrieval accuracy.
 
     python tools/eval_fictional.py [--data FILE] [--docs N] [--store DIR] [--modes prag,icl,closed,combine] [--json]
 
@@ -62,17 +63,18 @@ def main() -> None:
                 for i in range(0, len(qs), 8):
                     answers += db.generate_batch([q for _, q, _ in qs[i:i + 8]], k=args.k, mode=mode)
                 acc = sum(contains_answer(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
+                acc_gen = sum(contains_answer(a.generation, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
                 em = sum(em_in_output(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
                 f1 = sum(token_f1(a.text, g) for a, (_, _, g) in zip(answers, qs)) / len(qs)
                 words = sorted(len(a.text.split()) for a in answers)[len(answers) // 2]
                 result["modes"][mode] = {"accuracy": round(acc, 3), "em": round(em, 3), "f1": round(f1, 3),
-                                         "median_words": words,
+                                         "median_words": words, "accuracy_generation": round(acc_gen, 3),
                                          "s_per_q": round((time.perf_counter() - t) / len(qs), 3)}
-                print(f"{mode:8s} accuracy {acc:.3f} EM {em:.3f} F1 {f1:.3f} median words {words}",
-                      file=sys.stderr)
+                print(f"{mode:8s} accuracy {acc:.3f} EM {em:.3f} F1 {f1:.3f} median words {words} "
+                      f"(whole generation: accuracy {acc_gen:.3f})", file=sys.stderr)
                 for a, (_, q, g) in zip(answers, qs):
                     mark = "+" if contains_answer(a.text, g) else "-"
-                    print(f"   {mark} {q} -> {a.text[:90]}", file=sys.stderr)
+                    print(f"   {mark} {q} -> {a.text[:60]}  [{a.generation[:60]}]", file=sys.stderr)
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
