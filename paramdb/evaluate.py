@@ -91,8 +91,25 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
                                      "f1": round(mean(r["f1"] for r in rows), 4),
                                      "em_generation": round(mean(float(r["em_generation"]) for r in rows), 4),
                                      "s_per_q": round(mean(r["s"] for r in rows), 3)}
+    result["paired"] = _paired(result["modes"], done, items)
     result["predictions"] = str(pred_path)
     return result
+
+
+# The comparisons the method is judged by: what the adapters add without passages, and beside them.
+PAIRS = (("prag", "closed"), ("combine", "icl"))
+
+
+def _paired(modes: dict, done: dict, items: list) -> dict:
+    """For each pair in PAIRS that was run: EM and F1 differences per item with 95% paired bootstrap intervals."""
+    out = {}
+    for a, b in PAIRS:
+        if a in modes and b in modes:
+            rows = [(done[_key(a, it.id, modes[a]["settings"])], done[_key(b, it.id, modes[b]["settings"])])
+                    for it in items]
+            out[f"{a}-{b}"] = {m: evaluation.paired_bootstrap([float(x[m]) for x, _ in rows],
+                                                              [float(y[m]) for _, y in rows]) for m in ("em", "f1")}
+    return out
 
 
 def retrieval_only(data: str | Path, k: int = 3, limit: int | None = None, distractors: bool = False,
@@ -103,7 +120,7 @@ def retrieval_only(data: str | Path, k: int = 3, limit: int | None = None, distr
     minutes where a full evaluation takes hours of training on a CPU. Same indexes as a store uses.
     """
     from .knowledge.embed import Embedder
-    from .retrieval import CANDIDATES, METHODS, retrieve
+    from .retrieval import METHODS, retrieve
     from .storage.lexical import LexicalIndex
     from .storage.vectors import VectorIndex
 

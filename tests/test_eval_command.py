@@ -50,6 +50,7 @@ def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
     assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "mean", "adapter_weight": 1.0,
                                                    "store_generation": 1, "short": True}
     assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
+    assert set(result["paired"]) == {"prag-closed"} and set(result["paired"]["prag-closed"]) == {"em", "f1"}
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert sorted((x["mode"], x["id"]) for x in rows) == [("closed", "q1"), ("closed", "q2"), ("prag", "q1"),
                                                           ("prag", "q2")]

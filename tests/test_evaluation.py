@@ -138,3 +138,18 @@ def test_real_eval_file_loads(tmp_path, name):
     docs = corpus(items, distractors=True)
     assert gold_ids(items[0]) <= {d["id"] for d in docs}
     assert load_items(src, limit=3)[0] == items[0]
+
+
+def test_paired_bootstrap_gives_the_mean_difference_inside_its_interval():
+    from paramdb.evaluation import paired_bootstrap
+    a = [1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    b = [0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    r = paired_bootstrap(a, b)
+    assert r["diff"] == 0.375 and r["ci95"][0] <= 0.375 <= r["ci95"][1] and r["ci95"][0] < r["ci95"][1]
+    assert paired_bootstrap(a, a) == {"diff": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_paired_bootstrap_refuses_lists_of_different_lengths():
+    from paramdb.evaluation import paired_bootstrap
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0, 0.0], [1.0])

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from paramdb import ParamDB, evaluate, evaluation
+from paramdb.evaluation import paired_bootstrap
 from paramdb.knowledge.lora import side_path
 from paramdb.storage.codec import decode_tensors
 
@@ -59,15 +60,6 @@ def timed_insert(db, docs, **kw) -> dict:
     t0 = time.perf_counter()
     db.insert(todo, batch_size=8, progress=lambda d, t: log(f"  inserted {d}/{t}"), **kw)
     return {"seconds": time.perf_counter() - t0, "docs": len(todo)}
-
-
-def bootstrap(a: list[float], b: list[float], n: int = 2000, seed: int = 0) -> dict:
-    """Mean of a - b over items with a 95% paired bootstrap interval."""
-    d = np.array(a) - np.array(b)
-    rng = np.random.default_rng(seed)
-    means = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n)]
-    return {"diff": round(float(d.mean()), 4), "ci95": [round(float(np.percentile(means, 2.5)), 4),
-                                                         round(float(np.percentile(means, 97.5)), 4)]}
 
 
 def update_norms(db) -> float:
@@ -209,11 +201,11 @@ def main() -> None:
     any_s = lambda s: True  # noqa: E731 (the latest answer per item wins; stores are not rebuilt between runs)
     icl_f1, comb_f1 = per_item(pt, "icl", any_s, "f1"), per_item(px, "combine", any_s, "f1")
     closed_em, prag_em = per_item(pt, "closed", any_s, "em"), per_item(px, "prag", any_s, "em")
-    out["combine_translated_minus_icl_f1"] = bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
-    out["prag_translated_minus_closed_em"] = bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
+    out["combine_translated_minus_icl_f1"] = paired_bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
+    out["prag_translated_minus_closed_em"] = paired_bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
     for m in ("prag", "combine"):      # translated against trained, item by item
         x, t = per_item(px, m, any_s, "f1"), per_item(pt, m, any_s, "f1")
-        out[f"{m}_translated_minus_trained_f1"] = bootstrap([x[i] for i in ids], [t[i] for i in ids])
+        out[f"{m}_translated_minus_trained_f1"] = paired_bootstrap([x[i] for i in ids], [t[i] for i in ids])
     out["update_norm_median"]["translated"] = round(norm_translated, 4)
     publish("all")
     if args.json:

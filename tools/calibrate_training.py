@@ -83,7 +83,8 @@ def question_sets(n_docs: int, n_popqa: int) -> dict[str, dict]:
 
 
 def merged(adapters: list[dict]) -> dict:
-    """The mean of several adapters as one adapter of their summed rank: (1/k)·Σ BᵢAᵢ = [B₁…B_k]/k · [A₁;…;A_k]."""
+    """The mean of several adapters as one adapter of their summed rank:
+    (1/k)·Σ BᵢAᵢ = [B₁…B_k]/k · [A₁;…;A_k]."""
     import numpy as np
 
     if len(adapters) == 1:

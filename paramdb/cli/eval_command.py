@@ -75,4 +75,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
     say(f"{'mode':8s} {'EM':>6s} {'F1':>6s} {'s/q':>6s} {'EM of whole generation':>23s}")
     for mode, m in result["modes"].items():
         say(f"{mode:8s} {m['em']:6.3f} {m['f1']:6.3f} {m['s_per_q']:6.2f} {m['em_generation']:23.3f}")
+    for pair, d in result["paired"].items():
+        say(f"{pair}: " + ", ".join(f"{m.upper()} {x['diff']:+.3f} [{x['ci95'][0]:+.3f}, {x['ci95'][1]:+.3f}]"
+                                    for m, x in d.items()) + " (95% paired bootstrap)")
     say(f"predictions: {result['predictions']}")

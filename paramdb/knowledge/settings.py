@@ -74,7 +74,8 @@ class TrainSettings:
                                   "max_length": 1, "max_batch_tokens": 1, "stop_loss": 0, "layers": 0, "lr_final": 0},
                above=("alpha", "lr", "layers"))
         if self.layers > 1:
-            raise InvalidInput(f"training setting 'layers' is the fraction of layers trained, at most 1, got {self.layers!r}")
+            raise InvalidInput(f"training setting 'layers' is the fraction of layers trained, at most 1, "
+                               f"got {self.layers!r}")
 
     @property
     def scale(self) -> float:
