@@ -19,6 +19,7 @@ from . import budget, prompts
 from .generate import greedy
 from .models import LoadedModel
 from .settings import AugmentSettings
+from .shorten import span_of
 from .train import Sample
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -115,13 +116,10 @@ def _fitted(lm: LoadedModel, template: str, passage: str, sentence: str, new_tok
 def short_span(answer: str, sentence: str, question: str) -> str | None:
     """``answer`` as the sentence writes it, or None: not a span of the sentence, as long as the sentence
     (nothing short about it), or already in the question (the model echoed the subject)."""
-    answer = answer.strip().strip(".,;:!?\"'").strip()
-    if not answer or len(answer.split()) > 8 or len(answer) > 0.6 * len(sentence):
+    span = span_of(answer, sentence, max_words=8)
+    if span is None or len(span) > 0.6 * len(sentence) or span.lower() in question.lower():
         return None
-    if answer.lower() in question.lower():
-        return None
-    at = sentence.lower().find(answer.lower())
-    return sentence[at:at + len(answer)] if at >= 0 else None
+    return span
 
 
 def write_questions_with_answers(lm: LoadedModel, sents: list[str], s: AugmentSettings

@@ -20,10 +20,11 @@ MAX_SHORT_WORDS = 10            # a longer "short answer" is no shorter than the
 GENERATION_TOKENS = 128         # the generation shown to the extractor is cut to this (answers are ≤ 48 by default)
 
 
-def span_of(candidate: str, generation: str) -> str | None:
-    """``candidate`` as ``generation`` writes it (case-insensitive match), or None if it is not a span of it."""
+def span_of(candidate: str, generation: str, max_words: int = MAX_SHORT_WORDS) -> str | None:
+    """``candidate`` (trimmed of spaces, quotes and end punctuation) as ``generation`` writes it, matched
+    case-insensitively; None if it is empty, longer than ``max_words`` or not a span of ``generation``."""
     candidate = candidate.strip().strip(".,;:!?\"'").strip()
-    if not candidate or len(candidate.split()) > MAX_SHORT_WORDS:
+    if not candidate or len(candidate.split()) > max_words:
         return None
     at = generation.lower().find(candidate.lower())
     return generation[at:at + len(candidate)] if at >= 0 else None
