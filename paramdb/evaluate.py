@@ -12,7 +12,7 @@ from statistics import mean
 from typing import Callable
 
 from . import evaluation
-from .config import MODES, adapter_weight_for
+from .config import DEFAULT_MERGE, MODES, adapter_weight_for
 from .errors import InvalidInput
 
 Report = Callable[[str], None]
@@ -47,7 +47,7 @@ def _done(predictions: Path) -> dict[tuple[str, str, str], dict]:
 
 def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = None,
         distractors: bool = False, method: str = "hybrid", predictions: str | Path | None = None,
-        batch_size: int = 8, merge: str = "mean", adapter_weight: float | None = None, short: bool = True,
+        batch_size: int = 8, merge: str = DEFAULT_MERGE, adapter_weight: float | None = None, short: bool = True,
         report: Report = lambda _msg: None) -> dict:
     """Per mode: EM-in-output and token F1 of the answers (short ones unless ``short`` is False), EM-in-output
     of the whole generations (``em_generation``: the fact anywhere in what the model wrote), seconds per

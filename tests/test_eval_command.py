@@ -47,7 +47,7 @@ def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["modes"]) == {"closed", "prag"} and result["items"] == 2
     assert set(result["modes"]["prag"]) == {"em", "f1", "em_generation", "s_per_q", "settings"}
-    assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "mean", "adapter_weight": 1.0,
+    assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "rank", "adapter_weight": 1.0,
                                                    "store_generation": 1, "short": True}
     assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
     assert set(result["paired"]) == {"prag-closed"} and set(result["paired"]["prag-closed"]) == {"em", "f1"}

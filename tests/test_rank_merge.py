@@ -30,3 +30,22 @@ def test_generate_accepts_rank_merge(db):
     db.insert(DOCS)
     answer = db.generate("What is the capital of Freedonia?", k=3, mode="prag", merge="rank", max_new_tokens=3)
     assert len(answer.hits) == 3
+
+
+
+def first_logits(db, **kwargs) -> torch.Tensor:
+    """The logits of the answer's first token, which the merged adapters shape."""
+    seen: list[torch.Tensor] = []
+    handle = db.lm.model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[:, -1].clone()))
+    try:
+        db.generate("What is the capital of Freedonia?", k=3, mode="prag", max_new_tokens=1, short=False, **kwargs)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_rank_is_the_default_merge(db):
+    db.insert(DOCS)
+    default = first_logits(db)
+    torch.testing.assert_close(default, first_logits(db, merge="rank"))
+    assert not torch.allclose(default, first_logits(db, merge="mean"))

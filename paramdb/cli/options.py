@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from paramdb.config import MERGES
+from paramdb.config import DEFAULT_MERGE, MERGES
 from paramdb.errors import InvalidFilter
 from paramdb.retrieval import METHODS
 
@@ -24,7 +24,7 @@ method_option = click.option("--method", default="hybrid", show_default=True,
                              metavar="[" + "|".join(METHODS) + "]",
                              help="Retrieval: dense (embeddings), bm25 (terms) or hybrid (both, rank-fused).")
 
-merge_option = click.option("--merge", type=click.Choice(MERGES), default="mean", show_default=True,
+merge_option = click.option("--merge", type=click.Choice(MERGES), default=DEFAULT_MERGE, show_default=True,
                             help="Combine the k adapters at weight 1/k each (mean), 1 each (sum, as PRAG) or "
                                  "1/rank normalised (rank: the best hit outweighs the rest).")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import rank_weights
+from ..config import DEFAULT_MERGE, rank_weights
 from ..errors import CorruptData, UnknownId
 from ..knowledge.inject import from_stored, merge_flat, question_scale
 from ..knowledge.lora import side_path
@@ -52,7 +52,7 @@ def load(store: Store, lm: LoadedModel, keys: list[str]) -> list:
     return [out[k] for k in keys]
 
 
-def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str = "mean",
+def merged(store: Store, lm: LoadedModel, blob_keys: list[list[str]], merge: str = DEFAULT_MERGE,
            weight: float = 1.0):
     """One merged side path per question from its retrieved adapters (None when no question has any):
     each adapter weighs 1/k ("mean"), 1 ("sum") or 1/rank normalised ("rank": the best hit outweighs the

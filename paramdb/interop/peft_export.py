@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..config import MERGES, adapter_weight_for, rank_weights
+from ..config import DEFAULT_MERGE, MERGES, adapter_weight_for, rank_weights
 from ..errors import InvalidInput, ModelLoadError
 from ..knowledge.inject import merge_flat, question_scale
 from ..knowledge.lora import side_path
@@ -86,7 +86,7 @@ def export_rows(db, ids: list[str], target: Path, force: bool = False) -> PeftEx
 
 
 def export_question(db, question: str, target: Path, *, k: int = 3, where: dict | None = None,
-                    method: str = "hybrid", merge: str = "mean", adapter_weight: float | None = None,
+                    method: str = "hybrid", merge: str = DEFAULT_MERGE, adapter_weight: float | None = None,
                     force: bool = False) -> PeftExport:
     """The one adapter ``generate(question, mode="prag", ...)`` applies, with the same retrieval, merge
     and adapter weight."""
