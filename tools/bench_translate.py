@@ -12,13 +12,19 @@ translated back to back, bytes, fictional facts),
 then the expensive ones (every eval passage trained, PopQA answered both ways). After each stage the figures
 so far are written to --work/results.json, so a run cut short still leaves what it finished.
 Resumable: stores, translator and predictions live in --work; a rerun continues where it stopped.
+``--trained-store`` starts from a store ``paramdb eval`` already built over the same items (copied, with its
+``--trained-predictions``), so the trained modes cost nothing twice; ``--translator`` takes a translator
+written by tools/translator_variants.py instead of distilling one here.
 
     python tools/bench_translate.py --items 10 --learn-items 100 --epochs 2 --json
+    python tools/bench_translate.py --items 100 --docs 8 --translator /tmp/tv/lex8_L48_e2.translator \
+        --trained-store popqa_dev.store --trained-predictions popqa.pred.jsonl
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -53,6 +59,8 @@ def timed_insert(db, docs, **kw) -> dict:
     """Seconds to insert those of ``docs`` not yet stored, and how many that was. Models (and the translator)
     are loaded first: loading them is a cost per process, not per document, and would swamp a translated batch."""
     todo = [d for d in docs if d["id"] not in db]
+    if not todo:
+        return {"seconds": 0.0, "docs": 0}
     if todo:
         _ = (db.lm, db.embedder)
         if kw.get("parameterize") == "translate":
@@ -76,13 +84,23 @@ def update_norms(db) -> float:
     return float(np.median(norms))
 
 
-def per_item(pred: Path, mode: str, settings_match, metric: str) -> dict[str, float]:
+def per_item(pred: Path, mode: str, settings: dict, metric: str) -> dict[str, float]:
+    """Each item's ``metric`` in ``mode`` answered with exactly ``settings`` (a predictions file may hold
+    answers made other ways too)."""
     out = {}
     for line in pred.read_text().splitlines():
         r = json.loads(line)
-        if r["mode"] == mode and settings_match(r.get("settings") or {}):
+        if r["mode"] == mode and r.get("settings") == settings:
             out[r["id"]] = float(r[metric])
     return out
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE for a translator setting; layers take ints separated by '/'."""
+    key, _, value = text.partition("=")
+    if key == "layers":
+        return key, tuple(int(x) for x in value.split("/"))
+    return key, value if key == "pool" else int(value)
 
 
 def main() -> None:
@@ -95,6 +113,11 @@ def main() -> None:
     ap.add_argument("--teacher", default="context")
     ap.add_argument("-k", type=int, default=3)
     ap.add_argument("--work", default="/tmp/bench-translate")
+    ap.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                    help="translator setting for distill (e.g. lexical=4, layers=8)")
+    ap.add_argument("--translator", type=Path, help="use this stored translator (translator_variants.py)")
+    ap.add_argument("--trained-store", type=Path, help="start the trained store from a copy of this one")
+    ap.add_argument("--trained-predictions", type=Path, help="... and its predictions (paramdb eval's)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -125,13 +148,29 @@ def main() -> None:
 
     # Cheap figures first: translator training, then insert speed both ways back to back (the same machine
     # load for both), translator and adapter bytes, fictional facts.
-    log(f"translated store: distill from {len(learn)} passages")
-    variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}"
+    overrides = dict(parse_setting(x) for x in args.setting)
+    variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}" + "".join(
+        f"_{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(overrides.items()))
+    if args.translator:
+        variant = args.translator.stem
     translated_store = work / f"translated_{variant}.store"
+    if args.trained_store and not (work / "trained.store").exists():
+        shutil.copytree(args.trained_store, work / "trained.store")
+        if args.trained_predictions:
+            shutil.copy(args.trained_predictions, work / "trained.predictions.jsonl")
+    log(f"translated store: {args.translator or f'distill from {len(learn)} passages'}")
     with ParamDB.open(translated_store, create=True) as db:
+        if args.translator and db.store.blobs.get_model("translator") is None:
+            db.store.blobs.put_model("translator", args.translator.read_bytes())
+            db.forget_translator()
+
         def do_distill():
+            if args.translator:
+                info = db.stats()["translator"]
+                return {"from": str(args.translator), "bytes": len(args.translator.read_bytes()),
+                        "params": db.translator().n_params(), "learned_from": info["learned_from"]}
             t0 = time.perf_counter()
-            r = db.distill(learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr,
+            r = db.distill(learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr, translator=overrides or None,
                            progress=lambda e: log(f"  distill {e}") if e["event"] != "step" or e["step"] % 10 == 0
                            else None)
             return {"seconds_per_doc": r.seconds_per_doc, "peak_rss_mb": r.peak_rss_mb, "bytes": r.translator_bytes,
@@ -141,9 +180,11 @@ def main() -> None:
         dist = cached(work, f"distill_{variant}", do_distill)
         translator_value = db.store.blobs.get_model("translator")
     out["translator_bytes"], out["translator_params"], out["distill"] = dist["bytes"], dist["params"], dist
+    if args.translator:
+        out["learn_docs"] = dist["learned_from"]["count"]
 
-    log(f"trained store: timing {len(timing_docs)} passages")
-    with ParamDB.open(work / "trained.store", create=True) as db:
+    log(f"timing store: {len(timing_docs)} passages trained")
+    with ParamDB.open(work / "timing.store", create=True) as db:
         t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
         if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
             t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
@@ -198,13 +239,15 @@ def main() -> None:
                      for m, v in ((m, res_x["modes"][m]) for m in ("prag", "combine"))}
     pt, px = work / "trained.predictions.jsonl", work / f"translated_{variant}.predictions.jsonl"
     ids = [it.id for it in eval_items]
-    any_s = lambda s: True  # noqa: E731 (the latest answer per item wins; stores are not rebuilt between runs)
-    icl_f1, comb_f1 = per_item(pt, "icl", any_s, "f1"), per_item(px, "combine", any_s, "f1")
-    closed_em, prag_em = per_item(pt, "closed", any_s, "em"), per_item(px, "prag", any_s, "em")
+    st = {f"{m}_trained": res_t["modes"][m]["settings"] for m in ("closed", "icl", "prag", "combine")}
+    st |= {f"{m}_translated": res_x["modes"][m]["settings"] for m in ("prag", "combine")}
+    icl_f1, comb_f1 = per_item(pt, "icl", st["icl_trained"], "f1"), per_item(px, "combine", st["combine_translated"], "f1")
+    closed_em = per_item(pt, "closed", st["closed_trained"], "em")
+    prag_em = per_item(px, "prag", st["prag_translated"], "em")
     out["combine_translated_minus_icl_f1"] = paired_bootstrap([comb_f1[i] for i in ids], [icl_f1[i] for i in ids])
     out["prag_translated_minus_closed_em"] = paired_bootstrap([prag_em[i] for i in ids], [closed_em[i] for i in ids])
     for m in ("prag", "combine"):      # translated against trained, item by item
-        x, t = per_item(px, m, any_s, "f1"), per_item(pt, m, any_s, "f1")
+        x, t = per_item(px, m, st[f"{m}_translated"], "f1"), per_item(pt, m, st[f"{m}_trained"], "f1")
         out[f"{m}_translated_minus_trained_f1"] = paired_bootstrap([x[i] for i in ids], [t[i] for i in ids])
     out["update_norm_median"]["translated"] = round(norm_translated, 4)
     publish("all")

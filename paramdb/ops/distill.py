@@ -75,7 +75,10 @@ def distill(db, source: Iterable[Any] | None = None, *, teacher: str = "context"
         raise InvalidInput(f"limit must be at least 1, got {limit}")
     if not 0 <= held_out < 1:
         raise InvalidInput(f"held-out fraction must be in [0, 1), got {held_out}")
-    settings = apply_overrides(TranslatorSettings(rank=db.config.training.rank), translator, "translator")
+    try:
+        settings = apply_overrides(TranslatorSettings(rank=db.config.training.rank), translator, "translator")
+    except (TypeError, ValueError) as e:
+        raise InvalidInput(f"bad translator settings: {e}") from None
     rows = _source_docs(db, source, teacher, limit)
     lm, blobs = db.lm, db.store.blobs
     docs = []
