@@ -6,7 +6,7 @@ import pytest
 from conftest import make_tiny_lm
 from paramdb.errors import InvalidInput
 from paramdb.knowledge import shorten as shorten_mod
-from paramdb.knowledge.shorten import shorten, span_of
+from paramdb.knowledge.shorten import repeats_question, shorten, span_of
 
 GEN = "Quillane invented a blue glass called Moonrind in 1987."
 
@@ -57,3 +57,29 @@ def test_generate_with_short_false_answers_with_the_whole_generation(db):
 def test_short_must_be_a_bool(db):
     with pytest.raises(InvalidInput, match="short must be True or False"):
         db.generate("What did Quillane invent?", short="no")
+
+
+@pytest.mark.parametrize("copy, question, want", [
+    ("Fish", "What fish do fishermen catch?", True),        # only the question's own words: no answer
+    ("the harbour", "Where is the harbour?", True),
+    ("Moonrind", "What did Quillane invent?", False),
+    ("tea", "Did she drink tea or coffee?", False),          # a choice question is answered by its own words
+])
+def test_repeats_question_spots_a_copy_of_the_question(copy, question, want):
+    assert repeats_question(copy, question) is want
+
+
+def test_shorten_keeps_the_generation_when_the_copy_repeats_the_question(tiny_lm, monkeypatch):
+    gen = "Fishermen catch fish called silverfin."
+    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, n: ["fish"])
+    assert shorten(tiny_lm, ["What fish do fishermen catch?"], [gen]) == [gen]
+
+
+def test_shorten_keeps_the_generation_when_the_copy_hit_the_token_limit(tiny_lm, monkeypatch):
+    line = "Quillane invented a blue glass"                       # a span, but cut where the limit fell
+    n = len(tiny_lm.tokenizer(line, add_special_tokens=False).input_ids)
+    monkeypatch.setattr(shorten_mod, "MAX_SHORT_TOKENS", n + 1)
+    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, k: [line])
+    assert shorten(tiny_lm, ["What did Quillane invent?"], [GEN]) == [GEN]
+    monkeypatch.setattr(shorten_mod, "MAX_SHORT_TOKENS", n + 2)   # room to spare: the line ended by itself
+    assert shorten(tiny_lm, ["What did Quillane invent?"], [GEN]) == [line]

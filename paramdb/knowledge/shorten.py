@@ -8,8 +8,15 @@ then answers neither way well (docs/recipe.md). So the generation stays what the
 short greedy pass of the base model (no adapter, no passages) reads the question and that generation and copies
 the answer out. What it copies is kept only if it is a span of the generation: the short answer can lose words
 but never invents one. Otherwise the whole generation is the answer.
+
+Two more refusals, each a case where the copy measured worse than the whole generation (fictional facts,
+docs/recipe.md): a copy that only repeats the question's own words ("Fish" for "What fish do fishermen
+catch?"), unless the question offers a choice ("A or B?"), and a copy cut off by the extraction's token limit
+("... by the merchant Hugo" for "Hugo Strand").
 """
 from __future__ import annotations
+
+import re
 
 from . import budget, prompts
 from .generate import greedy
@@ -30,6 +37,16 @@ def span_of(candidate: str, generation: str, max_words: int = MAX_SHORT_WORDS) -
     return generation[at:at + len(candidate)] if at >= 0 else None
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def repeats_question(candidate: str, question: str) -> bool:
+    """True when every word of ``candidate`` is one of ``question``'s and the question offers no choice."""
+    asked = _words(question)
+    return "or" not in asked and all(w in asked for w in _words(candidate))
+
+
 def shorten(lm: LoadedModel, questions: list[str], generations: list[str], batch_size: int = 8) -> list[str]:
     """The short answer of each (question, generation): a span of the generation, or the generation itself
     (also where the model's context cannot hold the extraction prompt)."""
@@ -44,7 +61,9 @@ def shorten(lm: LoadedModel, questions: list[str], generations: list[str], batch
     for i in range(0, len(jobs), batch_size):
         chunk = jobs[i:i + batch_size]
         for (j, _), line in zip(chunk, greedy(lm, [p for _, p in chunk], MAX_SHORT_TOKENS)):
-            span = span_of(line.split("\n")[0], generations[j])
-            if span:
+            if len(lm.tokenizer(line, add_special_tokens=False).input_ids) >= MAX_SHORT_TOKENS - 1:
+                continue                        # greedy stops at the line's end: this one hit the token limit
+            span = span_of(line, generations[j])
+            if span and not repeats_question(span, questions[j]):
                 out[j] = span
     return out
