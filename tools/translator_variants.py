@@ -6,7 +6,8 @@ written once and cached in --work), with the same held-out documents, then is sc
 - held-out loss (the held-out documents' sample loss through their written adapters) beside no adapter;
 - fictional facts (tools/data/fictional.jsonl: 20 invented documents inserted with the variant's adapters,
   40 questions, prag, k=1, short answers; accuracy = the answer found in the output);
-- PopQA items 1..N (their passages translated, prag, k=3): EM and F1 beside closed-book on the same items.
+- PopQA items 1..N (their passages translated, k=3): EM and F1 of prag and combine beside closed-book and
+  icl (the passages in context, no adapter) on the same items and the same retrieval.
 
 Resumable: each finished variant's figures are cached in --work/variants.json, its translator in
 --work/<variant>.translator (tools/bench_translate.py --translator takes it).
@@ -61,8 +62,13 @@ def samples_for(db, texts: list[str], path: Path) -> list:
     return done
 
 
-def answer(db, questions: list[str], k: int) -> list[str]:
-    return [a.text for a in db.generate_batch(questions, k=k, mode="prag")]
+def answer(db, questions: list[str], k: int, mode: str = "prag") -> list[str]:
+    return [a.text for a in db.generate_batch(questions, k=k, mode=mode)]
+
+
+def popqa_scores(texts: list[str], items, prefix: str) -> dict:
+    return {f"{prefix}_em": float(np.mean([evaluation.em_in_output(t, it.answers) for t, it in zip(texts, items)])),
+            f"{prefix}_f1": float(np.mean([evaluation.token_f1(t, it.answers) for t, it in zip(texts, items)]))}
 
 
 def score_variant(base: ParamDB, translator, fict, popqa_items, popqa_docs, work: Path, name: str, k: int) -> dict:
@@ -82,11 +88,10 @@ def score_variant(base: ParamDB, translator, fict, popqa_items, popqa_docs, work
                 out["fictional_accuracy"] = float(np.mean([evaluation.em_in_output(t, a) for t, (_, a) in
                                                            zip(texts, qs)]))
             else:
-                texts = answer(db, [it.question for it in popqa_items], k)
-                out["popqa_em"] = float(np.mean([evaluation.em_in_output(t, it.answers) for t, it in
-                                                 zip(texts, popqa_items)]))
-                out["popqa_f1"] = float(np.mean([evaluation.token_f1(t, it.answers) for t, it in
-                                                 zip(texts, popqa_items)]))
+                questions = [it.question for it in popqa_items]
+                out |= popqa_scores(answer(db, questions, k), popqa_items, "popqa")
+                out |= popqa_scores(answer(db, questions, k, "combine"), popqa_items, "popqa_combine")
+                out |= popqa_scores(answer(db, questions, k, "icl"), popqa_items, "popqa_icl")  # no adapter
         shutil.rmtree(path, ignore_errors=True)
     return out
 
@@ -116,9 +121,7 @@ def main() -> None:
         docs = [DistillDoc(f"p{i}", t, s) for i, (t, s) in enumerate(zip(learn, samples))]
         if "closed" not in results:
             texts = [a.text for a in base.generate_batch([it.question for it in popqa_items], mode="closed")]
-            results["closed"] = {
-                "popqa_em": float(np.mean([evaluation.em_in_output(t, it.answers) for t, it in zip(texts, popqa_items)])),
-                "popqa_f1": float(np.mean([evaluation.token_f1(t, it.answers) for t, it in zip(texts, popqa_items)]))}
+            results["closed"] = popqa_scores(texts, popqa_items, "popqa")
             results_path.write_text(json.dumps(results, indent=2))
         for spec in args.variant:
             name, overrides = parse_variant(spec)
