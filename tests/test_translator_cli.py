@@ -77,3 +77,21 @@ def test_distill_from_a_file_then_refine_trains_what_was_translated(store, tmp_p
     assert r.exit_code == 0, r.output
     assert json.loads(r.output.strip().splitlines()[-1]) == {"refined": 1, "skipped": [], "remaining": 0}
     assert json.loads(run("stats", store, "--json").output)["adapters"] == {"trained": 5, "translated": 0, "imported": 0}
+
+
+def test_distill_setting_shapes_the_stored_translator(store):
+    assert run("distill", store, "--epochs", "1", "--setting", "lexical=2", "--setting", "layers=1").exit_code == 0
+    settings = json.loads(run("stats", store, "--json").output)["translator"]["settings"]
+    assert settings["lexical"] == 2 and settings["layers"] == [1]
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("lexical", "expected KEY=VALUE"),
+    ("lexical=many", "lexical takes an integer"),
+    ("colour=blue", "unknown translator setting 'colour'"),
+    ("lexical=-1", "lexical must be 0 or more"),
+])
+def test_a_bad_distill_setting_exits_2_in_one_line_and_stores_no_translator(store, setting, message):
+    r = run("distill", store, "--epochs", "1", "--setting", setting)
+    assert r.exit_code == 2 and message in r.output.strip().splitlines()[-1]
+    assert json.loads(run("stats", store, "--json").output)["translator"] is None

@@ -35,6 +35,7 @@ import torch
 from paramdb import ParamDB, evaluate, evaluation
 from paramdb.evaluation import paired_bootstrap
 from paramdb.knowledge.lora import side_path
+from paramdb.knowledge.translator import parse_settings
 from paramdb.storage.codec import decode_tensors
 
 HERE = Path(__file__).parent
@@ -95,14 +96,6 @@ def per_item(pred: Path, mode: str, settings: dict, metric: str) -> dict[str, fl
     return out
 
 
-def parse_setting(text: str) -> tuple[str, object]:
-    """KEY=VALUE for a translator setting; layers take ints separated by '/'."""
-    key, _, value = text.partition("=")
-    if key == "layers":
-        return key, tuple(int(x) for x in value.split("/"))
-    return key, value if key == "pool" else int(value)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10, help="answer PopQA items 1..N")
@@ -148,7 +141,7 @@ def main() -> None:
 
     # Cheap figures first: translator training, then insert speed both ways back to back (the same machine
     # load for both), translator and adapter bytes, fictional facts.
-    overrides = dict(parse_setting(x) for x in args.setting)
+    overrides = parse_settings(args.setting)
     variant = f"{args.teacher}_L{len(learn)}_e{args.epochs}" + "".join(
         f"_{k}{'-'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(overrides.items()))
     if args.translator:

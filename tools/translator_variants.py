@@ -31,7 +31,7 @@ import torch
 from paramdb import ParamDB, evaluation, translators
 from paramdb.knowledge.augment import build_samples
 from paramdb.knowledge.distill import DistillDoc, DistillSettings, distill, provenance
-from paramdb.knowledge.translator import TranslatorSettings
+from paramdb.knowledge.translator import TranslatorSettings, parse_settings
 
 HERE = Path(__file__).parent
 DATA = HERE / "data" / "eval" / "popqa_dev.jsonl"
@@ -43,14 +43,9 @@ def log(msg: str) -> None:
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    """"name:key=value,key=value" -> (name, overrides); layers take ints separated by '/'."""
+    """"name:key=value,key=value" -> (name, TranslatorSettings overrides)."""
     name, _, rest = text.partition(":")
-    out: dict = {}
-    for part in filter(None, rest.split(",")):
-        key, _, value = part.partition("=")
-        out[key] = tuple(int(x) for x in value.split("/")) if key == "layers" else (
-            value if key == "pool" else int(value))
-    return name, out
+    return name, parse_settings(filter(None, rest.split(",")))
 
 
 def samples_for(db, texts: list[str], path: Path) -> list:

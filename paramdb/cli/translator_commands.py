@@ -8,6 +8,7 @@ from dataclasses import asdict
 import click
 
 from paramdb.knowledge.distill import TEACHERS
+from paramdb.knowledge.translator import parse_settings
 
 from . import commands
 from .commands import InsertProgress, echo_json
@@ -37,6 +38,13 @@ class DistillProgress:
             click.echo("\r" + line.ljust(72), nl=False, err=True)
 
 
+def _settings(ctx, param, values) -> dict:
+    try:
+        return parse_settings(values)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @click.command()
 @store_argument
 @click.option("--from", "from_files", multiple=True, metavar="FILE.jsonl",
@@ -49,9 +57,11 @@ class DistillProgress:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Learn from at most this many documents.")
 @click.option("--held-out", type=click.FloatRange(min=0, max=1, max_open=True), default=0.1, show_default=True,
               help="Fraction of documents kept out of training to report the held-out loss.")
+@click.option("--setting", "settings", multiple=True, metavar="KEY=VALUE", callback=_settings,
+              help="Translator shape, e.g. lexical=4 or layers=8 (repeatable; see docs/translator.md).")
 @device_option
 @json_option
-def distill(store, from_files, teacher, epochs, lr, limit, held_out, device, as_json):
+def distill(store, from_files, teacher, epochs, lr, limit, held_out, settings, device, as_json):
     """Train STORE's translator (document in, adapter out) and store it; `insert --translate` then writes
     adapters in one forward pass. Safe to interrupt: the translator is written in one transaction at the end.
 
@@ -60,11 +70,12 @@ def distill(store, from_files, teacher, epochs, lr, limit, held_out, device, as_
       paramdb distill mystore
       paramdb distill mystore --teacher adapter --epochs 3
       paramdb distill newstore --from passages.jsonl
+      paramdb distill mystore --setting lexical=4 --setting layers=8
     """
     source = read_documents(from_files) if from_files else None
     with commands.open_store(store, device=device) as db:
         result = db.distill(source, teacher=teacher, epochs=epochs, lr=lr, limit=limit, held_out=held_out,
-                            progress=DistillProgress())
+                            translator=settings, progress=DistillProgress())
     if as_json:
         echo_json(asdict(result))
         return

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -65,6 +65,26 @@ class TranslatorSettings:
     def from_json(cls, data: dict) -> "TranslatorSettings":
         # A translator stored before the lexical path existed has none: rebuild it so.
         return cls(**{"lexical": 0, **data, "layers": tuple(data.get("layers", (-1,)))})
+
+
+def parse_settings(pairs) -> dict:
+    """``KEY=VALUE`` strings (the CLI's and the tools' ``--setting``) as TranslatorSettings overrides: ``pool``
+    is a word, ``layers`` integers separated by '/', the rest integers."""
+    valid = [f.name for f in fields(TranslatorSettings)]
+    out: dict = {}
+    for text in pairs:
+        key, eq, value = (part.strip() for part in text.partition("="))
+        if not eq or not key:
+            raise ValueError(f"expected KEY=VALUE, got {text!r}")
+        if key not in valid:
+            raise ValueError(f"unknown translator setting {key!r}; valid: {', '.join(valid)}")
+        try:
+            out[key] = (tuple(int(x) for x in value.split("/")) if key == "layers"
+                        else value if key == "pool" else int(value))
+        except ValueError:
+            kind = "integers separated by '/'" if key == "layers" else "an integer"
+            raise ValueError(f"{key} takes {kind}, got {value!r}") from None
+    return out
 
 
 @dataclass
