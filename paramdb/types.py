@@ -25,6 +25,8 @@ class Hit:
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # How its adapter was made ("trained", "translated", "imported"): a translated one answers less exactly.
+    adapter_kind: str | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -142,8 +142,9 @@ def test_query_prints_rank_score_id_and_text(store):
 def test_query_json_lists_hits(store):
     result = run("query", store, "sky", "-k", 3, "--json")
     hits = json.loads(result.stdout)
-    assert [set(h) for h in hits] == [{"id", "score", "text", "metadata"}] * 3
+    assert [set(h) for h in hits] == [{"id", "score", "text", "metadata", "adapter"}] * 3
     assert sorted(h["id"] for h in hits) == sorted(IDS)
+    assert {h["adapter"] for h in hits} == {"trained"}
 
 
 def test_query_where_filters_by_metadata(store):
@@ -207,7 +208,7 @@ def test_generate_json_shape(store):
     out = json.loads(result.stdout)
     assert set(out) == {"answer", "generation", "mode", "hits", "timings", "notes"}
     assert out["mode"] == "prag" and isinstance(out["answer"], str)
-    assert len(out["hits"]) == 2 and set(out["hits"][0]) == {"id", "score", "text", "metadata"}
+    assert len(out["hits"]) == 2 and set(out["hits"][0]) == {"id", "score", "text", "metadata", "adapter"}
     assert set(out["timings"]) == {"retrieve", "load_adapters", "generate", "shorten"}
 
 

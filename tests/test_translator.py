@@ -68,6 +68,25 @@ def test_translated_insert_records_its_kind_and_answers_from_it(trained_db):
     assert ans.hits and ans.text is not None
 
 
+def test_an_answer_from_translated_adapters_says_which_are_not_yet_refined(trained_db):
+    distilled(trained_db, epochs=1)
+    trained_db.insert(DOCS[8:10], parameterize="translate")
+    ans = trained_db.generate("Where does Person 8 live?", k=10, mode="prag", max_new_tokens=4)
+    assert {h.id: h.adapter_kind for h in ans.hits}["d8"] == "translated"
+    assert {h.id: h.adapter_kind for h in ans.hits}["d0"] == "trained"
+    (note,) = [n for n in ans.notes if "not yet refined" in n]
+    assert "d8" in note and "d9" in note and "d0" not in note and "paramdb refine" in note
+
+
+def test_answers_from_trained_adapters_or_passages_alone_carry_no_refine_note(trained_db):
+    distilled(trained_db, epochs=1)
+    trained_db.insert(DOCS[8:10], parameterize="translate")
+    assert not any("refine" in n for n in trained_db.generate("Where does Person 0 live?", k=1, mode="prag",
+                                                               max_new_tokens=4).notes)
+    assert not any("refine" in n for n in trained_db.generate("Where does Person 8 live?", k=10, mode="icl",
+                                                               max_new_tokens=4).notes)
+
+
 def test_translated_insert_without_a_translator_says_how_to_make_one_and_adds_nothing(db):
     with pytest.raises(NoTranslator, match="paramdb distill"):
         db.insert(DOCS[:2], parameterize="translate")

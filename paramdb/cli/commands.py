@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -40,9 +39,14 @@ def doc_json(doc) -> dict:
     return {"id": doc.id, "text": doc.text, "metadata": doc.metadata, "adapter": doc.adapter_kind}
 
 
+def hit_json(hit) -> dict:
+    """A hit as `get --json` shows a row (the adapter's kind under "adapter"), with its score."""
+    return {"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata, "adapter": hit.adapter_kind}
+
+
 def answer_json(answer) -> dict:
     return {"answer": answer.text, "generation": answer.generation, "mode": answer.mode,
-            "hits": [asdict(h) for h in answer.hits], "timings": answer.timings, "notes": answer.notes}
+            "hits": [hit_json(h) for h in answer.hits], "timings": answer.timings, "notes": answer.notes}
 
 
 class InsertProgress:
@@ -279,7 +283,7 @@ def query(store, text, k, method, where, as_json):
     with open_store(store) as db:
         hits = db.query(text, k=k, where=where, method=method)
     if as_json:
-        echo_json([asdict(h) for h in hits])
+        echo_json([hit_json(h) for h in hits])
     elif not hits:
         say("no matching documents", err=True)
     for rank, h in enumerate([] if as_json else hits, 1):

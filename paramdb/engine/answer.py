@@ -46,5 +46,14 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
     timings = {"retrieve": (t1 - t0) / n, "load_adapters": (t2 - t1) / n, "generate": (t3 - t2) / n}
     if short:
         timings["shorten"] = (t4 - t3) / n
-    return [Answer(text=s, mode=mode, hits=h, timings=dict(timings), notes=notes, generation=t)
+    return [Answer(text=s, mode=mode, hits=h, timings=dict(timings), generation=t,
+                   notes=notes + _unrefined(h) if factors is not None else notes)
             for s, t, h, (_, notes) in zip(shorts, texts, hits, fitted)]
+
+
+def _unrefined(hits) -> list[str]:
+    """A note when translated adapters spoke: they carry a document's facts less exactly than trained ones
+    (docs/translator.md), so the user learns which rows ``refine`` would make exact."""
+    ids = [h.id for h in hits if h.adapter_kind == "translated"]
+    return [f"answered with translated adapters not yet refined ({', '.join(ids)}); `paramdb refine` trains "
+            f"them"] if ids else []
