@@ -79,12 +79,13 @@ def test_an_answer_from_translated_adapters_says_which_are_not_yet_refined(train
 
 
 def test_answers_from_trained_adapters_or_passages_alone_carry_no_refine_note(trained_db):
+    before = trained_db.generate("Where does Person 0 live?", k=8, mode="prag", max_new_tokens=4)
+    assert [h.adapter_kind for h in before.hits] == ["trained"] * 8 and before.notes == []
     distilled(trained_db, epochs=1)
     trained_db.insert(DOCS[8:10], parameterize="translate")
-    assert not any("refine" in n for n in trained_db.generate("Where does Person 0 live?", k=1, mode="prag",
-                                                               max_new_tokens=4).notes)
-    assert not any("refine" in n for n in trained_db.generate("Where does Person 8 live?", k=10, mode="icl",
-                                                               max_new_tokens=4).notes)
+    icl = trained_db.generate("Where does Person 8 live?", k=10, mode="icl", max_new_tokens=4)
+    assert "translated" in {h.adapter_kind for h in icl.hits}
+    assert not any("refine" in n for n in icl.notes)
 
 
 def test_translated_insert_without_a_translator_says_how_to_make_one_and_adds_nothing(db):
