@@ -40,8 +40,8 @@ def doc_json(doc) -> dict:
 
 
 def hit_json(hit) -> dict:
-    """A hit as `get --json` shows a row (the adapter's kind under "adapter"), with its score."""
-    return {"id": hit.id, "score": hit.score, "text": hit.text, "metadata": hit.metadata, "adapter": hit.adapter_kind}
+    """A hit as `get --json` shows its row (doc_json: a Hit has the same fields), with its score after the id."""
+    return {"id": hit.id, "score": hit.score} | doc_json(hit)
 
 
 def answer_json(answer) -> dict:
