@@ -27,6 +27,28 @@ def test_sentences_splits_after_end_punctuation_before_a_capital_digit_quote_or_
     assert sentences(text, limit=12) == want
 
 
+@pytest.mark.parametrize("text, want", [
+    ("It was founded by Dr. David Schoenstadt. It opened in 1989.",
+     ["It was founded by Dr. David Schoenstadt.", "It opened in 1989."]),
+    ("The third volume of J. R. R. Tolkien's novel. Published 1955.",
+     ["The third volume of J. R. R. Tolkien's novel.", "Published 1955."]),
+    ("She served in the U.S. Army. Later she moved to St. Louis.",
+     ["She served in the U.S. Army.", "Later she moved to St. Louis."]),
+    ("Written by P.L. Travers in Jan. 1934. It sold well.", ["Written by P.L. Travers in Jan. 1934.", "It sold well."]),
+    ("The cast (incl. Mr. Bean) was small. Reviews were kind.",
+     ["The cast (incl. Mr. Bean) was small.", "Reviews were kind."]),
+    ("John Lanchester (b. 1962) is a novelist. He lives in London.",
+     ["John Lanchester (b. 1962) is a novelist.", "He lives in London."]),
+])
+def test_sentences_do_not_end_at_a_title_an_initial_or_a_dotted_abbreviation(text, want):
+    assert sentences(text, limit=12) == want
+
+
+def test_a_text_of_initials_alone_is_split_in_linear_time_into_bounded_pieces():
+    out = sentences("A. " * 200_000, limit=3)
+    assert len(out) == 3 and all(len(p) <= augment.PIECE_CHARS for p in out)
+
+
 def test_sentences_keeps_only_the_first_limit():
     assert sentences("One is here. Two is here. Three is here.", limit=2) == ["One is here.", "Two is here."]
 
