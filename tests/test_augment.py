@@ -44,7 +44,7 @@ def test_sentences_do_not_end_at_a_title_an_initial_or_a_dotted_abbreviation(tex
     assert sentences(text, limit=12) == want
 
 
-def test_a_text_of_initials_alone_is_split_in_linear_time_into_bounded_pieces():
+def test_a_text_of_initials_alone_is_one_sentence_cut_into_bounded_pieces():
     out = sentences("A. " * 200_000, limit=3)
     assert len(out) == 3 and all(len(p) <= augment.PIECE_CHARS for p in out)
 

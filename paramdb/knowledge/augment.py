@@ -60,7 +60,7 @@ def _split(text: str) -> Iterator[str]:
     held: list[str] = []
     for part in _SENTENCE_END.split(text):
         held.append(part)
-        if not _ABBREVIATION.search(part[-16:]):     # the tail only: a hostile "A. A. A. ..." stays linear
+        if not _ABBREVIATION.search(part[-16:]):     # an abbreviation ends the part: its tail says
             yield " ".join(held)
             held = []
     if held:
