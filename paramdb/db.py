@@ -324,4 +324,4 @@ class ParamDB:
 
 def _document(row: dict) -> Document:
     return Document(text=row["text"], id=row["id"], metadata=row["metadata"],
-                    adapter_kind=row.get("adapter_kind") or "trained")
+                    adapter_kind=row["adapter_kind"])

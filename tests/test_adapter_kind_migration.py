@@ -36,3 +36,18 @@ def test_migrate_fills_rows_an_older_writer_added_without_a_kind(tmp_path):
     migrate(store)
     assert kinds(store)["plain"] == "trained"
     assert len(raw_rows(meta_url_of(store))) == 4
+
+
+def test_a_row_without_a_kind_reads_and_counts_as_trained_before_migrate_fills_it(tmp_path, tiny_lm, embedder):
+    store = format1_copy(tmp_path / "old")
+    migrate(store)
+    con = sqlite3.connect(store / "meta.sqlite")
+    con.execute("UPDATE documents SET adapter_kind = NULL WHERE id = 'plain'")   # as a format-2 writer leaves it
+    con.commit()
+    con.close()
+    with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
+        assert db.get("plain").adapter_kind == "trained"
+        assert {d.adapter_kind for d in db.list()} == {"trained"}
+        assert {h.adapter_kind for h in db.query("plain", k=4)} == {"trained"}
+        assert db.stats()["adapters"] == {"trained": 4, "translated": 0, "imported": 0}
+    assert kinds(store)["plain"] is None                       # reading wrote nothing

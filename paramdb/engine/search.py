@@ -24,6 +24,6 @@ def search(store: Store, models: Models, text: str, k: int, where: dict | None,
     found = store.indexes.search(method, text, lambda: models.embedder.embed([text])[0], k, allowed)
     rows = {r["rowid"]: r for r in store.meta.get_by_rowids([label for label, _ in found])}
     return [(Hit(id=rows[label]["id"], score=float(score), text=rows[label]["text"],
-                 metadata=rows[label]["metadata"], adapter_kind=rows[label].get("adapter_kind") or "trained"),
+                 metadata=rows[label]["metadata"], adapter_kind=rows[label]["adapter_kind"]),
              rows[label]["blob_key"])
             for label, score in found if label in rows]

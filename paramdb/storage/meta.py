@@ -50,7 +50,10 @@ documents = sa.Table(
     sa.Column("adapter_kind", sa.String(16), nullable=True),  # format 3; see migrations/versions/0003
     sqlite_autoincrement=True,  # never reuse a deleted rowid: a stale index must not point at a new row
 )
-_COLS = [documents.c[k] for k in ("rowid", *_ROW_KEYS, "adapter_kind")]
+# A row a format-2 writer added to a migrated store has no kind (NULL) until `paramdb migrate` fills it: its
+# adapter was trained, and every read says so here, in SQL, so no caller needs its own fallback.
+_KIND = sa.func.coalesce(documents.c.adapter_kind, "trained")
+_COLS = [*(documents.c[k] for k in ("rowid", *_ROW_KEYS)), _KIND.label("adapter_kind")]
 metadata = _md  # the model Alembic compares revisions against (migrations/env.py)
 
 
@@ -285,14 +288,14 @@ class MetaStore:
 
     def adapter_kinds(self) -> dict[str, int]:
         """Rows per adapter kind (every kind listed, zero included)."""
-        q = sa.select(documents.c.adapter_kind, sa.func.count()).group_by(documents.c.adapter_kind)
+        q = sa.select(_KIND, sa.func.count()).group_by(_KIND)
         with self._tx() as conn:
-            got = {k or "trained": n for k, n in conn.execute(q)}
+            got = dict(conn.execute(q).all())
         return {k: int(got.get(k, 0)) for k in ADAPTER_KINDS}
 
     def rows_of_kind(self, kind: str, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """Rows whose adapter was made ``kind``, in rowid order (what refine works through)."""
-        q = sa.select(*_COLS).where(documents.c.adapter_kind == kind).order_by(documents.c.rowid).limit(limit)
+        q = sa.select(*_COLS).where(_KIND == kind).order_by(documents.c.rowid).limit(limit)
         with self._tx() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
