@@ -6,6 +6,11 @@ paramdb.evaluation) and the median answer length in words per mode, scored on ``
 answer), with the accuracy of the whole generation beside it, and top-1 retrieval accuracy.
 
     python tools/eval_fictional.py [--data FILE] [--docs N] [--store DIR] [--modes prag,icl,closed,combine] [--json]
+                                   [--predictions FILE]
+
+``--predictions`` writes one JSONL row per question and mode (mode, id, question, prediction, generation, em,
+f1, em_generation), as ``paramdb eval`` does, so short-answer extractions can be compared offline
+(tools/eval_shorten.py). Item ids there are "<document id>#<question number>".
 
 With ``--store`` a rerun reuses the documents already inserted there (resumable on a slow machine).
 """
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--short-answers", action="store_true",
                     help="a new store trains and asks for short answers (docs/recipe.md)")
+    ap.add_argument("--predictions", help="write every answer as a JSONL row to this file")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -54,6 +60,8 @@ def main() -> None:
                           progress=lambda d, n: print(f"  inserted {d}/{n}", file=sys.stderr))
             insert_s = time.perf_counter() - t0
             qs = [(it["id"], q["q"], q["a"]) for it in items for q in it["questions"]]
+            qids = [f"{it['id']}#{n}" for it in items for n in range(len(it["questions"]))]
+            pred_out = open(args.predictions, "w") if args.predictions else None
             top1 = sum(db.query(q, k=1)[0].id == doc for doc, q, _ in qs) / len(qs)
             result = {"documents": len(items), "questions": len(qs), "insert_s": round(insert_s, 1),
                       "retrieval_top1": round(top1, 3), "modes": {}}
@@ -72,7 +80,14 @@ def main() -> None:
                                          "s_per_q": round((time.perf_counter() - t) / len(qs), 3)}
                 print(f"{mode:8s} accuracy {acc:.3f} EM {em:.3f} F1 {f1:.3f} median words {words} "
                       f"(whole generation: accuracy {acc_gen:.3f})", file=sys.stderr)
-                for a, (_, q, g) in zip(answers, qs):
+                for qid, a, (_, q, g) in zip(qids, answers, qs):
+                    if pred_out:
+                        pred_out.write(json.dumps({"mode": mode, "id": qid, "question": q, "prediction": a.text,
+                                                   "generation": a.generation, "answers": g,
+                                                   "em": float(em_in_output(a.text, g)), "f1": token_f1(a.text, g),
+                                                   "em_generation": float(em_in_output(a.generation, g))},
+                                                  ensure_ascii=False) + "\n")
+                        pred_out.flush()
                     mark = "+" if contains_answer(a.text, g) else "-"
                     print(f"   {mark} {q} -> {a.text[:60]}  [{a.generation[:60]}]", file=sys.stderr)
     finally:
