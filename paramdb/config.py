@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 
 from .errors import InvalidInput
-from .knowledge.settings import AugmentSettings, TrainSettings, check_number
+from .knowledge.settings import AugmentSettings, TrainSettings, check_number, check_precision
 from .storage.codec import check_adapter_dtype
 
 # 1: ParamDB 0.1.0 (no Alembic). 2: Alembic-owned schema, documents.text_sha256, store_info 'blob_format'.
@@ -74,9 +74,13 @@ class StoreConfig:
     # How adapters written from now on are kept (codec.ADAPTER_DTYPES); every blob says its own, so rows
     # written before a change (or by `paramdb compact`) stay readable. Absent in format-2 configs: float16.
     adapter_dtype: str = "float16"
+    # The base model's dtype when no caller or PARAMDB_PRECISION says otherwise (knowledge/precision.py): a
+    # runtime choice, not part of what the adapters are (configs written before it: auto).
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         check_adapter_dtype(self.adapter_dtype)
+        check_precision(self.precision, "store precision")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -43,7 +43,7 @@ class ParamDB:
              embedder: Embedder | str | None = None, meta_url: str | None = None,
              device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
              augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT,
-             readonly: bool = False) -> "ParamDB":
+             readonly: bool = False, precision: str | None = None) -> "ParamDB":
         """Open the store at ``path``; with ``create=True`` make it first if it does not exist.
 
         ``model`` is a Hugging Face model folder or GGUF file (default: the packaged SmolLM2-135M-Instruct);
@@ -55,13 +55,16 @@ class ParamDB:
         ``lock_timeout`` seconds for another process's write to finish, then raises StoreLocked.
         ``readonly=True`` (automatic where this process cannot write the store's files) reads without
         writing anything: stale derived indexes are rebuilt in memory, writes raise ReadOnlyStore.
+        ``precision`` ("auto", "fp32", "bf16") is the base model's dtype for this handle; at creation it also
+        becomes the store's setting. Unset, ``PARAMDB_PRECISION`` or the store's setting decides, and
+        ``auto`` picks bf16 only on hardware that multiplies it natively (knowledge/precision.py).
         """
         if create and not Layout(Path(path)).exists():
             if readonly:
                 raise InvalidInput(f"cannot create a store read-only: no store at {path}")
             return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
                               training=training, adapter_dtype=adapter_dtype, augment=augment,
-                              lock_timeout=lock_timeout)
+                              lock_timeout=lock_timeout, precision=precision)
         if training or augment:
             raise InvalidInput("training and augmentation settings are fixed when a store is created")
         store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
@@ -70,19 +73,26 @@ class ParamDB:
             raise InvalidInput(f"store {store.path} keeps {store.config.adapter_dtype} adapters, not "
                                f"{adapter_dtype!r}: the adapter dtype is fixed at creation; convert with "
                                f"`paramdb compact {store.path} --adapter-dtype {adapter_dtype}`")
-        return cls(store, Models(store.config, model, embedder or None, device, label=str(store.path)))
+        try:
+            models = Models(store.config, model, embedder or None, device, label=str(store.path),
+                            precision=precision)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, models)
 
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
                embedder: Embedder | str | None = None, meta_url: str | None = None,
                device: str | None = None, training: dict | None = None, adapter_dtype: str | None = None,
-               augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT) -> "ParamDB":
+               augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT,
+               precision: str | None = None) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
         layout = Layout(Path(path))
         if layout.exists():
             raise StoreExists(f"a store already exists at {layout.root}")
         models = for_new_store(model, embedder, device, training, label=str(layout.root),
-                               adapter_dtype=adapter_dtype, augment=augment)
+                               adapter_dtype=adapter_dtype, augment=augment, precision=precision)
         return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
 
     @property

@@ -17,12 +17,12 @@ from paramdb.knowledge.models import prepare
 FAST_TRAINING = {"epochs": 2, "rank": 2, "alpha": 4.0}
 
 
-def make_tiny_lm(seed: int = 0, name: str = "tiny-llama", context: int = 512):
-    """A 2-layer Llama over the MiniLM WordPiece vocabulary: real architecture, random weights, a ``context``
+def make_tiny_lm(seed: int = 0, name: str = "tiny-llama", context: int = 512, layers: int = 2):
+    """A ``layers``-layer Llama over the MiniLM WordPiece vocabulary: real architecture, random weights, a ``context``
     token window."""
     tok = AutoTokenizer.from_pretrained(default_embedder_path())
     tok.eos_token, tok.pad_token = "[SEP]", "[PAD]"
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                       eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id,
                       bos_token_id=tok.cls_token_id, tie_word_embeddings=True)

@@ -13,7 +13,8 @@ from conftest import FAST_TRAINING, make_tiny_lm
 from paramdb import ParamDB
 from paramdb.knowledge.inject import merge_flat, to_factors
 from paramdb.knowledge.lora import side_path
-from paramdb.knowledge.precision import model_dtype, precision_for
+from paramdb.errors import InvalidInput
+from paramdb.knowledge.precision import ENV_VAR, chosen, cpu_has_bf16_matmul, model_dtype, precision_for
 from paramdb.knowledge.train import Sample, TrainReport, TrainSettings, _init_factors, train_adapters
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -28,34 +29,93 @@ def bf16_tiny_lm():
     return lm
 
 
-def test_cpu_computes_in_fp32_throughout():
-    assert precision_for("cpu") == precision_for(torch.device("cpu"))
-    assert (precision_for("cpu").weights, precision_for("cpu").factors) == (torch.float32, torch.float32)
+def test_auto_keeps_a_cpu_without_bf16_matrix_units_in_fp32_throughout():
+    p = precision_for("cpu", bf16_supported=False)
+    assert p == precision_for(torch.device("cpu"), "auto", bf16_supported=False)
+    assert (p.weights, p.factors) == (torch.float32, torch.float32)
 
 
-def test_gpu_base_weights_are_bf16_where_supported_and_factors_fp32():
-    p = precision_for("cuda", bf16_supported=True)
+def test_auto_runs_a_cpu_with_bf16_matrix_units_in_bf16_with_fp32_factors():
+    p = precision_for("cpu", "auto", bf16_supported=True)
     assert (p.weights, p.factors) == (torch.bfloat16, torch.float32)
 
 
-def test_gpu_without_bf16_falls_back_to_fp16_base_weights():
-    assert precision_for("cuda:0", bf16_supported=False).weights == torch.float16
+def test_auto_on_this_cpu_follows_its_hardware_probe():
+    want = torch.bfloat16 if cpu_has_bf16_matmul() else torch.float32
+    assert precision_for("cpu").weights == want
 
 
-def test_fingerprint_is_the_same_for_a_model_cast_to_bf16():
-    from paramdb.knowledge.models import prepare
-
-    fp32 = make_tiny_lm()
-    src = make_tiny_lm()
-    cast = prepare(src.model, src.tokenizer, "tiny", dtype=torch.bfloat16)
-    assert model_dtype(cast.model) == torch.bfloat16
-    assert cast.fingerprint == fp32.fingerprint
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_fp32_and_bf16_are_obeyed_whatever_the_hardware(device):
+    for supported in (True, False):
+        assert precision_for(device, "fp32", bf16_supported=supported).weights == torch.float32
+        assert precision_for(device, "bf16", bf16_supported=supported).weights == torch.bfloat16
 
 
-def test_factors_start_fp32_on_a_bf16_model():
-    lm = bf16_tiny_lm()
-    factors = _init_factors(side_path(lm.model).shapes, ["d"], SETTINGS, lm.device)
-    assert {t.dtype for pair in factors for t in pair} == {torch.float32}
+def test_an_unknown_precision_is_refused_naming_the_valid_ones():
+    with pytest.raises(InvalidInput, match="unknown precision 'fp8'; valid: auto, fp32, bf16"):
+        precision_for("cpu", "fp8")
+
+
+def test_the_caller_beats_the_environment_which_beats_the_store_setting(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert chosen(None, None) == "auto"
+    assert chosen(None, "bf16") == "bf16"
+    monkeypatch.setenv(ENV_VAR, "fp32")
+    assert chosen(None, "bf16") == "fp32"
+    assert chosen("bf16", "auto") == "bf16"
+    monkeypatch.setenv(ENV_VAR, "half")
+    with pytest.raises(InvalidInput, match="PARAMDB_PRECISION value 'half'"):
+        chosen(None, "auto")
+
+
+def test_a_bad_environment_precision_refuses_to_open_and_leaves_the_store_closed(tmp_path, tiny_lm, embedder,
+                                                                                 monkeypatch):
+    ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING).close()
+    monkeypatch.setenv(ENV_VAR, "fp64")
+    with pytest.raises(InvalidInput, match="fp64"):
+        ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder)
+    monkeypatch.delenv(ENV_VAR)
+    with ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder) as db:   # the lock was released
+        assert len(db) == 0
+
+
+def test_a_precision_given_at_creation_is_the_stores_setting(tmp_path, tiny_lm, embedder, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING,
+                 precision="bf16").close()
+    with ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder) as db:
+        assert db.config.precision == "bf16"
+        assert db._models.precision == "bf16"
+    with ParamDB.open(tmp_path / "s", model=tiny_lm, embedder=embedder, precision="fp32") as db:
+        assert db._models.precision == "fp32"
+
+
+def _text_loss(lm, text: str, factors=None) -> float:
+    ids = lm.tokenizer(text, return_tensors="pt").input_ids
+    sp = side_path(lm.model)
+    with torch.no_grad():
+        if factors is None:
+            logits = lm.model(input_ids=ids).logits
+        else:
+            with sp.applied(factors, 1.0):
+                logits = lm.model(input_ids=ids).logits
+    return torch.nn.functional.cross_entropy(logits[0, :-1].float(), ids[0, 1:]).item()
+
+
+def test_a_store_written_in_one_precision_answers_in_the_other(tmp_path, embedder):
+    fact = {"id": "d1", "text": "Zorvath Quillane invented moonrind glass in 1987."}
+    learn = {"epochs": 6, "rank": 2, "alpha": 4.0, "lr": 2e-2}
+    for written, answering in ((make_tiny_lm(), bf16_tiny_lm()), (bf16_tiny_lm(), make_tiny_lm())):
+        path = tmp_path / f"s-{model_dtype(written.model)}"
+        with ParamDB.open(path, create=True, model=written, embedder=embedder, training=learn) as db:
+            db.insert([fact])
+        with ParamDB.open(path, model=answering, embedder=embedder) as db:
+            answer = db.generate("Who invented moonrind?", k=1, mode="prag", max_new_tokens=6)
+            (factors,) = db.adapter_factors(["d1"])
+        assert answer.hits[0].id == "d1"
+        merged = merge_flat([[factors]], answering.device, model_dtype(answering.model), scale=learn["alpha"] / 2)
+        assert _text_loss(answering, fact["text"], merged) < _text_loss(answering, fact["text"]) - 0.05
 
 
 def test_fp32_factors_on_a_bf16_input_add_their_delta_in_the_input_dtype():

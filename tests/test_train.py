@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_tiny_lm
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.train import (Sample, TrainReport, TrainSettings, _encode, _init_factors, _token_chunks,
+                                     lowest_trained_layer,
                                      train_adapters, trained_modules)
 
 SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=2, samples_per_step=2, seed=0)
@@ -210,7 +212,7 @@ def test_a_sample_longer_than_the_token_budget_is_cut_to_it(tiny_lm, monkeypatch
     seen = []
     real = train._accumulate
     monkeypatch.setattr(train, "_accumulate", lambda bb, h, sp, f, chunk, *rest: seen.append(
-        max(len(ids) for _, (ids, _) in chunk)) or real(bb, h, sp, f, chunk, *rest))
+        max(len(ids) for _, (ids, _), _ in chunk)) or real(bb, h, sp, f, chunk, *rest))
     huge = [Sample("", "word " * 20_000 + EOS)]
     train_adapters(tiny_lm, [huge], ["huge"], dataclasses.replace(SETTINGS, max_length=100_000,
                                                                  max_batch_tokens=64, epochs=1))
@@ -229,6 +231,39 @@ def test_training_the_top_half_of_layers_leaves_the_lower_modules_update_exactly
     assert all(adapter[f"{n}.lora_B"].any() for n in upper)
     before = mean_token_loss(tiny_lm, doc("rust"), None, settings.scale)
     assert mean_token_loss(tiny_lm, doc("rust"), adapter, settings.scale) < before - 0.1
+
+
+def test_cached_frozen_layer_states_give_the_same_adapters_as_the_full_pass():
+    lm = make_tiny_lm(context=512)
+    four_layers = make_tiny_lm(layers=4)
+    settings = dataclasses.replace(SETTINGS, layers=0.5, epochs=3, lr=2e-2, max_batch_tokens=48)
+    docs, keys = [doc("rust"), doc("cats")], ["rust", "cats"]
+    for model in (lm, four_layers):
+        assert lowest_trained_layer([n for n, _ in side_path(model.model).modules],
+                                    trained_modules([n for n, _ in side_path(model.model).modules], 0.5)) > 0
+        cached, full = TrainReport(), TrainReport()
+        with_cache = train_adapters(model, docs, keys, settings, cached)
+        without = train_adapters(model, docs, keys, settings, full, cache_frozen=False)
+        np.testing.assert_allclose(np.array(cached.losses), np.array(full.losses), rtol=1e-5)
+        for a, b in zip(with_cache, without):
+            assert_same_adapter(a, b, atol=1e-6)
+        assert any(v.any() for v in with_cache[0].values())
+
+
+def test_the_lower_pass_runs_once_when_frozen_layers_are_cached():
+    model = make_tiny_lm(layers=4)
+    calls = []
+    first = model.model.get_decoder().layers[0]
+    handle = first.register_forward_hook(lambda *_: calls.append(1))
+    settings = dataclasses.replace(SETTINGS, layers=0.5, epochs=3)
+    try:
+        train_adapters(model, [doc("rust")], ["rust"], settings)
+        cached = len(calls)
+        calls.clear()
+        train_adapters(model, [doc("rust")], ["rust"], settings, cache_frozen=False)
+    finally:
+        handle.remove()
+    assert cached * 2 < len(calls)          # once per sample chunk, against once per step of every epoch
 
 
 def test_trained_modules_keeps_the_top_fraction_of_numbered_layers_and_every_unnumbered_module():

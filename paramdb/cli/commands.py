@@ -14,8 +14,8 @@ from paramdb.errors import ParamDBError, StoreExists
 from paramdb.layout import Layout
 
 from .output import say, shown_id
-from .options import (adapter_dtype_option, adapter_weight_option, device_option, full_option, json_option,
-                      k_option, merge_option, method_option, store_argument, where_options)
+from .options import (PRECISION_KEY, adapter_dtype_option, adapter_weight_option, device_option, full_option,
+                      json_option, k_option, merge_option, method_option, store_argument, where_options)
 from .readers import read_documents, read_questions
 
 SNIPPET = 80
@@ -109,6 +109,7 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, layers, 
       paramdb init mystore
       paramdb init mystore --model ~/models/SmolLM2-135M-Instruct --epochs 5 --rank 4
       paramdb init mystore --adapter-dtype int8
+      paramdb init mystore --precision bf16
       paramdb init mystore --layers 0.5 --no-passage-sample
       paramdb init mystore --short-answers
       paramdb init mystore --meta-url postgresql+psycopg://user@dbhost/paramdb
@@ -119,8 +120,10 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, layers, 
                                   "layers": layers}.items() if v is not None}
     augment = {k: v for k, v in {"short_answers": short_answers or None,
                                  "passage_sample": False if no_passage_sample else None}.items() if v is not None}
+    precision = click.get_current_context().meta.get(PRECISION_KEY)      # --precision: the store's setting
     with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                    training=training or None, adapter_dtype=adapter_dtype, augment=augment or None) as db:
+                    training=training or None, adapter_dtype=adapter_dtype, augment=augment or None,
+                    precision=precision) as db:
         say(f"created store at {db.path} (base model: {db.config.model}, {db.config.adapter_dtype} adapters)")
 
 

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any, Callable
 
 import click
 
 from paramdb.config import DEFAULT_MERGE, MERGES
 from paramdb.errors import InvalidFilter
+from paramdb.knowledge.settings import ENV_VAR, check_precision
 from paramdb.retrieval import METHODS
 
 from .readers import json_object
@@ -40,8 +42,30 @@ adapter_dtype_option = click.option(
     "--adapter-dtype", default=None, metavar="[float16|int8]",
     help="How adapters are kept: float16, or int8 (one scale per rank component: half the bytes).")
 
-device_option = click.option("--device", default=None, metavar="DEVICE",
-                             help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")
+_device_option = click.option("--device", default=None, metavar="DEVICE",
+                              help="Device for the language model (cpu, cuda, cuda:1, mps); default: best available.")
+
+
+def _set_precision(ctx: click.Context, _param, value: str | None) -> None:
+    """``--precision`` is a process-wide runtime choice: it sets PARAMDB_PRECISION for this command (the
+    flag beats the variable, which beats the store's setting), and ``init`` also records it in the store."""
+    if value is None:
+        return
+    value = check_precision(value.strip().lower())
+    os.environ[ENV_VAR] = value
+    ctx.meta[PRECISION_KEY] = value
+
+
+PRECISION_KEY = "paramdb.precision"
+precision_option = click.option(
+    "--precision", default=None, metavar="[auto|fp32|bf16]", expose_value=False, callback=_set_precision,
+    help="Base model dtype: bf16 or fp32; auto (default) picks bf16 only where the hardware multiplies it "
+         "natively [env: PARAMDB_PRECISION].")
+
+
+def device_option(command):
+    """``--device`` and ``--precision``: where and in which dtype the language model runs."""
+    return _device_option(precision_option(command))
 
 
 def _where_value(raw: str) -> Any:

@@ -13,6 +13,7 @@ from ..config import NEW_STORE_AUGMENT, StoreConfig, apply_overrides, default_tr
 from ..storage.codec import check_adapter_dtype
 from ..errors import ModelMismatch
 from ..knowledge.embed import Embedder
+from ..knowledge.settings import check_precision, chosen
 from ..knowledge.models import LoadedModel, load_model
 
 
@@ -24,14 +25,17 @@ class ModelSource:
     model: str | None
     embedder: str | None
     device: str | None
+    precision: str = "auto"         # as chosen where the insert began; "auto" resolves on each worker's hardware
 
 
 class Models:
     """The model and embedder for one store (``label`` names it in errors), each loaded on first use."""
 
     def __init__(self, config: StoreConfig, model: LoadedModel | str | None = None,
-                 embedder: Embedder | str | None = None, device: str | None = None, label: str = "(store)"):
+                 embedder: Embedder | str | None = None, device: str | None = None, label: str = "(store)",
+                 precision: str | None = None):
         self.config, self.label, self.device = config, label, device
+        self.precision = chosen(precision, config.precision)   # refused here, before any model is loaded
         self._lm = model if isinstance(model, LoadedModel) else None
         self._model_path = model if isinstance(model, str) else _stored(config.model)
         self._embedder = embedder if isinstance(embedder, Embedder) else None
@@ -39,16 +43,16 @@ class Models:
 
     @classmethod
     def from_source(cls, source: ModelSource, label: str) -> "Models":
-        return cls(source.config, source.model, source.embedder, source.device, label)
+        return cls(source.config, source.model, source.embedder, source.device, label, source.precision)
 
     def source(self) -> ModelSource:
         """Paths, as reopening the store would use them: what a worker elsewhere loads from."""
-        return ModelSource(self.config, self._model_path, self._embedder_path, self.device)
+        return ModelSource(self.config, self._model_path, self._embedder_path, self.device, self.precision)
 
     @property
     def lm(self) -> LoadedModel:
         if self._lm is None:
-            self._lm = load_model(self._model_path, self.device)
+            self._lm = load_model(self._model_path, self.device, self.precision)
         if self._lm.fingerprint != self.config.model_fingerprint:
             raise ModelMismatch(
                 f"store {self.label} was trained on base model {self.config.model!r} (fingerprint "
@@ -68,11 +72,14 @@ class Models:
 
 def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | str | Path | None,
                   device: str | None, training: dict | None, label: str,
-                  adapter_dtype: str | None = None, augment: dict | None = None) -> Models:
-    """Load the model and embedder a new store is made with, and the config that records them."""
+                  adapter_dtype: str | None = None, augment: dict | None = None,
+                  precision: str | None = None) -> Models:
+    """Load the model and embedder a new store is made with, and the config that records them. A
+    ``precision`` given here becomes the store's setting (knowledge/precision.py)."""
     adapter_dtype = check_adapter_dtype(adapter_dtype or "float16")   # refused before any model is loaded
+    stored = check_precision(precision, "precision") if precision is not None else "auto"
     model, embedder = _absolute(model), _absolute(embedder)
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device)
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device, chosen(None, stored))
     emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
     n_params = sum(p.numel() for p in lm.model.parameters())
     config = StoreConfig(
@@ -80,7 +87,7 @@ def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | s
         model_fingerprint=lm.fingerprint, embedder=str(embedder) if isinstance(embedder, str) else
         ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
         training=apply_overrides(default_training(n_params), training, "training"), adapter_dtype=adapter_dtype,
-        augment=apply_overrides(NEW_STORE_AUGMENT, augment, "augment"))
+        augment=apply_overrides(NEW_STORE_AUGMENT, augment, "augment"), precision=stored)
     return Models(config, lm, emb, device, label)
 
 

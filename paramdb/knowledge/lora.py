@@ -55,8 +55,11 @@ class SidePath:
                 return output
             a_t, sb_t = f
             x = inputs[0]
-            if x.dtype != a_t.dtype:     # training on a bf16/fp16 base: fp32 factors, fp32 side path
-                return output + torch.matmul(torch.matmul(x.to(a_t.dtype), a_t), sb_t).to(output.dtype)
+            if x.dtype != a_t.dtype:
+                # Training on a bf16/fp16 base with fp32 factors: the side path computes in the activations'
+                # dtype (casting r-wide factors, not [tokens, width] activations); the casts' backward hands
+                # fp32 gradients to the fp32 factors.
+                a_t, sb_t = a_t.to(x.dtype), sb_t.to(x.dtype)
             return output + torch.matmul(torch.matmul(x, a_t), sb_t)
         return add_delta
 

