@@ -26,7 +26,7 @@ from .translators import info as translator_info, load as load_translator
 from .types import Answer, Document, Hit, InsertReport
 
 __all__ = ["ParamDB", "Progress"]
-PARAMETERIZE = ("train", "translate")   # how insert makes adapters: trained per document, or translated
+PARAMETERIZE = ingest.PARAMETERIZE   # how insert makes adapters: trained, translated, or "later" (pending rows)
 
 
 class ParamDB:
@@ -145,6 +145,9 @@ class ParamDB:
 
         ``parameterize="translate"`` writes each adapter with the store's translator (``distill``) in one
         forward pass instead of training it: no augmentation, no training; ``refine`` trains them later.
+        ``parameterize="later"`` stores each row with its embedding only, at embedding speed: its
+        ``adapter_kind`` is "pending", prag and combine answer it from its passage in the prompt (the answer's
+        notes name it), and ``refine`` trains it later.
         """
         validate.documents_arg(docs)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
@@ -156,8 +159,8 @@ class ParamDB:
             raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
         translator = self.translator() if parameterize == "translate" else None   # none: say so first
         if executor == "ray":
-            if parameterize == "translate":    # one forward pass per document: nothing worth a cluster
-                raise InvalidInput("parameterize='translate' runs locally: use executor='local'")
+            if parameterize != "train":     # one forward pass, or none, per document: nothing worth a cluster
+                raise InvalidInput(f"parameterize={parameterize!r} runs locally: use executor='local'")
             from .distributed.ray_executor import ray_insert
 
             return ray_insert(self._store, self._models.source(), docs, upsert=upsert, batch_size=batch_size,
@@ -165,7 +168,7 @@ class ParamDB:
         if executor != "local":
             raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
         return ingest.insert(self._store, self._models, docs, upsert=upsert, batch_size=batch_size,
-                             progress=progress, translator=translator)
+                             progress=progress, translator=translator, parameterize_as=parameterize)
 
     def translator(self):
         """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""
@@ -257,7 +260,9 @@ class ParamDB:
         return distill(self, source, **kwargs)
 
     def refine(self, **kwargs):
-        """Replace translated adapters with trained ones, batch by batch, while the store stays usable."""
+        """Train the pending rows (inserted with ``parameterize="later"``) and replace translated adapters
+        with trained ones, batch by batch, while the store stays usable; ``watch=True`` keeps doing so as rows
+        arrive (paramdb.ops.refine). Returns a RefineResult."""
         from .ops.refine import refine
         return refine(self, **kwargs)
 

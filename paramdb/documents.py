@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import uuid
 from collections import Counter
 from typing import Any, Iterable, Iterator
 
@@ -31,7 +30,7 @@ def coerce(item: Any, where: str) -> Document:
     if not item.text.strip():
         raise InvalidInput(f"{where}: text is empty")
     validate.unicode_text(item.text, f"{where}: text")
-    doc_id = validate.doc_id(item.id if item.id is not None else uuid.uuid4().hex, f"{where}: id")
+    doc_id = validate.doc_id(item.id if item.id is not None else content_id(item.text), f"{where}: id")
     return Document(text=item.text, id=doc_id, metadata=dict(validate.metadata(item.metadata, where)))
 
 
@@ -47,6 +46,15 @@ def coerce_all(located: Iterable[tuple[str, Any]]) -> list[Document]:
     return docs
 
 
+def content_id(text: str) -> str:
+    """The id of an id-less document: the first 32 hex digits of its text's sha256. Every insert path (local,
+    streamed, Ray, the CLI) uses it through :func:`with_content_ids`, so the same text gets the same id
+    wherever and however often it is inserted, and a second insert reports it in ``skipped``. Metadata is
+    not part of it: the ids of stores written since the CLI first derived ids (from the text alone) stay
+    what a rerun computes, so the same text with other metadata is refused as a taken id (DuplicateId)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def with_content_ids(located: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
     """Give each id-less item an id derived from its text (plus how often that text came before), so the same
     input gets the same ids on every run: what lets a rerun of an interrupted insert skip what it stored.
@@ -58,7 +66,7 @@ def with_content_ids(located: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, 
         text, doc_id = (item.get("text"), item.get("id")) if isinstance(item, dict) else \
             (item.text, item.id) if isinstance(item, Document) else (None, None)
         if isinstance(text, str) and doc_id is None:
-            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+            digest = content_id(text)
             seen[digest] += 1
             doc_id = digest if seen[digest] == 1 else f"{digest}-{seen[digest]}"
             item = {**item, "id": doc_id} if isinstance(item, dict) else dataclasses.replace(item, id=doc_id)

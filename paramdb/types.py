@@ -8,12 +8,14 @@ from typing import Any
 
 @dataclass
 class Document:
-    """A row: text plus user metadata. ``id`` is assigned (uuid4 hex) when not given."""
+    """A row: text plus user metadata. ``id``, when not given, is derived from the text at insert
+    (paramdb/documents.py), so inserting the same text again finds it stored instead of adding a copy."""
 
     text: str
     id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    # How a stored row's adapter was made: "trained", "translated" or "imported" (None on documents not yet stored).
+    # How a stored row's adapter was made: "trained", "translated" or "imported"; "pending" when it has none yet
+    # (inserted with parameterize="later": `refine` trains it). None on documents not yet stored.
     adapter_kind: str | None = field(default=None, compare=False)
 
 
@@ -25,7 +27,8 @@ class Hit:
     score: float
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
-    # How its adapter was made ("trained", "translated", "imported"): a translated one answers less exactly.
+    # How its adapter was made ("trained", "translated", "imported"): a translated one answers less exactly;
+    # "pending": none yet, so prag and combine answer from its passage in the prompt (Answer.notes says so).
     adapter_kind: str | None = field(default=None, compare=False)
 
 

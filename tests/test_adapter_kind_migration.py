@@ -22,7 +22,7 @@ def test_migrate_records_every_existing_row_as_trained(tmp_path, tiny_lm, embedd
     assert migrate(store).format_after == FORMAT_VERSION == 3
     assert set(kinds(store).values()) == {"trained"} and len(kinds(store)) == 4
     with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
-        assert db.stats()["adapters"] == {"trained": 4, "translated": 0, "imported": 0}
+        assert db.stats()["adapters"] == {"trained": 4, "translated": 0, "imported": 0, "pending": 0}
         assert db.get("zorvath").adapter_kind == "trained"
 
 
@@ -49,5 +49,5 @@ def test_a_row_without_a_kind_reads_and_counts_as_trained_before_migrate_fills_i
         assert db.get("plain").adapter_kind == "trained"
         assert {d.adapter_kind for d in db.list()} == {"trained"}
         assert {h.adapter_kind for h in db.query("plain", k=4)} == {"trained"}
-        assert db.stats()["adapters"] == {"trained": 4, "translated": 0, "imported": 0}
+        assert db.stats()["adapters"] == {"trained": 4, "translated": 0, "imported": 0, "pending": 0}
     assert kinds(store)["plain"] is None                       # reading wrote nothing

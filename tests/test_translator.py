@@ -63,7 +63,7 @@ def test_translated_insert_records_its_kind_and_answers_from_it(trained_db):
     ids = trained_db.insert(DOCS[8:10], parameterize="translate")
     assert [trained_db.get(i).adapter_kind for i in ids] == ["translated", "translated"]
     assert trained_db.get("d0").adapter_kind == "trained"
-    assert trained_db.stats()["adapters"] == {"trained": 8, "translated": 2, "imported": 0}
+    assert trained_db.stats()["adapters"] == {"trained": 8, "translated": 2, "imported": 0, "pending": 0}
     ans = trained_db.generate("Where does Person 8 live?", k=2, mode="prag", max_new_tokens=4)
     assert ans.hits and ans.text is not None
 
@@ -104,7 +104,7 @@ def test_distill_from_passages_lets_an_empty_store_insert_fast(db):
     distilled(db, source=[d["text"] for d in DOCS[:6]], epochs=1)
     assert len(db) == 0
     db.insert(DOCS[6:8], parameterize="translate")
-    assert db.stats()["adapters"] == {"trained": 0, "translated": 2, "imported": 0}
+    assert db.stats()["adapters"] == {"trained": 0, "translated": 2, "imported": 0, "pending": 0}
     assert db.stats()["translator"]["learned_from"]["count"] == 6
 
 
@@ -169,7 +169,7 @@ def test_refine_replaces_translated_adapters_with_trained_ones(trained_db):
     before = {r["id"]: r["blob_key"] for r in trained_db.store.meta.rows_of_kind("translated")}
     result = trained_db.refine(batch_size=2)
     assert (result.refined, result.remaining) == (3, 0)
-    assert trained_db.stats()["adapters"] == {"trained": 11, "translated": 0, "imported": 0}
+    assert trained_db.stats()["adapters"] == {"trained": 11, "translated": 0, "imported": 0, "pending": 0}
     after = {r["id"]: r["blob_key"] for r in trained_db.store.meta.get(list(before))}
     assert all(after[i] != before[i] for i in before)
     assert not (set(before.values()) & set(trained_db.store.blobs.keys()))   # old blobs gone

@@ -66,7 +66,7 @@ def assert_sound(path, tiny_lm, embedder) -> dict:
 @pytest.mark.parametrize("seed", range(KILLS))
 def test_a_kill_during_distill_leaves_the_store_and_a_whole_translator(store, tmp_path, tiny_lm, embedder, seed):
     kill_during(tmp_path, store, "distill(epochs=3, teacher='context')", seed)
-    assert assert_sound(store, tiny_lm, embedder) == {"trained": 6, "translated": 4, "imported": 0}
+    assert assert_sound(store, tiny_lm, embedder) == {"trained": 6, "translated": 4, "imported": 0, "pending": 0}
 
 
 @pytest.mark.parametrize("seed", range(KILLS))
@@ -76,6 +76,6 @@ def test_a_kill_during_refine_loses_nothing_and_a_rerun_finishes(store, tmp_path
     assert kinds["trained"] + kinds["translated"] == 10
     with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
         db.refine(batch_size=4)
-        assert db.stats()["adapters"] == {"trained": 10, "translated": 0, "imported": 0}
+        assert db.stats()["adapters"] == {"trained": 10, "translated": 0, "imported": 0, "pending": 0}
         db.check(repair=True)                  # orphans a kill left behind
         assert db.check().ok and not db.check().findings

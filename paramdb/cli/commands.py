@@ -10,7 +10,7 @@ import click
 
 import paramdb
 from paramdb.config import MODES
-from paramdb.errors import ParamDBError, StoreExists
+from paramdb.errors import InvalidInput, ParamDBError, StoreExists
 from paramdb.layout import Layout
 
 from .output import say, shown_id
@@ -141,9 +141,12 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, layers, 
 @click.option("--translate", is_flag=True,
               help="Write adapters with the store's translator in one forward pass (no training); "
                    "`paramdb refine` trains them later. Needs `paramdb distill` first.")
+@click.option("--defer", is_flag=True,
+              help="Store each document with its embedding only, at embedding speed (no adapter yet: a pending "
+                   "row, answered from its passage); `paramdb refine` trains them later.")
 @device_option
 @json_option
-def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, translate, device, as_json):
+def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, translate, defer, device, as_json):
     """Parameterize and store documents from FILE... (.jsonl: one {"text", "id", "metadata"} per line;
     any other file: one document, id = file stem; -: JSONL on stdin). Nothing is added if any is invalid.
     A document without an id gets one from its text, and one already stored with the same text and metadata
@@ -154,19 +157,24 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, t
       paramdb insert mystore docs.jsonl notes.txt
       cat docs.jsonl | paramdb insert mystore - --upsert
       paramdb insert mystore docs.jsonl --ray --ray-workers 8
+      paramdb insert mystore docs.jsonl --defer && paramdb refine mystore
     """
     on_ray = ray_address is not None
+    if defer and (translate or on_ray):
+        raise InvalidInput(f"--defer stores no adapter at all: it cannot be combined with "
+                           f"{'--translate' if translate else '--ray'} (nothing was stored)")
     if ray_workers and not on_ray:
         raise click.UsageError("--ray-workers needs --ray")
     if translate and on_ray:
         raise click.UsageError("--translate runs locally (one forward pass per document): drop --ray")
-    docs = read_documents(files, content_ids=True)     # ids stable across runs, so a rerun resumes
+    docs = read_documents(files)       # an id-less document's id comes from its text: a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
     with open_store(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
             report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress,
-                               **({"parameterize": "translate"} if translate else ray))
+                               **({"parameterize": "translate"} if translate else
+                                  {"parameterize": "later"} if defer else ray))
     skipped, failed, n = report.skipped, report.failed, len(report.ids)
     for doc_id, error in failed:
         say(f"warning: document {shown_id(doc_id)} not stored: {error}", err=True)

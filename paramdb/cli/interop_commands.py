@@ -43,13 +43,16 @@ def export(store, ids, target, question, k, method, where, merge, adapter_weight
     if as_json:
         echo_json({"path": str(done.path), "folders": {i: str(p) for i, p in done.folders.items()},
                    "base_model": done.base_model, "merged": done.merged, "rank": done.rank,
-                   "documents": done.hits or list(done.folders)})
+                   "documents": done.hits or list(done.folders), "pending_skipped": done.skipped})
         return
     if done.merged:
         say(f"wrote the merge of {len(done.hits)} adapters ({', '.join(shown_id(i) for i in done.hits)}), "
             f"rank {done.rank}, to {done.path}")
     else:
         say(f"wrote {len(done.folders)} adapter{'s' * (len(done.folders) != 1)} to {done.path}")
+    if done.skipped:
+        say(f"note: skipped {len(done.skipped)} pending hits with no adapter yet "
+            f"({', '.join(shown_id(i) for i in done.skipped)}): `paramdb refine {store}` trains them", err=True)
     if done.base_model is None:
         say("note: the store's base model has no folder on disk; base_model_name_or_path is empty", err=True)
 

@@ -94,7 +94,8 @@ def check(store, repair, as_json):
     else:
         for finding in report.findings:
             say(str(finding), err=finding.severity == "error" and not finding.repaired)
-        say(f"{store}: {report.rows} documents, {'ok' if report.ok else 'PROBLEMS FOUND'}")
+        pending = f" ({report.pending} pending: no adapter yet, `paramdb refine` trains them)" if report.pending else ""
+        say(f"{store}: {report.rows} documents{pending}, {'ok' if report.ok else 'PROBLEMS FOUND'}")
     if not report.ok:
         sys.exit(1)
 

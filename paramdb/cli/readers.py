@@ -74,11 +74,12 @@ def _located_items(path: str) -> Iterator[tuple[str, Any]]:
         yield path, {"id": Path(path).stem, "text": read_text(path)}
 
 
-def read_documents(paths: Sequence[str], content_ids: bool = False) -> list[Document]:
+def read_documents(paths: Sequence[str]) -> list[Document]:
     """All documents of all files, validated together (ids unique across files) before anything is stored.
-    ``content_ids``: an id-less document gets an id from its text, the same on every run (for resumable runs)."""
+    An id-less document gets the id of its text (documents.with_content_ids), as every insert path gives it,
+    so the same input gets the same ids on every run (for resumable runs)."""
     located = (item for path in paths for item in _located_items(path))
-    return coerce_all(with_content_ids(located) if content_ids else located)
+    return coerce_all(with_content_ids(located))
 
 
 def read_questions(path: str) -> list[tuple[Any, str]]:

@@ -84,7 +84,9 @@ def compact(store, adapter_dtype, as_json):
         echo_json({**asdict(report), "ratio": round(report.ratio, 4)})
     else:
         say(f"{report.path}: {report.converted} of {report.rows} adapters converted to {report.adapter_dtype}; "
-            f"adapter bytes {report.adapter_bytes_before:,} -> {report.adapter_bytes_after:,} ({report.ratio:.3f}x)")
+            f"adapter bytes {report.adapter_bytes_before:,} -> {report.adapter_bytes_after:,} ({report.ratio:.3f}x)"
+            + (f"; {report.pending} pending rows have no adapter yet (refine writes theirs in "
+               f"{report.adapter_dtype})" if report.pending else ""))
     if report.damaged:
         shown = ", ".join(report.damaged[:5]) + (" ..." if len(report.damaged) > 5 else "")
         say(f"warning: {len(report.damaged)} rows have a damaged or missing adapter and were not converted "

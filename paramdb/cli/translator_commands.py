@@ -1,7 +1,10 @@
 """``distill`` and ``refine``: make the store's translator, and later train what it translated."""
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -9,6 +12,7 @@ import click
 
 from paramdb.knowledge.distill import TEACHERS
 from paramdb.knowledge.translator import parse_settings
+from paramdb.ops import refine as refine_op
 
 from . import commands
 from .commands import InsertProgress, echo_json
@@ -91,25 +95,69 @@ def distill(store, from_files, teacher, epochs, lr, limit, held_out, settings, d
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Documents trained together (and committed together).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Refine at most this many documents.")
+@click.option("--watch", is_flag=True,
+              help="Keep going: train rows as they arrive, until Ctrl-C or SIGTERM (then finish the batch in "
+                   "training, commit it and exit 0 with a summary; a second signal abandons it).")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              metavar="S", help="With --watch: seconds between looks for new rows when none is left.")
 @device_option
 @json_option
-def refine(store, batch_size, limit, device, as_json):
-    """Replace STORE's translated adapters with trained ones while it stays in use (resumable: rerun it).
+def refine(store, batch_size, limit, watch, interval, device, as_json):
+    """Train STORE's pending rows (insert --defer) and replace its translated adapters (insert --translate) with
+    trained ones, while the store stays in use: the writer lock is taken only to commit each batch, and a row
+    changed meanwhile is left as it is. Resumable: a kill loses nothing, a rerun does the rest.
 
     \b
     Examples:
       paramdb refine mystore
       paramdb refine mystore --limit 100
+      paramdb refine mystore --watch --interval 2
     """
+    if interval != 5.0 and not watch:
+        raise click.UsageError("--interval needs --watch")
+    stop = threading.Event()
     with commands.open_store(store, device=device) as db:
-        total = db.stats()["adapters"]["translated"]
-        with InsertProgress(total if limit is None else min(limit, total)) as progress:
-            result = db.refine(batch_size=batch_size, limit=limit, progress=progress)
+        db.store.lock.refuse_if_readonly("refine")          # before any model is loaded
+        if watch:
+            with _stop_on_signals(stop):
+                result = db.refine(batch_size=batch_size, limit=limit, watch=True, interval=interval, stop=stop,
+                                   on_batch=None if as_json else _batch_line)
+        else:
+            total = refine_op.waiting(db.store.meta)
+            with InsertProgress(total if limit is None else min(limit, total)) as progress:
+                result = db.refine(batch_size=batch_size, limit=limit, progress=progress)
     if as_json:
         echo_json(asdict(result))
     else:
-        click.echo(f"refined {result.refined} documents ({len(result.skipped)} changed meanwhile, left as they "
-                   f"are; {result.remaining} still translated)")
+        how = " (interrupted: the batch in training was abandoned, nothing of it written)" if result.interrupted \
+            else ""
+        click.echo(f"refined {result.refined} documents in {result.seconds:.0f} s ({len(result.skipped)} changed "
+                   f"meanwhile, left as they are; {result.pending} still pending, {result.translated} still "
+                   f"translated){how}")
+
+
+def _batch_line(result) -> None:
+    click.echo(f"refined {result.refined} documents so far ({result.pending} pending, {result.translated} "
+               f"translated left)", err=True)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event):
+    """SIGINT and SIGTERM ask ``refine --watch`` to stop after the batch in training is committed; a second
+    one raises KeyboardInterrupt, which abandons that batch (refine catches it: nothing of it is written)."""
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo(f"{signal.Signals(signum).name}: stopping after the batch in training is committed "
+                   "(again to abandon it)", err=True)
+
+    before = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
 
 
 TRANSLATOR_COMMANDS = [distill, refine]

@@ -9,19 +9,33 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import DEFAULT_MERGE, rank_weights
-from ..errors import CorruptData, UnknownId
+from ..errors import CorruptData, InvalidInput, UnknownId
 from ..knowledge.inject import from_stored, merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import LoadedModel
+from ..storage.meta import PENDING
 from .store import Store
 
 
+class NoAdapterYet(InvalidInput):
+    """The row is pending (inserted with ``parameterize="later"``): it has no adapter to read or export yet."""
+
+    def __init__(self, doc_id: str, path):
+        super().__init__(f"document {doc_id!r} has no adapter yet (inserted with --defer, pending): run "
+                         f"`paramdb refine {path}` to train it")
+        self.doc_id = doc_id
+
+
 def factors_for_ids(store: Store, lm: LoadedModel, doc_ids: list[str]) -> list:
-    """Each document's adapter as side-path factors (UnknownId for an id not stored)."""
+    """Each document's adapter as side-path factors (UnknownId for an id not stored, NoAdapterYet for a
+    pending row, which has none until ``refine`` trains it)."""
     rows = {r["id"]: r for r in store.meta.get(doc_ids)}
     missing = [i for i in doc_ids if i not in rows]
     if missing:
         raise UnknownId(missing[0])
+    pending = [i for i in doc_ids if rows[i]["adapter_kind"] == PENDING]
+    if pending:
+        raise NoAdapterYet(pending[0], store.path)
     return load(store, lm, [rows[i]["blob_key"] for i in doc_ids])
 
 

@@ -3,6 +3,11 @@ passages in the prompt (by mode), generate all answers in one batched greedy dec
 each answer's short answer out of its generation. Every prompt fits the model's context: an over-long
 question is refused, passages are cut and the answer's notes say so.
 
+A pending hit (a row inserted with ``parameterize="later"``, no adapter yet) is never dropped: in prag and
+combine mode its passage is put in the prompt (as icl would for that hit) and it is left out of the merge,
+whose rank weights are then those of the adapters that remain; the answer's notes name it. Each question in a
+batch may have its own mix of adapters and passages: one batched generation still answers them all.
+
 A new mode is a new branch here (which of adapters and passages it uses) plus its name in config.MODES.
 """
 from __future__ import annotations
@@ -13,6 +18,7 @@ from ..knowledge import prompts
 from ..knowledge.budget import context_window
 from ..knowledge.generate import greedy
 from ..knowledge.shorten import shorten
+from ..storage.meta import PENDING
 from ..types import Answer
 from . import adapters
 from .models import Models
@@ -30,13 +36,13 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
     found = [search(store, models, q, k, where, method) if mode != "closed" else [] for q in questions]
     hits = [[hit for hit, _ in f] for f in found]
     t1 = time.perf_counter()
-    factors = adapters.merged(store, lm, [[key for _, key in f] for f in found], merge, weight) \
-        if mode in ("prag", "combine") else None
+    with_adapters = mode in ("prag", "combine")
+    factors = adapters.merged(store, lm, [[key for h, key in f if h.adapter_kind != PENDING] for f in found],
+                              merge, weight) if with_adapters else None
     t2 = time.perf_counter()
-    with_passages = mode in ("icl", "combine")
     short_prompt = store.config.augment.short_answers     # asked as the store's adapters were trained
-    fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, [h.text for h in hs] if with_passages else None,
-                                             room, context, short=short_prompt) for q, hs in zip(questions, hits)]
+    fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, _passages(mode, hs), room, context, short=short_prompt)
+              for q, hs in zip(questions, hits)]
     texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
                    scale=1.0)    # merged factors carry the scale
     t3 = time.perf_counter()
@@ -47,8 +53,26 @@ def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, 
     if short:
         timings["shorten"] = (t4 - t3) / n
     return [Answer(text=s, mode=mode, hits=h, timings=dict(timings), generation=t,
-                   notes=notes + _unrefined(h) if factors is not None else notes)
+                   notes=notes + (_unrefined(h) if factors is not None else []) +
+                   (_pending(h) if with_adapters else []))
             for s, t, h, (_, notes) in zip(shorts, texts, hits, fitted)]
+
+
+def _passages(mode: str, hits) -> list[str] | None:
+    """The passages a question's prompt carries: every hit's in icl and combine; in prag, those of pending
+    hits only (they have no adapter to speak for them), and none (the bare prag prompt) when there are none."""
+    if mode in ("icl", "combine"):
+        return [h.text for h in hits]
+    if mode == "prag":
+        return [h.text for h in hits if h.adapter_kind == PENDING] or None
+    return None
+
+
+def _pending(hits) -> list[str]:
+    """A note when hits had no adapter yet: the answer read their passages instead (never silently lost)."""
+    ids = [h.id for h in hits if h.adapter_kind == PENDING]
+    return [f"answered from the passages of rows not yet parameterized ({', '.join(ids)}): they have no adapter "
+            f"until `paramdb refine` trains them"] if ids else []
 
 
 def _unrefined(hits) -> list[str]:

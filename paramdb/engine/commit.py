@@ -4,6 +4,11 @@ Writes go blobs first (LMDB: adapter + embedding, committed), then the metadata 
 commit point), then the derived indexes. A crash at any point leaves at worst an orphan blob or a stale index
 (rebuilt on open), never a row that points at nothing. Each blob key is new, so an upsert never overwrites a
 live one. Deletes commit the SQL row first; the blobs after it are garbage.
+
+A pending row (``insert(parameterize="later")``) is written the same way with no adapter: its blob key holds
+only its embedding, and its SQL row says ``adapter_kind="pending"``. Training it later (ops/refine.py) writes
+a new blob key with the adapter and a copy of the embedding and swaps it in (``MetaStore.swap_adapters``),
+so a pending row never changes in place either.
 """
 from __future__ import annotations
 
@@ -16,19 +21,24 @@ import numpy as np
 
 from ..errors import ParamDBError
 from ..storage.codec import encode_adapter, encode_vector
+from ..storage.meta import PENDING
 from ..types import Document
 from .store import Store
 
 
 def commit_batch(store: Store, batch: list[Document], vectors: np.ndarray,
-                 adapters: list[dict[str, np.ndarray]], upsert: bool = False, kind: str = "trained") -> None:
+                 adapters: list[dict[str, np.ndarray]] | None, upsert: bool = False, kind: str = "trained") -> None:
     """Write one parameterized batch atomically, under the writer lock: work done elsewhere (another
-    process, a Ray worker) becomes rows here and nowhere else."""
+    process, a Ray worker) becomes rows here and nowhere else. ``adapters`` None writes pending rows (their
+    embeddings only; ``kind`` must then be "pending")."""
+    if (adapters is None) != (kind == PENDING):
+        raise ValueError(f"adapter kind {kind!r} with{'out' if adapters is None else ''} adapters")
     with store.lock.held("insert"):
         gen_before = store.indexes.sync()
         keys = [uuid.uuid4().hex for _ in batch]
         dtype = store.config.adapter_dtype             # each blob records its own: a store may hold both
-        store.blobs.put({k: encode_adapter(a, dtype, {"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
+        store.blobs.put({} if adapters is None else
+                        {k: encode_adapter(a, dtype, {"doc_id": d.id}) for k, a, d in zip(keys, adapters, batch)},
                         {k: encode_vector(v) for k, v in zip(keys, vectors)})
         rows = [{"id": d.id, "text": d.text, "metadata": d.metadata, "blob_key": k, "created_at": time.time(),
                  "adapter_kind": kind} for d, k in zip(batch, keys)]

@@ -13,22 +13,33 @@ from typing import Any
 from .. import documents
 from ..errors import DuplicateId, InsertInterrupted
 from ..resume import unstored
+from ..storage.meta import PENDING
 from ..types import Document, InsertReport
 from .commit import commit_batch
 from .models import Models
-from .parameterize import parameterize, translated
+from .parameterize import embedded, parameterize, translated
 from .store import Store
 
 Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
 
 
+# How insert makes a row's adapter (db.insert's ``parameterize``): trained per document, translated by the
+# store's translator in one forward pass, or "later": no adapter at all yet, only the embedding (a "pending"
+# row, answered from its passage until ``refine`` trains it).
+PARAMETERIZE = ("train", "translate", "later")
+
+
 def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, batch_size: int,
-           progress: Progress | None = None, translator=None) -> InsertReport:
+           progress: Progress | None = None, translator=None, parameterize_as: str = "train") -> InsertReport:
     """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches). With ``translator``,
-    adapters are translated (one forward pass) instead of trained."""
+    adapters are translated (one forward pass) instead of trained; with ``parameterize_as="later"`` none is
+    made: each row is committed with its embedding alone, as a pending row. An id-less document gets the id of
+    its text (documents.with_content_ids), as on Ray and in the CLI."""
     report = InsertReport()
-    if isinstance(docs, Sequence):
-        checked = validated(store, enumerate(docs, 1), upsert, report.skipped)
+    located = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1)) \
+        if isinstance(docs, Sequence) else None
+    if located is not None:
+        checked = validated(store, located, upsert, report.skipped)
         batches: Iterable[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
         total = len(checked)
     else:
@@ -38,11 +49,12 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
         progress(0, total)
     try:
         for batch in batches:
-            if translator is None:
-                vectors, adapters = parameterize(models, batch)
+            if parameterize_as == "later":
+                vectors, adapters, kind = embedded(models, batch), None, PENDING
+            elif translator is None:
+                (vectors, adapters), kind = parameterize(models, batch), "trained"
             else:
-                vectors, adapters = translated(models, translator, batch)
-            kind = "trained" if translator is None else "translated"
+                (vectors, adapters), kind = translated(models, translator, batch), "translated"
             commit_batch(store, batch, vectors, adapters, upsert, kind=kind)
             report.ids += [d.id for d in batch]
             if progress:
@@ -54,21 +66,21 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
     return report
 
 
-def validated(store: Store, numbered: Iterable[tuple[int, Any]], upsert: bool,
+def validated(store: Store, located: Iterable[tuple[str, Any]], upsert: bool,
               skipped: list[str]) -> list[Document]:
-    """Coerce numbered items to Documents (InvalidInput names the item) and keep those still to store: one
+    """Coerce (where, item) pairs to Documents (InvalidInput names the item) and keep those still to store: one
     stored with the same text and metadata goes to ``skipped``, another taken id is a DuplicateId
     (paramdb.resume). An upsert keeps them all: it replaces what is stored even when identical, which is
     how ``check --repair`` rebuilds a damaged adapter from its row's text."""
-    batch = documents.coerce_all((f"document {i}", d) for i, d in numbered)
+    batch = documents.coerce_all(located)
     return batch if upsert else unstored(store.meta, batch, False, skipped)
 
 
 def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
               skipped: list[str]) -> Iterator[list[Document]]:
-    numbered = enumerate(docs, 1)
+    located = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
     seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
-    while chunk := list(islice(numbered, batch_size)):
+    while chunk := list(islice(located, batch_size)):
         batch = validated(store, chunk, upsert, skipped)
         if not upsert:
             repeat = next((d.id for d in batch if d.id in seen), None)

@@ -27,3 +27,9 @@ def translated(models: Models, translator, batch: list[Document]) -> tuple[np.nd
     """Embeddings and translated adapters (the store's translator, one forward pass each, no training)."""
     texts = [d.text for d in batch]
     return models.embedder.embed(texts), translate(models.lm, translator, texts)
+
+
+def embedded(models: Models, batch: list[Document]) -> np.ndarray:
+    """Embeddings only, for rows whose adapter comes later (``insert(parameterize="later")``): the cost of a
+    deferred insert is this one embedder pass."""
+    return models.embedder.embed([d.text for d in batch])

@@ -6,6 +6,11 @@ folder adds the same update ParamDB does. Merging k adapters of rank r exactly i
 k·r: A is the k A's stacked, B the k B's side by side, each multiplied by its merge scale
 (alpha/r x adapter weight x 1/k for mean). That scale is folded into B and ``lora_alpha`` equals the rank,
 so PEFT's own scaling is 1; ``paramdb_export.json`` beside the adapter says so and names the documents.
+
+A pending row (``insert --defer``) has no adapter yet: exporting it is refused in one line (nothing written),
+and a question's merge skips pending hits, exactly as ``generate`` in prag mode leaves them out of its merge
+(it reads their passages instead); the sidecar and ``PeftExport.skipped`` name them. A question whose hits are
+all pending has no merge to export: refused.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from ..errors import InvalidInput, ModelLoadError
 from ..knowledge.inject import merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import model_folder
+from ..storage.meta import PENDING
 from . import folders, peft_format
 from .peft_format import PeftAdapter
 
@@ -36,6 +42,7 @@ class PeftExport:
     merged: bool = False
     rank: int | None = None
     hits: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)   # pending hits of a question: no adapter yet, not merged
 
 
 def base_model_for(db) -> str | None:
@@ -97,7 +104,11 @@ def export_question(db, question: str, target: Path, *, k: int = 3, where: dict 
     hits = db.query(question, k=k, where=where, method=method)
     if not hits:
         raise InvalidInput(f"no documents match {question!r}{' with that filter' if where else ''}: nothing to merge")
-    ids = [h.id for h in hits]
+    skipped = [h.id for h in hits if h.adapter_kind == PENDING]
+    ids = [h.id for h in hits if h.adapter_kind != PENDING]
+    if not ids:
+        raise InvalidInput(f"the {len(hits)} documents matching {question!r} are all pending (no adapter yet): "
+                           f"nothing to merge; run `paramdb refine {db.path}` first")
     lm = db.lm
     dtype = next(lm.model.parameters()).dtype
     scale = question_scale(db.config.training.scale, merge, weight, len(ids))
@@ -108,7 +119,7 @@ def export_question(db, question: str, target: Path, *, k: int = 3, where: dict 
     base = base_model_for(db)
     adapter = _as_adapter(names, [(a[0], b[0]) for a, b in merged], 1.0, base)
     files = {**peft_format.folder_files(adapter), SIDECAR: _sidecar({
-        "kind": "merge", "question": question, "documents": ids, "k": k, "method": method, "merge": merge,
+        "kind": "merge", "question": question, "documents": ids, "pending_skipped": skipped, "k": k, "method": method, "merge": merge,
         "adapter_weight": weight, "where": where,
         "ranks": [f[0][0].shape[0] for f in factors],
         "exact_merge": "rank = sum of the documents' ranks: A = the documents' A stacked, B = their B side by "
@@ -116,7 +127,7 @@ def export_question(db, question: str, target: Path, *, k: int = 3, where: dict 
                        f"{' / k' if merge == 'mean' else ''}{' x 1/rank normalised' if merge == 'rank' else ''}); "
                        "lora_alpha = r, so PEFT's scaling is 1"})}
     written = folders.write_tree(Path(target), files, force)
-    return PeftExport(written, {}, base, merged=True, rank=adapter.rank, hits=ids)
+    return PeftExport(written, {}, base, merged=True, rank=adapter.rank, hits=ids, skipped=skipped)
 
 
 def _sidecar(info: dict) -> bytes:

@@ -8,6 +8,10 @@ interrupted write can legitimately leave (orphan blobs, a stale derived index): 
 Repair never deletes a committed row: damaged blobs are rebuilt by parameterizing the row's text again
 (same settings, same seed, so the same adapter up to float noise), orphans are deleted under the writer
 lock, and derived indexes are rebuilt.
+
+A pending row (``insert --defer``) has no adapter by design: only its embedding is checked, and it is counted
+as pending, not as damage. Repair of a pending row whose embedding is damaged embeds its text again and keeps
+it pending (training it is ``refine``'s job, not a repair's).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from paramdb.engine.store import Store
 from paramdb.errors import CorruptData, InvalidInput
 from paramdb.storage.codec import decode_tensors, decode_vector
 from paramdb.storage.lexical import LexicalIndex
-from paramdb.storage.meta import documents
+from paramdb.storage.meta import PENDING, documents
 from paramdb.storage.vectors import VectorIndex
 from paramdb.types import Document
 
@@ -47,6 +51,7 @@ class CheckReport:
     rows: int = 0
     adapters: int = 0
     embeddings: int = 0
+    pending: int = 0       # rows with no adapter yet (insert --defer), which is not damage
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -56,7 +61,7 @@ class CheckReport:
 
     def to_json(self) -> dict:
         return {"ok": self.ok, "rows": self.rows, "adapters": self.adapters, "embeddings": self.embeddings,
-                "findings": [asdict(f) for f in self.findings]}
+                "pending": self.pending, "findings": [asdict(f) for f in self.findings]}
 
 
 def check(store: Store, repair: bool = False, models: Models | None = None) -> CheckReport:
@@ -113,7 +118,9 @@ def _check_blobs(store: Store, rows: list[dict], report: CheckReport) -> list[st
         for row in rows:
             problems = []
             adapter, embedding = r.adapter(row["blob_key"]), r.embedding(row["blob_key"])
-            if adapter is None:
+            if row.get("adapter_kind") == PENDING:
+                report.pending += 1              # no adapter yet: nothing to find missing
+            elif adapter is None:
                 problems.append(("adapter-missing", f"no adapter under blob key {row['blob_key']}"))
             else:
                 try:
@@ -169,11 +176,16 @@ def _check_translator(store: Store, report: CheckReport) -> None:
 
 
 def _reparameterize(store: Store, models: Models, rows: list[dict], report: CheckReport) -> None:
-    """Rebuild damaged blobs from the row's own text: an upsert of the same document."""
+    """Rebuild damaged blobs from the row's own text: an upsert of the same document, trained, or for a
+    pending row embedded only (it stays pending)."""
     ids = [r["id"] for r in rows]
     stored = {r["id"]: r for r in store.meta.get(ids)}
-    docs = [Document(text=stored[i]["text"], id=i, metadata=stored[i]["metadata"]) for i in ids]
-    ingest.insert(store, models, docs, upsert=True, batch_size=8)
+    for later in (False, True):
+        docs = [Document(text=stored[i]["text"], id=i, metadata=stored[i]["metadata"]) for i in ids
+                if i in stored and (stored[i]["adapter_kind"] == PENDING) == later]
+        if docs:
+            ingest.insert(store, models, docs, upsert=True, batch_size=8,
+                          parameterize_as="later" if later else "train")
     for f in report.findings:
         if f.subject in ids and f.kind != "text-checksum":
             f.repaired = True

@@ -10,7 +10,9 @@ SQL transaction (the commit point: ``MetaStore.swap_adapters``, keeping each row
 old blobs are deleted. A process killed anywhere leaves every row pointing at a complete adapter, old or new,
 plus at worst orphan blobs, which the next ``compact`` (or ``check --repair``) deletes; rerunning converts
 only the rows still in the old dtype. A row whose adapter fails its
-checksum is not converted (that would freeze the damage): it is reported, for ``check --repair``.
+checksum is not converted (that would freeze the damage): it is reported, for ``check --repair``. A pending
+row (``insert --defer``) has no adapter to convert: it is left as it is, and ``refine`` later writes its adapter
+in the store's new dtype.
 
 LMDB never shrinks its file: the pages the old adapters held stay in it, free, and later inserts fill them.
 A file of the new size is what ``paramdb copy`` (a compacting LMDB copy) or backup and restore write.
@@ -26,7 +28,7 @@ from paramdb.errors import CorruptData
 from paramdb.storage import codec
 from paramdb.storage.blobs import BlobStore
 from paramdb.storage.lock import DEFAULT_TIMEOUT
-from paramdb.storage.meta import MetaStore
+from paramdb.storage.meta import PENDING, MetaStore
 
 # Rows per LMDB write and SQL transaction. Bounds memory and how far the LMDB file grows: the pages a chunk frees
 # are reused by the next (20 default-model rows: 31 MB file -> 34 MB in chunks of 2, 46 MB in one chunk).
@@ -43,6 +45,7 @@ class CompactReport:
     adapter_bytes_after: int
     orphans_deleted: int = 0
     damaged: list[str] = field(default_factory=list)   # ids whose adapter failed its checksum: not converted
+    pending: int = 0                                    # rows with no adapter yet (insert --defer): nothing to convert
 
     @property
     def ratio(self) -> float:
@@ -57,7 +60,8 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
         meta, blobs = store.meta, store.blobs
         orphans = _delete_orphans(meta, blobs)
         before = blobs.value_bytes("adapters")
-        rows = meta.all_rows_keys()
+        pending = meta.blob_keys_of_kind(PENDING)
+        rows = [r for r in meta.all_rows_keys() if r[2] not in pending]
         converted, damaged = 0, []
         gen = store.indexes.sync()          # texts and embeddings do not change: the indexes stay current
         for start in range(0, len(rows), chunk):
@@ -76,7 +80,8 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
         if config.get("adapter_dtype", "float16") != target:
             meta.set_info("config", {**config, "adapter_dtype": target})
         after = blobs.value_bytes("adapters")
-    return CompactReport(str(store.path), target, len(rows), converted, before, after, orphans, damaged)
+    return CompactReport(str(store.path), target, len(rows) + len(pending), converted, before, after, orphans,
+                         damaged, len(pending))
 
 
 def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[str, str, str]], list[str]]:

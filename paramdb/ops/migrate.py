@@ -28,7 +28,7 @@ from paramdb.errors import CorruptData, FormatError
 from paramdb.storage.blobs import BlobStore
 from paramdb.storage.codec import BLOB_FORMAT, decode_tensors
 from paramdb.storage.lock import DEFAULT_TIMEOUT
-from paramdb.storage.meta import MetaStore
+from paramdb.storage.meta import PENDING, MetaStore
 
 _FORMAT1_DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 _VERIFY_CHUNK = 256  # rows per LMDB read transaction in the verification pass
@@ -108,17 +108,20 @@ def upgrade_config(config: dict) -> dict:
 
 
 def _verify(meta: MetaStore, blobs: BlobStore, dim: int) -> tuple[int, list[str]]:
-    """Check every row's adapter (safetensors + CRC32) and embedding (dim float32s); return damaged ids."""
+    """Check every row's adapter (safetensors + CRC32) and embedding (dim float32s); return damaged ids. A
+    pending row (insert --defer) has no adapter yet: only its embedding is checked."""
     keys = meta.all_rows_keys()
+    pending = meta.blob_keys_of_kind(PENDING)
     damaged: list[str] = []
     for start in range(0, len(keys), _VERIFY_CHUNK):
         with blobs.reader() as r:
             for _rowid, doc_id, key in keys[start:start + _VERIFY_CHUNK]:
                 adapter, vector = r.adapter(key), r.embedding(key)
                 try:
-                    if adapter is None or vector is None or len(vector) != 4 * dim:
+                    if vector is None or len(vector) != 4 * dim or (adapter is None and key not in pending):
                         raise CorruptData(doc_id)
-                    decode_tensors(adapter, verify=True)
+                    if adapter is not None:
+                        decode_tensors(adapter, verify=True)
                 except CorruptData:
                     damaged.append(doc_id)
     return len(keys), damaged

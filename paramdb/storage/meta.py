@@ -30,7 +30,11 @@ __all__ = ["MetaStore", "where_clause", "metadata"]
 _CHUNK = 500  # stays well under SQLite's bound-parameter limit
 _ROW_KEYS = ("id", "text", "metadata", "blob_key", "created_at")
 _WRITE_KEYS = (*_ROW_KEYS, "text_sha256", "adapter_kind")  # the row plus what is derived from it
-ADAPTER_KINDS = ("trained", "translated", "imported")   # how a row's adapter was made (format 3; migrations/0003)
+# How a row's adapter was made (format 3; migrations/0003). A "pending" row (``insert(parameterize="later")``)
+# has none yet: LMDB holds only its embedding under its blob key, and ``refine`` trains it (a new blob key
+# swapped in, like any adapter change), so "no adapter blob" is its normal state, never damage.
+ADAPTER_KINDS = ("trained", "translated", "imported", "pending")
+PENDING = "pending"
 
 _md = sa.MetaData()
 store_info = sa.Table(
@@ -293,11 +297,20 @@ class MetaStore:
             got = dict(conn.execute(q).all())
         return {k: int(got.get(k, 0)) for k in ADAPTER_KINDS}
 
-    def rows_of_kind(self, kind: str, limit: int | None = None) -> builtins.list[dict[str, Any]]:
-        """Rows whose adapter was made ``kind``, in rowid order (what refine works through)."""
-        q = sa.select(*_COLS).where(_KIND == kind).order_by(documents.c.rowid).limit(limit)
+    def rows_of_kind(self, kind: str | Sequence[str], limit: int | None = None) -> builtins.list[dict[str, Any]]:
+        """Rows whose adapter was made ``kind`` (one kind or several), in that order of kinds and then in
+        rowid order (what refine works through: pending rows, which have no adapter, first)."""
+        kinds = [kind] if isinstance(kind, str) else builtins.list(kind)
+        order = sa.case({k: i for i, k in enumerate(kinds)}, value=_KIND)
+        q = sa.select(*_COLS).where(_KIND.in_(kinds)).order_by(order, documents.c.rowid).limit(limit)
         with self._tx() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+    def blob_keys_of_kind(self, kind: str) -> set[str]:
+        """Blob keys of the rows of one adapter kind (e.g. the pending rows, whose keys hold no adapter)."""
+        q = sa.select(documents.c.blob_key).where(_KIND == kind)
+        with self._tx() as conn:
+            return set(conn.execute(q).scalars())
 
     # -- reads ----------------------------------------------------------------------------------------
     def _fetch(self, col: sa.Column, keys: Sequence[Any]) -> builtins.list[dict[str, Any]]:
