@@ -214,3 +214,29 @@ def test_a_killed_driver_leaves_whole_batches_and_a_rerun_inserts_only_what_is_m
         rows = db.store.meta.list()
         assert len(rows) == n == len(db) and {r["id"] for r in rows} == ids      # none lost, none twice
         assert all(db.store.blobs.get_adapter(r["blob_key"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_id_less_texts_get_the_same_ids_locally_and_on_ray_so_a_second_insert_skips_them(ray_cluster, tiny_model_dir,
+                                                                                         tmp_path):
+    texts = ["Lamp 1 burns blue.", "Lamp 2 burns red.", "Lamp 1 burns blue."]
+    with _store(tmp_path / "s", tiny_model_dir) as db:
+        local = db.insert(texts[:2])
+        on_ray = db.insert(texts, executor="ray")          # the first two are the local rows: skipped
+        assert list(on_ray) == [list(local)[0] + "-2"] and on_ray.skipped == list(local)
+        again = db.insert(texts)
+        assert list(again) == [] and sorted(again.skipped) == sorted(list(local) + list(on_ray))
+        assert len(db) == 3
+
+
+@pytest.mark.slow
+def test_ray_skips_a_pending_row_and_an_upsert_on_ray_trains_it(ray_cluster, tiny_model_dir, tmp_path):
+    docs = _docs(3)
+    with _store(tmp_path / "s", tiny_model_dir) as db:
+        db.insert(docs[:2], parameterize="later")
+        report = db.insert(docs, executor="ray", batch_size=2)
+        assert list(report) == ["d2"] and sorted(report.skipped) == ["d0", "d1"]
+        assert db.stats()["adapters"] == {"trained": 1, "translated": 0, "imported": 0, "pending": 2}
+        db.insert(docs[:1], executor="ray", upsert=True)
+        assert db.get("d0").adapter_kind == "trained" and db.get("d1").adapter_kind == "pending"
+        assert db.check().ok
