@@ -10,6 +10,7 @@ from .eval_command import eval_
 from .errors import ParamDBGroup
 from .interop_commands import INTEROP
 from .ops_commands import ALL as OPS
+from .serve_command import serve
 from .store_commands import STORE_COMMANDS
 from .translator_commands import TRANSLATOR_COMMANDS
 
@@ -21,5 +22,5 @@ def main(debug: bool) -> None:
     """ParamDB: an embedded database for Parametric RAG, each document stored with its own LoRA adapter."""
 
 
-for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *INTEROP, *TRANSLATOR_COMMANDS]:
+for _command in [*ALL, eval_, *STORE_COMMANDS, *OPS, *INTEROP, *TRANSLATOR_COMMANDS, serve]:
     main.add_command(_command)
