@@ -22,7 +22,7 @@ from .knowledge.models import LoadedModel
 from .layout import Layout
 from .retrieval import check_method
 from .storage.lock import DEFAULT_TIMEOUT
-from .translators import info as translator_info, load as load_translator
+from .engine.translator_blob import info as translator_info, load as load_translator
 from .types import Answer, Document, Hit, InsertReport
 
 __all__ = ["ParamDB", "Progress"]
@@ -255,8 +255,8 @@ class ParamDB:
 
     def distill(self, source: Iterable[Any] | None = None, **kwargs):
         """Train the store's translator from its rows (or ``source`` passages) and store it; see
-        paramdb.ops.distill for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
-        from .ops.distill import distill
+        paramdb.ops.distill_store for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
+        from .ops.distill_store import distill
         return distill(self, source, **kwargs)
 
     def refine(self, **kwargs):

@@ -89,6 +89,24 @@ def flag(value: Any, what: str) -> bool:
     return value
 
 
+def mode(value: Any) -> str:
+    """One of config.MODES (prag, icl, combine, closed)."""
+    from .config import MODES
+
+    if value not in MODES:
+        raise InvalidInput(f"unknown mode {value!r}; valid modes: {', '.join(MODES)}")
+    return value
+
+
+def merge(value: Any) -> str:
+    """One of config.MERGES: how a question's k adapters are weighed."""
+    from .config import MERGES
+
+    if value not in MERGES:
+        raise InvalidInput(f"unknown merge {value!r}; valid: {', '.join(MERGES)}")
+    return value
+
+
 def question_list(questions: Any) -> list[str]:
     """A non-empty list of non-empty questions: a bare str would otherwise be one question per character."""
     if isinstance(questions, (str, bytes, bytearray)) or not isinstance(questions, Iterable):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import FAST_TRAINING, make_tiny_lm
-from paramdb import ParamDB, translators
+from paramdb import ParamDB
+from paramdb.engine import translator_blob as translators
 from paramdb.errors import InvalidInput, ModelMismatch, NoTranslator
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.translator import TranslatorSettings, new_translator, translate

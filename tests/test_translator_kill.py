@@ -13,7 +13,8 @@ import time
 import pytest
 
 from conftest import FAST_TRAINING
-from paramdb import ParamDB, translators
+from paramdb import ParamDB
+from paramdb.engine import translator_blob as translators
 from paramdb.knowledge.lora import side_path
 
 KILLS = 3

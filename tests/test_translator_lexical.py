@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from paramdb import translators
+from paramdb.engine import translator_blob as translators
 from paramdb.errors import InvalidInput
 from paramdb.knowledge.translator import (Translator, TranslatorSettings, features, lexical_modules,
                                           new_translator, translate)

@@ -13,7 +13,7 @@ Trains once, stores twice: the float16 store (built here from tools/data/fiction
   - answer-path cost: the cold switch of tools/bench_generate.py (fresh adapter cache; rows from SQL, blobs from
     LMDB, decode, merge, set the side path, clear), k=3, median over the questions;
   - PopQA (with ``--popqa-store``: a store built by ``paramdb eval`` from the first N items' passages):
-    prag EM and F1 on those N items through ``paramdb.evaluate.run`` (k=3, hybrid).
+    prag EM and F1 on those N items through ``paramdb.evaluation.runner.run`` (k=3, hybrid).
 
 The given stores are never written: the work happens on copies under ``--work`` (default: a temporary
 folder, removed afterwards). With ``--json`` the last line of output is one JSON object.
@@ -34,7 +34,8 @@ sys.path.insert(0, str(TOOLS))
 
 from eval_fictional import contains_answer  # noqa: E402
 
-from paramdb import ParamDB, evaluate  # noqa: E402
+from paramdb import ParamDB  # noqa: E402
+from paramdb.evaluation import runner  # noqa: E402
 from paramdb.knowledge.inject import merge_flat  # noqa: E402
 from paramdb.knowledge.lora import side_path  # noqa: E402
 from paramdb.ops.compact import compact  # noqa: E402
@@ -166,7 +167,7 @@ def popqa_figures(args, work: Path) -> dict:
     fp16, int8 = both_ways(args.popqa_store, work, "popqa")
     for tag, path in (("float16", fp16), ("int8", int8)):
         with ParamDB.open(path) as db:
-            result = evaluate.run(db, POPQA, ["prag"], k=3, limit=args.popqa_items,
+            result = runner.run(db, POPQA, ["prag"], k=3, limit=args.popqa_items,
                                   predictions=work / f"popqa-{tag}.jsonl")
             prag = result["modes"]["prag"]
             out[tag] = {**size(db), "items": result["items"], "em": prag["em"], "f1": prag["f1"]}

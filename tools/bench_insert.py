@@ -4,6 +4,7 @@
                                  [--batch-size B] [--epochs E] [--model PATH] [--device DEV] [--json] [--verbose]
     python tools/bench_insert.py --memory-check [--memory-counts 100,1000] [--json]
     python tools/bench_insert.py --ray-workers 1,2 [--tiny] [--docs N] [--batch-size B] [--writer-docs W] [--json]
+    python tools/bench_insert.py --precision-compare [--docs 24] [--popqa 20] [--bf16-docs 8] [--json]
 
 One run, one base model (default SmolLM2-135M-Instruct), N fictional documents (tools/data/fictional.jsonl, then
 templated ones with invented names), each with two questions no model can answer unaided. ``build_samples``
@@ -36,6 +37,9 @@ embedding, training and writes). Accuracy: each question asked in ``prag`` mode 
 document's adapter (round-tripped through float16 as the store keeps it), through ParamDB's answer path
 (``merge_factors`` + ``greedy(..., scale=α/r)``); correct if the answer contains an alias (case-insensitive).
 Closed-book accuracy (no adapter) is the sanity check that the facts are unknown to the model.
+
+``--precision-compare`` (fp32, today's recipe, against the default precision, with training FLOP/s beside the
+matmul peaks, and deferred insert) is tools/bench_precision.py, run from here.
 
 ``--memory-check`` (peak RSS of streamed inserts by corpus size) and ``--ray-workers`` (docs/min by Ray workers,
 and the single writer's ceiling) are tools/bench_insert_scale.py, run from here; its docstring says what they
@@ -308,6 +312,12 @@ def main() -> None:
                     help="skip the (b0)/(c0) rows that train every document all epochs")
     ap.add_argument("--writer-docs", type=int, default=128, help="documents the writer ceiling commits")
     ap.add_argument("--plot", metavar="FILE.png", help="also draw the run's figures (needs paramdb[plot])")
+    ap.add_argument("--precision-compare", action="store_true",
+                    help="only fp32 (the baseline) against the default precision: tools/bench_precision.py")
+    ap.add_argument("--popqa", type=int, default=20, help="--precision-compare: PopQA dev items whose gold "
+                                                          "passages are inserted too (0: none)")
+    ap.add_argument("--bf16-docs", type=int, default=8,
+                    help="--precision-compare: fictional documents also inserted in forced bf16 (0: none)")
     args = ap.parse_args()
     if args.plot:
         from paramdb.plots import check_target
@@ -316,7 +326,13 @@ def main() -> None:
     if args.memory_child is not None:
         scale.memory_child(args.memory_child, args.batch_size)
         return
-    if args.ray_workers:
+    if args.precision_compare:
+        import bench_precision
+
+        args.docs = 24 if args.docs == ap.get_default("docs") else args.docs
+        r = bench_precision.run(args)
+        bench_precision.print_table(r)
+    elif args.ray_workers:
         r = scale.ray_benchmark(args)
         scale.print_ray_table(r)
     elif args.memory_check:

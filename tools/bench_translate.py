@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paramdb import ParamDB, evaluate, evaluation
+from paramdb import ParamDB, evaluation
+from paramdb.evaluation import runner
 from paramdb.evaluation import paired_bootstrap
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.translator import parse_settings
@@ -214,7 +215,7 @@ def main() -> None:
     log(f"trained store: {len(eval_docs)} passages")
     with ParamDB.open(work / "trained.store", create=True) as db:
         timed_insert(db, eval_docs)
-        res_t = evaluate.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
+        res_t = runner.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
                              predictions=work / "trained.predictions.jsonl", report=log)
         norm_trained = update_norms(db)
     modes = {m: res_t["modes"][m] for m in ("closed", "icl")}
@@ -225,7 +226,7 @@ def main() -> None:
 
     with ParamDB.open(translated_store, create=True) as db:
         timed_insert(db, eval_docs, parameterize="translate")
-        res_x = evaluate.run(db, eval_file, ["prag", "combine"], k=args.k,
+        res_x = runner.run(db, eval_file, ["prag", "combine"], k=args.k,
                              predictions=work / f"translated_{variant}.predictions.jsonl", report=log)
         norm_translated = update_norms(db)
     out["popqa"] |= {f"{m}_translated": {"em": v["em"], "f1": v["f1"], "n": res_x["items"]}

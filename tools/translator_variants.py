@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paramdb import ParamDB, evaluation, translators
+from paramdb import ParamDB, evaluation
+from paramdb.engine import translator_blob as translators
 from paramdb.knowledge.augment import build_samples
-from paramdb.knowledge.distill import DistillDoc, DistillSettings, distill, provenance
+from paramdb.knowledge.distill import DistillDoc, DistillSettings, provenance, train_translator
 from paramdb.knowledge.translator import TranslatorSettings, parse_settings
 
 HERE = Path(__file__).parent
@@ -126,7 +127,7 @@ def main() -> None:
             ts = TranslatorSettings(rank=base.config.training.rank, **overrides)
             log(f"variant {key}: {ts}")
             t0 = time.perf_counter()
-            model, report = distill(base.lm, docs, ts, DistillSettings(epochs=args.epochs, lr=args.lr),
+            model, report = train_translator(base.lm, docs, ts, DistillSettings(epochs=args.epochs, lr=args.lr),
                                     base.config.training,
                                     lambda e: log(f"  {e}") if e["event"] == "epoch" else None)
             row = {"settings": ts.to_json(), "params": model.n_params(), "seconds_per_doc":

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from paramdb import evaluate, plots
+from paramdb import plots
+from paramdb.evaluation import runner
 from paramdb.config import MODES
 
 from . import commands
@@ -51,7 +52,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
             raise click.UsageError("--plot draws the QA modes; --retrieval-only has none")
         plots.check_target(plot)                # before hours of work, not after
     if retrieval_only:
-        result = evaluate.retrieval_only(data, k=k, limit=limit, distractors=distractors,
+        result = runner.retrieval_only(data, k=k, limit=limit, distractors=distractors,
                                          report=lambda msg: say(msg, err=True))
         if as_json:
             commands.echo_json(result)
@@ -62,7 +63,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
         return
     store = store or Path(data).stem + ".store"
     with commands.open_store(store, create=True, device=device) as db:
-        result = evaluate.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
+        result = runner.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
                               batch_size=batch_size, merge=merge, adapter_weight=adapter_weight, short=not full,
                               report=lambda msg: say(msg, err=True))

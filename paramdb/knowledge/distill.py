@@ -246,8 +246,8 @@ def held_out_loss(lm, translator, feats, enc, t: TrainSettings, pad, with_adapte
     return total / len(enc.rows)
 
 
-def distill(lm: LoadedModel, docs: list[DistillDoc], ts: TranslatorSettings, s: DistillSettings,
-            t: TrainSettings, progress: Progress | None = None) -> tuple[Translator, DistillReport]:
+def train_translator(lm: LoadedModel, docs: list[DistillDoc], ts: TranslatorSettings, s: DistillSettings,
+                     t: TrainSettings, progress: Progress | None = None) -> tuple[Translator, DistillReport]:
     """Train a new translator on ``docs``; nothing is written anywhere (the caller stores the result)."""
     if not docs:
         raise ValueError("no documents to learn from")

@@ -16,7 +16,7 @@ from ..storage.codec import decode_flat
 from .lora import merge_factors, tensor_names as module_tensor_names
 
 Factors = list[tuple[torch.Tensor, torch.Tensor]]   # per target module: (A [r, in], B [out, r])
-Layout = tuple[tuple[int, tuple[int, int], int, tuple[int, int]], ...]   # per module: A offset, shape, B ...
+FlatLayout = tuple[tuple[int, tuple[int, int], int, tuple[int, int]], ...]   # per module: A offset, shape, B ...
 
 
 class FlatFactors(Sequence):
@@ -26,7 +26,7 @@ class FlatFactors(Sequence):
     works on the flat tensors directly: one stack and one gather instead of hundreds of small tensor ops.
     """
 
-    def __init__(self, flat: torch.Tensor, layout: Layout):
+    def __init__(self, flat: torch.Tensor, layout: FlatLayout):
         self.flat, self.layout = flat, layout
         self._views: Factors | None = None
 
@@ -81,7 +81,7 @@ def to_factors(tensors: dict[str, np.ndarray], module_names: list[str], device, 
 
 
 @functools.lru_cache(maxsize=8)
-def _merge_plan(layout: Layout, total: int, k: int):
+def _merge_plan(layout: FlatLayout, total: int, k: int):
     """Where each element of the merged layout comes from in k stacked flat adapters of ``total`` elements.
 
     Merged layout: every module's A_cat [k·r, in] (the k A's one under another), then every module's

@@ -169,9 +169,9 @@ def _check_orphans(store: Store, report: CheckReport, repair: bool) -> None:
 
 def _check_translator(store: Store, report: CheckReport) -> None:
     """The translator, when there is one: CRC, format and base model (repair cannot rebuild it: distill can)."""
-    from paramdb import translators
+    from paramdb.engine import translator_blob
 
-    for kind, detail in translators.problems(store.blobs, store.config.model_fingerprint):
+    for kind, detail in translator_blob.problems(store.blobs, store.config.model_fingerprint):
         report.findings.append(Finding(ERROR, kind, "translator", f"{detail} (run `paramdb distill` to replace it)"))
 
 

@@ -213,7 +213,7 @@ def decode_flat(buf: Buffer, names: list[str]) -> tuple[np.ndarray, list[tuple[i
     return flat, where
 
 
-def _dequantized(header: dict, data: memoryview) -> tuple[np.ndarray, quantize.Layout]:
+def _dequantized(header: dict, data: memoryview) -> tuple[np.ndarray, quantize.ScaleLayout]:
     """An int8 blob's flat float32 adapter and its layout (entries with element offsets into it)."""
     meta = header[_METADATA]
     if meta[_QUANT_KEY] != quantize.SCHEME:

@@ -84,7 +84,7 @@ def encode_layout(spec: list) -> str:
     return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
 
 
-class Layout:
+class ScaleLayout:
     """A parsed layout: its entries by name, the sizes it calls for and, built on first use, the index that
     gives every element of the flat data its scale."""
 
@@ -112,7 +112,7 @@ class Layout:
 
 
 @functools.lru_cache(maxsize=16)
-def parse_layout(text: str) -> Layout:
+def parse_layout(text: str) -> ScaleLayout:
     """An encoded layout, parsed (cached: every row of a store carries the same one)."""
     try:
         spec = json.loads(zlib.decompress(base64.b64decode(text.encode("ascii"), validate=True)))
@@ -127,10 +127,10 @@ def parse_layout(text: str) -> Layout:
             scale_offset += e.n_scales
     except (ValueError, TypeError, zlib.error, UnicodeError):
         raise CorruptData("int8 adapter has a malformed layout in its metadata") from None
-    return Layout(tuple(entries))
+    return ScaleLayout(tuple(entries))
 
 
-def dequantize(q: np.ndarray, scales: np.ndarray, layout: Layout) -> np.ndarray:
+def dequantize(q: np.ndarray, scales: np.ndarray, layout: ScaleLayout) -> np.ndarray:
     """The flat float32 adapter: one pass that reads the int8 data (e.g. straight from LMDB's map), multiplies
     each element by its component's scale and writes the result; the scales are gathered by a cached index."""
     return np.multiply(q, scales.take(layout.scale_index), dtype=np.float32)

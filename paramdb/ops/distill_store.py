@@ -10,11 +10,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from paramdb import documents, translators
+from paramdb import documents
+from paramdb.engine import translator_blob
 from paramdb.config import apply_overrides
 from paramdb.errors import InvalidInput
 from paramdb.knowledge.augment import build_samples
-from paramdb.knowledge.distill import TEACHERS, DistillDoc, DistillSettings, distill as train, provenance
+from paramdb.knowledge.distill import TEACHERS, DistillDoc, DistillSettings, provenance, train_translator
 from paramdb.knowledge.translator import TranslatorSettings, translate
 from paramdb.storage.codec import decode_tensors, encode_tensors
 
@@ -89,12 +90,13 @@ def distill(db, source: Iterable[Any] | None = None, *, teacher: str = "context"
                             else None) for r, s in zip(chunk, samples)]
         if progress:
             progress({"event": "samples", "done": len(docs), "total": len(rows)})
-    model, report = train(lm, docs, settings, DistillSettings(teacher=teacher, epochs=epochs, lr=lr,
-                                                              held_out=held_out), db.config.training, progress)
+    model, report = train_translator(lm, docs, settings, DistillSettings(teacher=teacher, epochs=epochs, lr=lr,
+                                                                         held_out=held_out),
+                                     db.config.training, progress)
     prov = dataclasses.replace(provenance([d.key for d in docs], teacher), held_out_loss=report.held_out_loss,
                                base_loss=report.base_loss)
     with db.store.lock.held("distill"):
-        size = translators.save(blobs, model, db.config.model_fingerprint, prov)
+        size = translator_blob.save(blobs, model, db.config.model_fingerprint, prov)
     db.forget_translator()
     one = len(encode_tensors(translate(lm, model, [docs[0].text])[0]))
     return DistillResult(len(docs), report.held_out_docs, teacher, report.epochs, report.base_loss,

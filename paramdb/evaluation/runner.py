@@ -11,9 +11,10 @@ from pathlib import Path
 from statistics import mean
 from typing import Callable
 
-from . import evaluation
-from .config import DEFAULT_MERGE, MODES, adapter_weight_for
-from .errors import InvalidInput
+from .. import validate
+from ..config import DEFAULT_MERGE, adapter_weight_for
+from .data import corpus, gold_ids, load_items, passage_id
+from .scoring import em_in_output, paired_bootstrap, recall_at_k, score
 
 Report = Callable[[str], None]
 
@@ -52,17 +53,16 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
     """Per mode: EM-in-output and token F1 of the answers (short ones unless ``short`` is False), EM-in-output
     of the whole generations (``em_generation``: the fact anywhere in what the model wrote), seconds per
     question; plus recall@k of the gold passages."""
-    bad = [m for m in modes if m not in MODES]
-    if bad:
-        raise InvalidInput(f"unknown mode {bad[0]!r}; valid modes: {', '.join(MODES)}")
-    items = evaluation.load_items(data, limit)
-    docs = [d for d in evaluation.corpus(items, distractors) if d["id"] not in db]
+    for mode in modes:
+        validate.mode(mode)
+    items = load_items(data, limit)
+    docs = [d for d in corpus(items, distractors) if d["id"] not in db]
     if docs:
         report(f"building the store: {len(docs)} passages to parameterize")
         db.insert(docs, batch_size=batch_size,
                   progress=lambda done, total: report(f"  parameterized {done}/{total} passages"))
     hits = {it.id: db.query(it.question, k=k, method=method) for it in items}
-    recall = mean(evaluation.recall_at_k([h.id for h in hits[it.id]], evaluation.gold_ids(it)) for it in items)
+    recall = mean(recall_at_k([h.id for h in hits[it.id]], gold_ids(it)) for it in items)
     pred_path = Path(predictions or Path(str(data)).stem + ".predictions.jsonl")
     done = _done(pred_path)
     result = {"items": len(items), "k": k, "method": method, "merge": merge, "recall_at_k": round(recall, 4),
@@ -80,8 +80,8 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
                 for it, ans in zip(chunk, answers):
                     row = {"mode": mode, "id": it.id, "question": it.question, "prediction": ans.text,
                            "generation": ans.generation, "hits": [h.id for h in ans.hits], "s": round(per_q, 3),
-                           "settings": settings, **evaluation.score(ans.text, it.answers),
-                           "em_generation": evaluation.em_in_output(ans.generation, it.answers)}
+                           "settings": settings, **score(ans.text, it.answers),
+                           "em_generation": em_in_output(ans.generation, it.answers)}
                     done[_key(mode, it.id, settings)] = row
                     out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 out.flush()
@@ -107,7 +107,7 @@ def _paired(modes: dict, done: dict, items: list) -> dict:
         if a in modes and b in modes:
             rows = [(done[_key(a, it.id, modes[a]["settings"])], done[_key(b, it.id, modes[b]["settings"])])
                     for it in items]
-            out[f"{a}-{b}"] = {m: evaluation.paired_bootstrap([float(x[m]) for x, _ in rows],
+            out[f"{a}-{b}"] = {m: paired_bootstrap([float(x[m]) for x, _ in rows],
                                                               [float(y[m]) for _, y in rows]) for m in ("em", "f1")}
     return out
 
@@ -119,13 +119,13 @@ def retrieval_only(data: str | Path, k: int = 3, limit: int | None = None, distr
     Retrieval quality does not depend on the adapters, so it can be measured on a whole dataset in
     minutes where a full evaluation takes hours of training on a CPU. Same indexes as a store uses.
     """
-    from .knowledge.embed import Embedder
-    from .retrieval import METHODS, retrieve
-    from .storage.lexical import LexicalIndex
-    from .storage.vectors import VectorIndex
+    from ..knowledge.embed import Embedder
+    from ..retrieval import METHODS, retrieve
+    from ..storage.lexical import LexicalIndex
+    from ..storage.vectors import VectorIndex
 
-    items = evaluation.load_items(data, limit)
-    docs = evaluation.corpus(items, distractors)
+    items = load_items(data, limit)
+    docs = corpus(items, distractors)
     report(f"embedding {len(docs)} passages")
     emb = embedder or Embedder()
     vectors = emb.embed([d["text"] for d in docs])
@@ -142,10 +142,10 @@ def retrieval_only(data: str | Path, k: int = 3, limit: int | None = None, distr
             top = retrieve(method, k, dense=lambda n, qv=qv: dense.search(qv, n),
                            bm25=lambda n, q=it.question: lexical.search(q, n))
             found = {docs[i]["id"] for i, _ in top}
-            gold = evaluation.gold_ids(it)
-            recall.append(evaluation.recall_at_k(found, gold))
+            gold = gold_ids(it)
+            recall.append(recall_at_k(found, gold))
             hit.append(float(bool(found & gold)))
-            first.append(float(evaluation.passage_id(it.passages[0]) in found))
+            first.append(float(passage_id(it.passages[0]) in found))
         for key, values in (("recall_at_k", recall), ("hit_at_k", hit), ("first_gold_at_k", first)):
             result[key][method] = round(mean(values), 4)
     return result

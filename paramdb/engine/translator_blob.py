@@ -13,10 +13,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .errors import CorruptData, FormatError, ModelMismatch, NoTranslator
-from .knowledge.translator import Provenance, Translator
-from .storage.blobs import BlobStore
-from .storage.codec import decode_tensors, encode_tensors, read_metadata
+from ..errors import CorruptData, FormatError, ModelMismatch, NoTranslator
+from ..knowledge.translator import Provenance, Translator
+from ..storage.blobs import BlobStore
+from ..storage.codec import decode_tensors, encode_tensors, read_metadata
 
 KEY = "translator"
 FORMAT = 1
