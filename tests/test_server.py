@@ -385,6 +385,24 @@ def test_a_non_loopback_bind_needs_an_api_key(monkeypatch, db):
     assert result.exit_code == 2 and "API key is empty" in result.stderr
 
 
+def test_serve_names_a_missing_store_in_one_line(tmp_path):
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "nowhere")])
+    assert result.exit_code == 4, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "nowhere" in line
+
+
+def test_shutdown_stops_the_model_thread_and_refuses_later_jobs(db):
+    app = build_app(db, ServerSettings())
+    worker = app.state.paramdb.worker
+    with serve_in_thread(app) as base:
+        assert httpx.get(base + "/health").json() == {"status": "ok"}
+        assert worker.alive
+    assert not worker.alive
+    with pytest.raises(Exception, match="shutting down"):
+        worker.submit(lambda: None)
+
+
 def test_cors_only_when_asked(db, url):
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
     r = httpx.options(url + CHAT, headers=preflight)
