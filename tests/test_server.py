@@ -392,6 +392,16 @@ def test_serve_names_a_missing_store_in_one_line(tmp_path):
     assert line.startswith("error: ") and "nowhere" in line
 
 
+def test_serve_refuses_a_taken_port_in_one_line(db):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = CliRunner().invoke(main, ["serve", str(db.path), "--port", str(taken.getsockname()[1])])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot listen on 127.0.0.1:")
+
+
 def test_shutdown_stops_the_model_thread_and_refuses_later_jobs(db):
     app = build_app(db, ServerSettings())
     worker = app.state.paramdb.worker

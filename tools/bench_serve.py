@@ -7,8 +7,8 @@ Loopback only (the server binds 127.0.0.1 on a free port) and bounded: a fixed n
 and ``--time-limit`` seconds for the whole run (a phase still running then is cut short and the run fails).
 
 1. A new store is made with ``paramdb init`` and the documents of ``--docs`` (default: the 20 invented-fact
-   documents of tools/data/fictional.jsonl) inserted with ``paramdb insert`` (trained); the questions are in
-   the same file. ``paramdb serve`` then starts on it in its own process (the default settings, with
+   documents of tools/data/fictional.jsonl; ``--limit-docs N``: the first N) inserted with ``paramdb insert``
+   (trained); the questions are in the same file. ``paramdb serve`` then starts on it in its own process (the default settings, with
    ``--batch-window-ms`` and ``--max-batch`` as given), and /health is polled until the model is loaded.
 2. Throughput: ``clients`` x ``per-client`` questions (the file's questions, cycled), prag, k=3, short
    answers, are first asked one request at a time, then by ``clients`` concurrent clients, each asking its
@@ -79,10 +79,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_docs(path: Path) -> tuple[list[dict], list[tuple[str, list[str]]]]:
+def load_docs(path: Path, limit: int | None = None) -> tuple[list[dict], list[tuple[str, list[str]]]]:
     docs, questions = [], []
     for line in path.read_text().splitlines():
-        if line.strip():
+        if line.strip() and (limit is None or len(docs) < limit):
             row = json.loads(line)
             docs.append({"id": row["id"], "text": row["text"]})
             questions += [(q["q"], q["a"]) for q in row.get("questions", [])]
@@ -210,6 +210,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model folder or GGUF (default: the packaged SmolLM2-135M)")
     ap.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="JSONL: id, text, questions [{q, a}]")
+    ap.add_argument("--limit-docs", type=int, default=None, help="use only the first N documents (and their questions)")
     ap.add_argument("--store", type=Path, default=None, help="reuse (or make) this store instead of a temporary one")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--per-client", type=int, default=8)
@@ -226,7 +227,7 @@ def main() -> None:
         if not 1 <= getattr(args, name) <= 256:
             raise SystemExit(f"--{name.replace('_', '-')} must be between 1 and 256")
     budget, started = Budget(args.time_limit), time.monotonic()
-    docs, qa = load_docs(args.docs)
+    docs, qa = load_docs(args.docs, args.limit_docs)
     tmp = None
     store = args.store
     if store is None:

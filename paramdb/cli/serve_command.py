@@ -63,9 +63,13 @@ def serve(store, host, port, api_key, batch_window_ms, max_batch, max_queue, tim
     deferred = server.refiner.deferral_available()
     if refine and not deferred:
         raise click.UsageError("--refine needs deferred inserts, which this ParamDB lacks")
-    with commands.open_store(store, device=device) as db:
-        background = server.Refiner(db.path, device=device) if (deferred if refine is None else refine) \
-            and not db.readonly else None
-        app = server.build_app(db, settings, refiner=background)
-        click.echo(f"serving {db.path} on http://{host}:{port} (Ctrl-C to stop)", err=True)
-        server.serve_forever(app, settings, log_level=log_level)
+    sock = server.run.bind(host, port)      # before the model loads: a taken port is refused at once
+    try:
+        with commands.open_store(store, device=device) as db:
+            background = server.Refiner(db.path, device=device) if (deferred if refine is None else refine) \
+                and not db.readonly else None
+            app = server.build_app(db, settings, refiner=background)
+            click.echo(f"serving {db.path} on http://{host}:{sock.getsockname()[1]} (Ctrl-C to stop)", err=True)
+            server.serve_forever(app, settings, sock, log_level=log_level)
+    finally:
+        sock.close()

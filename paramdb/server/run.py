@@ -14,6 +14,8 @@ from typing import Iterator
 
 import uvicorn
 
+from paramdb.errors import InvalidInput
+
 from .settings import ServerSettings
 
 GRACE = 30
@@ -24,11 +26,27 @@ def _config(app, settings: ServerSettings, log_level: str) -> uvicorn.Config:
                           timeout_graceful_shutdown=GRACE, server_header=False)
 
 
-def serve_forever(app, settings: ServerSettings, log_level: str = "info") -> None:
-    """Block until SIGINT/SIGTERM (then shut down cleanly); exit 1 if the server could not start (uvicorn
-    has logged why, e.g. the port is taken)."""
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads, so a taken port is one line at once, not after
+    a minute of loading."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve_forever(app, settings: ServerSettings, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve on ``sock`` until SIGINT/SIGTERM, then shut down cleanly (uvicorn handles both signals)."""
     server = uvicorn.Server(_config(app, settings, log_level))
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if not server.started:
         raise SystemExit(1)
 
@@ -37,9 +55,7 @@ def serve_forever(app, settings: ServerSettings, log_level: str = "info") -> Non
 def serve_in_thread(app, host: str = "127.0.0.1", log_level: str = "warning",
                     start_timeout: float = 600.0) -> Iterator[str]:
     """Serve ``app`` on a free port of ``host`` from a thread; yields the base URL; stops it on exit."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = bind(host, 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(_config(app, ServerSettings(host=host, port=port), log_level))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
