@@ -17,6 +17,11 @@ Results equal a local insert's (tests/test_ray_insert.py): the same code runs, b
 cuts them, each adapter is seeded by its document's id (``train.doc_seed``) and batched training equals training
 alone, so the worker a batch lands on does not matter. (A document retried alone after its batch failed trains
 identically; only its generated questions may differ, if padding in the batched generation moves an argmax.)
+
+Ids: a document without one gets the id of its text (documents.with_content_ids), exactly as a local insert
+and the CLI give it, so a document stored by either is skipped by the other. Rows stored as pending (a local
+``insert(parameterize="later")``) are skipped like any stored row, and an upsert here trains them. A deferred
+insert itself is refused on Ray (``ParamDB.insert``): it only embeds, which a cluster cannot speed up.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from ..engine.parameterize import parameterize
 from ..engine.store import Store
 from ..errors import DuplicateId, ExecutorError, InsertInterrupted, ParamDBError
 from ..resume import unstored
+from ..storage.meta import PENDING
 from ..types import Document, InsertReport
 
 if TYPE_CHECKING:
@@ -225,7 +231,17 @@ def _run(ray, store: Store, actors: list, batches: Iterator[list[Document]], ups
 
 
 def _unstored(store: Store, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
-    return unstored(store.meta, batch, upsert, skipped)
+    """What is left to parameterize. A Ray upsert skips rows stored with the same content (a rerun resumes),
+    except pending ones: they have no adapter yet, and training them is what the upsert is for."""
+    same: list[str] = []
+    todo = unstored(store.meta, batch, upsert, same)
+    if upsert and same:
+        pending = {r["id"] for r in store.meta.get(same) if r["adapter_kind"] == PENDING}
+        keep = {d.id for d in todo} | pending
+        todo = [d for d in batch if d.id in keep]
+        same = [i for i in same if i not in pending]
+    skipped.extend(same)
+    return todo
 
 
 def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,

@@ -11,7 +11,8 @@ Where a feature plugs in:
   layout is opened here.
 - ``models``: the base model and embedder, loaded on first need and checked against the store.
 - ``parameterize``: document text -> (embeddings, adapters); a new way to turn documents into adapters
-  (another augmentation, a translator, a training recipe) replaces or wraps this step.
+  (another augmentation, a translator, a training recipe) replaces or wraps this step; a deferred insert
+  (``parameterize="later"``) only embeds, and ``ops/refine`` trains its pending rows later.
 - ``commit``: the write protocol (blobs, then the SQL row, then the indexes), the only code that writes rows;
   a new adapter encoding changes what it writes.
 - ``ingest``: validation, batching and streaming of an insert on this process (the Ray executor has its own).

@@ -47,10 +47,12 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
         total = -1
     if progress:
         progress(0, total)
+    later = parameterize_as == "later"
+    steps = _embedded_ahead(models, batches) if later else ((b, None) for b in batches)
     try:
-        for batch in batches:
-            if parameterize_as == "later":
-                vectors, adapters, kind = embedded(models, batch), None, PENDING
+        for batch, vectors in steps:
+            if later:
+                adapters, kind = None, PENDING
             elif translator is None:
                 (vectors, adapters), kind = parameterize(models, batch), "trained"
             else:
@@ -64,6 +66,24 @@ def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, b
     finally:
         store.indexes.save()
     return report
+
+
+EMBED_AHEAD = 64   # documents a deferred insert embeds in one call: fewer, fuller embedder batches
+
+
+def _embedded_ahead(models: Models, batches: Iterable[list[Document]]) -> Iterator[tuple[list[Document], Any]]:
+    """(batch, its embeddings) for a deferred insert, whose whole cost is the embedder: consecutive batches are
+    embedded together, up to EMBED_AHEAD documents per call (the embedder sorts a call's texts by length, so
+    a larger call pads less), and still committed one batch at a time."""
+    batches = iter(batches)
+    while group := list(islice(batches, 1)):
+        while sum(map(len, group)) < EMBED_AHEAD and (more := list(islice(batches, 1))):
+            group += more
+        vectors = embedded(models, [d for b in group for d in b])
+        start = 0
+        for b in group:
+            yield b, vectors[start:start + len(b)]
+            start += len(b)
 
 
 def validated(store: Store, located: Iterable[tuple[str, Any]], upsert: bool,
