@@ -59,7 +59,8 @@ class AnswerOptions:
         return cls(where_json=None if where is None else json.dumps(where, sort_keys=True), **kwargs)
 
     def kwargs(self) -> dict[str, Any]:
-        return {"mode": self.mode, "k": self.k, "where": None if self.where_json is None else json.loads(self.where_json),
+        where = None if self.where_json is None else json.loads(self.where_json)
+        return {"mode": self.mode, "k": self.k, "where": where,
                 "merge": self.merge, "adapter_weight": self.adapter_weight, "short": self.short,
                 "max_new_tokens": self.max_new_tokens, "method": self.method}
 

@@ -36,8 +36,9 @@ class Refiner:
     """The child process; ``start`` and ``stop`` are idempotent."""
 
     def __init__(self, store: str | Path, *, device: str | None = None, interval: float = 2.0, grace: float = 20.0):
-        self.command = [sys.executable, "-c", "from paramdb.cli import main; main(prog_name='paramdb')", "refine", str(store), "--watch",
-                        "--interval", str(interval), *(["--device", device] if device else [])]
+        self.command = [sys.executable, "-c", "from paramdb.cli import main; main(prog_name='paramdb')",
+                        "refine", str(store), "--watch", "--interval", str(interval),
+                        *(["--device", device] if device else [])]
         self.grace = grace
         self.process: subprocess.Popen | None = None
 
