@@ -4,7 +4,7 @@ from .errors import (CorruptData, DiskFull, DuplicateId, FormatError, InsertInte
                      StoreNotFound, UnknownId)
 from .types import Answer, Document, Hit
 
-__all__ = ["ParamDB", "Document", "Hit", "Answer", "ParamDBError", "InvalidInput", "InvalidFilter",
+__all__ = ["ParamDB", "AnswerOptions", "Document", "Hit", "Answer", "ParamDBError", "InvalidInput", "InvalidFilter",
            "DuplicateId", "UnknownId", "StoreNotFound", "StoreExists", "ModelMismatch", "FormatError",
            "CorruptData", "ModelLoadError", "MetadataUnavailable", "ReadOnlyStore", "DiskFull", "InsertInterrupted"]
 __version__ = "0.1.0"
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from .db import ParamDB
 
         return ParamDB
+    if name == "AnswerOptions":
+        from .options import AnswerOptions
+
+        return AnswerOptions
     raise AttributeError(f"module 'paramdb' has no attribute {name!r}")

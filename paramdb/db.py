@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from . import validate
-from .config import DEFAULT_MERGE, MERGES, MODES, adapter_weight_for
+from .config import DEFAULT_MERGE
 from .engine import adapters, answer, commit, ingest, search
 from .engine.ingest import Progress
 from .engine.models import Models, for_new_store
@@ -20,7 +20,7 @@ from .knowledge.embed import Embedder
 from .knowledge.lora import DEFAULT_TARGETS
 from .knowledge.models import LoadedModel
 from .layout import Layout
-from .retrieval import check_method
+from .options import RETRIEVAL_FIELDS, AnswerOptions, answer_options
 from .storage.lock import DEFAULT_TIMEOUT
 from .engine.translator_blob import info as translator_info, load as load_translator
 from .types import Answer, Document, Hit, InsertReport
@@ -211,10 +211,13 @@ class ParamDB:
     def __contains__(self, doc_id: str) -> bool:
         return bool(self._store.meta.existing_ids([doc_id]))
 
-    def query(self, text: str, k: int = 3, where: dict | None = None, method: str = "hybrid") -> list[Hit]:
-        """The k documents best matching ``text``, best first, optionally filtered by metadata. ``method``:
-        dense (embeddings), bm25 (terms) or hybrid (both, fused by reciprocal rank)."""
-        return [hit for hit, _ in search.search(self._store, self._models, text, k, where, method)]
+    def query(self, text: str, options: AnswerOptions | None = None, /, **fields: Any) -> list[Hit]:
+        """The ``k`` documents best matching ``text``, best first, among those whose metadata match ``where``;
+        ``method``: dense (embeddings), bm25 (terms) or hybrid (both, fused by reciprocal rank). Only these
+        three fields of AnswerOptions apply."""
+        opts = answer_options(options, fields, RETRIEVAL_FIELDS)
+        validate.query_text(text)
+        return [hit for hit, _ in search.search(self._store, self._models, text, opts.k, opts.where, opts.method)]
 
     def stats(self) -> dict:
         c, s = self.config, self._store
@@ -294,42 +297,18 @@ class ParamDB:
         return import_peft(self, path, doc_id, text, metadata)
 
     # ---------------------------------------------------------------- answering
-    def generate(self, question: str, k: int = 3, mode: str = "prag", *, where: dict | None = None,
-                 max_new_tokens: int = 48, method: str = "hybrid", merge: str = DEFAULT_MERGE,
-                 adapter_weight: float | None = None, short: bool = True) -> Answer:
-        """Answer ``question``: retrieve k documents, apply their merged adapters and/or passages (by mode).
+    def generate(self, question: str, options: AnswerOptions | None = None, /, **fields: Any) -> Answer:
+        """Answer ``question``: retrieve its documents, then apply their merged adapters and/or put their
+        passages in the prompt, as ``mode`` says. ``options`` and keyword ``fields`` are an AnswerOptions
+        (paramdb.options: k, mode, where, method, merge, adapter_weight, short, max_new_tokens)."""
+        return self.generate_batch([question], options, **fields)[0]
 
-        ``merge``: "rank" (the default) weighs the i-th hit 1/i, normalised (``config.rank_weights``), so a
-        less relevant document cannot speak over the best one; "mean" weighs each of the k adapters 1/k;
-        "sum" adds them at full weight, as PRAG does.
-        Measured on PopQA's first 100 items (k=3, docs/recipe.md): prag F1 0.315 with rank, 0.236 with the
-        mean; summing adapters trained hard enough to inject facts into a 135M model garbles its answers.
-        ``adapter_weight`` scales the merged adapters; by default 1 in prag and 0.5 in combine, where the
-        passages in context carry the facts and full-weight adapters would drown them out
-        (``config.ADAPTER_WEIGHTS``).
-        ``short``: ``Answer.text`` is the short answer ("Warsaw") copied out of the generation (kept in
-        ``Answer.generation``); False answers with the whole generation (docs/recipe.md).
-        """
-        return self.generate_batch([question], k=k, mode=mode, where=where, max_new_tokens=max_new_tokens,
-                                   method=method, merge=merge, adapter_weight=adapter_weight, short=short)[0]
-
-    def generate_batch(self, questions: list[str], k: int = 3, mode: str = "prag", *,
-                       where: dict | None = None, max_new_tokens: int = 48,
-                       method: str = "hybrid", merge: str = DEFAULT_MERGE,
-                       adapter_weight: float | None = None, short: bool = True) -> list[Answer]:
+    def generate_batch(self, questions: list[str], options: AnswerOptions | None = None, /,
+                       **fields: Any) -> list[Answer]:
         """Answer many questions in one batched generation, each with its own documents' adapters."""
-        if mode not in MODES:
-            raise InvalidInput(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
-        if merge not in MERGES:
-            raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
-        weight = adapter_weight_for(mode, adapter_weight)
-        check_method(method)
+        opts = answer_options(options, fields)
         questions = validate.question_list(questions)
-        validate.positive_int(max_new_tokens, "max_new_tokens")
-        validate.flag(short, "short")
-        return answer.answer_batch(self._store, self._models, questions, k=k, mode=mode, where=where,
-                                   max_new_tokens=max_new_tokens, method=method, merge=merge, weight=weight,
-                                   short=short)
+        return answer.answer_batch(self._store, self._models, questions, opts)
 
     def adapter_factors(self, doc_ids: list[str]) -> list:
         """Each document's adapter as side-path factors on the compute device (cached): what a tool that

@@ -100,7 +100,7 @@ def cold_switch_ms(dbs: dict[str, ParamDB], questions: list[str], k: int = 3) ->
     """bench_generate's cold switch (fresh cache; adapters read, decoded, merged, set on the side path, cleared)
     per store, the stores taking turns question by question so a change in the machine's load hits both."""
     times: dict[str, list[float]] = {tag: [] for tag in dbs}
-    hits = [[h.id for h in next(iter(dbs.values())).query(q, k)] for q in questions]
+    hits = [[h.id for h in next(iter(dbs.values())).query(q, k=k)] for q in questions]
     for ids in [hits[0]] + hits:                       # the first round is a warm-up, not counted
         for tag, db in dbs.items():
             lm = db.lm

@@ -12,6 +12,7 @@ import paramdb
 from paramdb.config import MODES
 from paramdb.errors import InvalidInput, ParamDBError, StoreExists
 from paramdb.layout import Layout
+from paramdb.options import AnswerOptions
 
 from .output import say, shown_id
 from .options import (PRECISION_KEY, adapter_dtype_option, adapter_weight_option, device_option, full_option,
@@ -292,7 +293,7 @@ def query(store, text, k, method, where, as_json):
       paramdb query mystore "Who invented moonrind glass?" -k 3 --where src=wiki
     """
     with open_store(store) as db:
-        hits = db.query(text, k=k, where=where, method=method)
+        hits = db.query(text, AnswerOptions(k=k, where=where, method=method))
     if as_json:
         echo_json([hit_json(h) for h in hits])
     elif not hits:
@@ -332,11 +333,11 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
     if (question is None) == (questions_file is None):
         raise click.UsageError("give exactly one of QUESTION or --questions FILE")
     asked = read_questions(questions_file) if questions_file else [(None, question)]
-    opts = {"k": k, "mode": mode, "where": where, "max_new_tokens": max_new_tokens, "method": method,
-            "merge": merge, "adapter_weight": adapter_weight, "short": not full}
+    opts = AnswerOptions(k=k, mode=mode, where=where, max_new_tokens=max_new_tokens, method=method, merge=merge,
+                         adapter_weight=adapter_weight, short=not full)
     with open_store(store, device=device) as db:
         if question is not None:
-            answer = db.generate(question, **opts)
+            answer = db.generate(question, opts)
             if as_json:
                 echo_json(answer_json(answer))
             else:
@@ -346,7 +347,7 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
             return
         for start in range(0, len(asked), batch_size):
             chunk = asked[start:start + batch_size]
-            for (qid, q), answer in zip(chunk, db.generate_batch([q for _, q in chunk], **opts)):
+            for (qid, q), answer in zip(chunk, db.generate_batch([q for _, q in chunk], opts)):
                 echo_json({"id": qid, "question": q, **answer_json(answer)})
 
 

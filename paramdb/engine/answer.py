@@ -18,6 +18,7 @@ from ..knowledge import prompts
 from ..knowledge.budget import context_window
 from ..knowledge.generate import greedy
 from ..knowledge.shorten import shorten
+from ..options import AnswerOptions
 from ..storage.meta import PENDING
 from ..types import Answer
 from . import adapters
@@ -26,9 +27,10 @@ from .search import search
 from .store import Store
 
 
-def answer_batch(store: Store, models: Models, questions: list[str], *, k: int, mode: str, where: dict | None,
-                 max_new_tokens: int, method: str, merge: str, weight: float, short: bool = True) -> list[Answer]:
-    """Answers in question order; arguments already validated by the caller (ParamDB.generate_batch)."""
+def answer_batch(store: Store, models: Models, questions: list[str], opts: AnswerOptions) -> list[Answer]:
+    """Answers in question order; the questions and options were checked by the caller (ParamDB)."""
+    k, mode, where, method, short = opts.k, opts.mode, opts.where, opts.method, opts.short
+    merge, weight, max_new_tokens = opts.merge, opts.weight, opts.max_new_tokens
     lm = models.lm
     context = context_window(lm)
     room = prompts.prompt_budget(lm.tokenizer, questions, context, max_new_tokens)
