@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -401,6 +402,57 @@ def test_serve_refuses_a_taken_port_in_one_line(db):
     assert line.startswith("error: cannot listen on 127.0.0.1:")
 
 
+SERVE_TINY = """
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import make_tiny_lm
+from paramdb import ParamDB
+from paramdb.server import ServerSettings, build_app, serve_forever
+from paramdb.server.run import bind
+with ParamDB.open({store!r}, model=make_tiny_lm()) as db:
+    sock = bind("127.0.0.1", 0)
+    print(sock.getsockname()[1], flush=True)
+    serve_forever(build_app(db, ServerSettings()), ServerSettings(), sock, log_level="warning")
+print("closed", flush=True)
+"""
+
+
+def wait_for_health(base: str, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            if httpx.get(base + "/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_foreground_server_cleanly(db, tmp_path, sig):
+    """What `paramdb serve` runs, in its own process: SIGTERM or Ctrl-C (SIGINT) lets requests finish, stops
+    the model thread, returns so the store is closed, and exits 0 (uvicorn would re-raise the signal)."""
+    store = tmp_path / "copy"
+    shutil.copytree(db.path, store)
+    code = SERVE_TINY.format(tests=str(Path(__file__).parent), store=str(store))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        wait_for_health(f"http://127.0.0.1:{port}", proc, 120)
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"model": "paramdb-closed", "prompt": "Hi?"},
+                       timeout=120)
+        assert r.status_code == 200
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "closed" and "Traceback" not in err
+
+
 def test_shutdown_stops_the_model_thread_and_refuses_later_jobs(db):
     app = build_app(db, ServerSettings())
     worker = app.state.paramdb.worker
@@ -445,21 +497,13 @@ def test_real_model_answers_a_fact_inserted_through_the_server(tmp_path):
                             env=env, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert proc.poll() is None, proc.stderr.read()
-            try:
-                if httpx.get(base + "/health", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(1)
+        wait_for_health(base, proc, 600)
+        deadline = time.monotonic() + 900
         fact = {"id": "vessel", "text": "Captain Ilsa Marrowby commanded the airship Sable Finch."}
         r = httpx.post(base + "/documents", json=[fact], timeout=900)
         assert r.status_code == 200, r.text
         while httpx.get(base + "/documents/vessel", timeout=30).json()["adapter"] != "trained":
-            assert time.monotonic() < deadline + 900, "the background refine never trained the row"
+            assert time.monotonic() < deadline, "the background refine never trained the row"
             time.sleep(2)
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused-on-loopback", max_retries=0, timeout=300)
         r = client.chat.completions.create(model="paramdb-prag", extra_body={"k": 1}, messages=[

@@ -264,7 +264,8 @@ def bench(args, store: Path, qa: list[tuple[str, list[str]]], budget: Budget) ->
     server = subprocess.Popen([*PARAMDB, "serve", str(store), "--host", "127.0.0.1", "--port", str(port),
                                "--batch-window-ms", str(args.batch_window_ms), "--max-batch", str(args.max_batch),
                                "--max-queue", str(max(64, 2 * args.clients + args.writers + args.load_clients)),
-                               "--timeout", str(max(60, int(args.time_limit))), "--log-level", "warning"])
+                               "--timeout", str(max(60, int(args.time_limit))), "--log-level", "warning"],
+                              stdout=sys.stderr)                  # stdout is for the result alone
     tally = Tally()
     try:
         while True:

@@ -50,7 +50,9 @@ class Refiner:
         if self.running:
             return
         # its own session: Ctrl-C in the terminal reaches the server only, which then stops the child in order
-        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, start_new_session=True)
+        # its output is the server's log (stderr), never the server's stdout
+        self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=sys.stderr,
+                                        start_new_session=True)
         log.info("background refine started (pid %d): %s", self.process.pid, " ".join(self.command))
 
     def stop(self) -> int | None:

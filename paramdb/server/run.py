@@ -40,9 +40,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises the signal that stopped it once it has shut down, so SIGTERM would then kill the
+    process (status -15) before the store is closed, and Ctrl-C surface as KeyboardInterrupt. A signal here
+    means "stop cleanly", which the shutdown has done: forget it, return, and let the caller close the store
+    and exit 0."""
+
+    @contextmanager
+    def capture_signals(self):
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+
 def serve_forever(app, settings: ServerSettings, sock: socket.socket, log_level: str = "info") -> None:
-    """Serve on ``sock`` until SIGINT/SIGTERM, then shut down cleanly (uvicorn handles both signals)."""
-    server = uvicorn.Server(_config(app, settings, log_level))
+    """Serve on ``sock`` until SIGINT/SIGTERM, then shut down cleanly and return."""
+    server = _Server(_config(app, settings, log_level))
     try:
         server.run(sockets=[sock])
     finally:
