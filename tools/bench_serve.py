@@ -212,7 +212,8 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder or GGUF (default: the packaged SmolLM2-135M)")
     ap.add_argument("--docs", type=Path, default=DEFAULT_DOCS, help="JSONL: id, text, questions [{q, a}]")
     ap.add_argument("--limit-docs", type=int, default=None, help="use only the first N documents (and their questions)")
-    ap.add_argument("--store", type=Path, default=None, help="reuse (or make) this store instead of a temporary one")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="reuse (or make) this store instead of a temporary one; the insert phase adds to it")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--per-client", type=int, default=8)
     ap.add_argument("--k", type=int, default=3)
