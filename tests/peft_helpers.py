@@ -38,7 +38,7 @@ def _sized(seed: int, hidden: int):
 
 
 def open_store(path: Path, model_folder: Path, embedder, create: bool = True) -> ParamDB:
-    return ParamDB.open(path, create=create, model=str(model_folder), embedder=embedder,
+    return ParamDB.open(path, create=create, model=str(model_folder), embedder=embedder, precision="fp32",
                         training=FAST_TRAINING if create else None)
 
 

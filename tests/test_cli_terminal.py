@@ -67,7 +67,8 @@ def test_query_escapes_the_ids_and_texts_it_shows(hostile_store):
 
 
 def test_generate_escapes_the_answer_text(hostile_store, monkeypatch):
-    monkeypatch.setattr(ParamDB, "generate", lambda self, q, **kw: Answer(text=f"{CLEAR}boom{TITLE}", mode="prag"))
+    monkeypatch.setattr(ParamDB, "generate",
+                        lambda self, q, options=None, /, **kw: Answer(text=f"{CLEAR}boom{TITLE}", mode="prag"))
     result = run("generate", hostile_store, "what?")
     assert result.exit_code == 0, result.output
     assert result.stdout == "\\x1b[2Jboom\\x1b]0;pwned\\x07\n"

@@ -27,7 +27,7 @@ QUESTION = "Which club does Gorran Velt play for?"
 def test_real_model_merge_export_answers_like_paramdb(tmp_path_factory, merge):
     store = tmp_path_factory.getbasetemp() / "real-peft-store"
     fresh = not store.exists()
-    with ParamDB.open(store, create=True, training={"epochs": 3} if fresh else None) as db:
+    with ParamDB.open(store, create=True, precision="fp32", training={"epochs": 3} if fresh else None) as db:
         if len(db) == 0:
             db.insert(DOCS)
         done = db.export_peft(None, tmp_path_factory.mktemp("x") / "merged", question=QUESTION, k=2, merge=merge)

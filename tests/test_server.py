@@ -358,6 +358,8 @@ def test_a_full_queue_is_429_and_a_slow_answer_504(tight, db):
             assert c.post(CHAT, json=chat_body(max_tokens=4)).status_code == 200
             release.clear()
             worker.submit(lambda: release.wait(30))
+            while worker.queued():                       # the model thread has taken it: the queue is free
+                time.sleep(0.01)
             assert_refused(c.post(CHAT, json=chat_body()), 504, "2 s request timeout")
             assert_refused(c.post("/documents", json=["too late"]), 504, "nothing was written")
     finally:
