@@ -7,10 +7,10 @@ worker thread; the asyncio event loop only accepts requests and awaits the jobs'
 
 Batching: when the worker picks up an answer job it keeps collecting answer jobs for ``window`` seconds (or
 until ``max_batch`` are in hand), then answers them with ``generate_batch``. While it generates, new requests
-queue up, so under load the next batch is gathered at once. ``generate_batch`` takes one mode, k, filter,
-merge, weight and length for all its questions, so the gathered jobs are grouped by that option tuple and
-each group is one batched call (each question still gets its own merged top-k adapters). If a group's call
-fails on bad input (one question too long), each of its questions is answered alone, so only the bad one
+queue up, so under load the next batch is gathered at once. ``generate_batch`` takes one AnswerOptions
+(mode, k, filter, merge, weight, length) for all its questions, so the gathered jobs are grouped by equal
+options and each group is one batched call (each question still gets its own merged top-k adapters). If a
+group's call fails on bad input (one question too long), each of its questions is answered alone, so only the bad one
 gets the error.
 
 The queue is bounded (``QueueFull``: the route answers 429); a job whose request timed out while still
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from paramdb.errors import ParamDBError
+from paramdb.options import AnswerOptions
 
 from .errors import HTTPError
 
@@ -41,30 +42,6 @@ class QueueFull(HTTPError):
                               "later", "rate_limit_error", "queue_full")
 
 
-@dataclass(frozen=True)
-class AnswerOptions:
-    """Everything ``generate_batch`` takes besides the questions: requests with equal options share a call."""
-
-    mode: str = "prag"
-    k: int = 3
-    where_json: str | None = None      # the filter as canonical JSON, so equal filters group together
-    merge: str = "rank"
-    adapter_weight: float | None = None
-    short: bool = True
-    max_new_tokens: int = 48
-    method: str = "hybrid"
-
-    @classmethod
-    def make(cls, where: dict | None = None, **kwargs: Any) -> "AnswerOptions":
-        return cls(where_json=None if where is None else json.dumps(where, sort_keys=True), **kwargs)
-
-    def kwargs(self) -> dict[str, Any]:
-        where = None if self.where_json is None else json.loads(self.where_json)
-        return {"mode": self.mode, "k": self.k, "where": where,
-                "merge": self.merge, "adapter_weight": self.adapter_weight, "short": self.short,
-                "max_new_tokens": self.max_new_tokens, "method": self.method}
-
-
 @dataclass
 class Answered:
     """An answer with its token counts, taken on the model thread: a fast tokenizer must not be used by two
@@ -73,6 +50,12 @@ class Answered:
     answer: Any                 # paramdb.types.Answer
     prompt_tokens: int          # the question
     completion_tokens: int      # the model's whole generation
+
+
+def group_key(options: AnswerOptions) -> str:
+    """Requests with equal options share one ``generate_batch`` call; the filter is a dict, so the key is the
+    options as canonical JSON."""
+    return json.dumps(options.kwargs(), sort_keys=True)
 
 
 def count_tokens(tokenizer, text: str) -> int:
@@ -205,11 +188,12 @@ class ModelWorker:
             job.future.set_exception(exc)
 
     def _answer(self, batch: list[_Answer]) -> None:
-        groups: OrderedDict[AnswerOptions, list[_Answer]] = OrderedDict()
+        groups: OrderedDict[str, list[_Answer]] = OrderedDict()
         for job in batch:
             if job.future.set_running_or_notify_cancel():      # False: its request gave up while queued
-                groups.setdefault(job.options, []).append(job)
-        for options, jobs in groups.items():
+                groups.setdefault(group_key(job.options), []).append(job)
+        for jobs in groups.values():
+            options = jobs[0].options
             try:
                 answers = self._generate([j.question for j in jobs], options)
             except ParamDBError as exc:
@@ -235,7 +219,7 @@ class ModelWorker:
         return Answered(answer, count_tokens(tok, question), count_tokens(tok, answer.generation or answer.text))
 
     def _generate(self, questions: list[str], options: AnswerOptions):
-        answers = self.db.generate_batch(questions, **options.kwargs())
+        answers = self.db.generate_batch(questions, options)
         self.batches += 1
         self.answered += len(questions)
         self.largest_batch = max(self.largest_batch, len(questions))

@@ -15,11 +15,13 @@ import time
 import uuid
 from typing import Any
 
-from paramdb.config import MERGES, MODES
+from paramdb.config import DEFAULT_MERGE, MERGES, MODES
 from paramdb.retrieval import METHODS
 from paramdb.types import Answer
 
-from .batching import Answered, AnswerOptions
+from paramdb.options import AnswerOptions
+
+from .batching import Answered
 from .errors import HTTPError
 from .settings import ServerSettings
 
@@ -73,7 +75,7 @@ def options(body: dict, mode: str, settings: ServerSettings, *, default_k: int =
     where = body.get("where")
     if where is not None and not isinstance(where, dict):
         raise bad(f"'where' must be a JSON object (a metadata filter), got {type(where).__name__}")
-    merge = body.get("merge", "rank")
+    merge = body.get("merge", DEFAULT_MERGE)
     if merge not in MERGES:
         raise bad(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
     method = body.get("method", "hybrid")
@@ -89,9 +91,9 @@ def options(body: dict, mode: str, settings: ServerSettings, *, default_k: int =
     n = body.get("n", 1)
     if n != 1:
         raise bad(f"'n' must be 1: answers are greedy, so every choice would be the same (got {n!r})")
-    return AnswerOptions.make(where=where, mode=mode, k=k, merge=merge, method=method,
-                              adapter_weight=None if weight is None else float(weight), short=short,
-                              max_new_tokens=max_new)
+    return AnswerOptions(where=where, mode=mode, k=k, merge=merge, method=method,
+                         adapter_weight=None if weight is None else float(weight), short=short,
+                         max_new_tokens=max_new)
 
 
 def _text(content: Any, where: str) -> str:
