@@ -37,10 +37,22 @@ def test_an_unknown_precision_is_a_one_line_error_and_creates_nothing(tmp_path):
 
 
 def test_the_flag_beats_the_environment_for_the_command_it_runs(tmp_path, monkeypatch):
-    import os
-
+    seen = []
+    opened = commands.open_store
+    monkeypatch.setattr(commands, "open_store", lambda *a, **kw: seen.append(opened(*a, **kw)) or seen[-1])
     assert run("init", tmp_path / "s", "--epochs", "1").exit_code == 0
     monkeypatch.setenv(ENV_VAR, "bf16")
     result = run("generate", tmp_path / "s", "anything?", "--mode", "closed", "--precision", "fp32")
     assert result.exit_code == 0, result.output
-    assert os.environ[ENV_VAR] == "fp32"
+    assert seen[-1]._models.precision == "fp32"
+
+
+def test_the_flag_does_not_outlive_its_command(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv(ENV_VAR, "bf16")
+    assert run("init", tmp_path / "s", "--epochs", "1", "--precision", "fp32").exit_code == 0
+    assert os.environ[ENV_VAR] == "bf16"
+    monkeypatch.delenv(ENV_VAR)
+    assert run("init", tmp_path / "t", "--epochs", "1", "--precision", "fp32").exit_code == 0
+    assert ENV_VAR not in os.environ

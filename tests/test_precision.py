@@ -91,6 +91,18 @@ def test_a_precision_given_at_creation_is_the_stores_setting(tmp_path, tiny_lm, 
         assert db._models.precision == "fp32"
 
 
+def test_a_precision_given_at_creation_beats_the_environment(tmp_path, embedder, monkeypatch):
+    folder = tmp_path / "tiny-llama"
+    lm = make_tiny_lm()
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    monkeypatch.setenv(ENV_VAR, "bf16")
+    with ParamDB.open(tmp_path / "s", create=True, model=str(folder), embedder=embedder,
+                      training=FAST_TRAINING, precision="fp32") as db:
+        assert model_dtype(db.lm.model) == torch.float32
+        assert db._models.precision == "fp32"
+
+
 def _text_loss(lm, text: str, factors=None) -> float:
     ids = lm.tokenizer(text, return_tensors="pt").input_ids
     sp = side_path(lm.model)

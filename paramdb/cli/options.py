@@ -47,13 +47,17 @@ _device_option = click.option("--device", default=None, metavar="DEVICE",
 
 
 def _set_precision(ctx: click.Context, _param, value: str | None) -> None:
-    """``--precision`` is a process-wide runtime choice: it sets PARAMDB_PRECISION for this command (the
-    flag beats the variable, which beats the store's setting), and ``init`` also records it in the store."""
+    """``--precision`` sets PARAMDB_PRECISION for this command only (the flag beats the variable, which
+    beats the store's setting; the old value is put back when the command ends, so a process that runs
+    commands in turn keeps its own), and ``init`` also records it in the store."""
     if value is None:
         return
     value = check_precision(value.strip().lower())
+    before = os.environ.get(ENV_VAR)
     os.environ[ENV_VAR] = value
     ctx.meta[PRECISION_KEY] = value
+    ctx.call_on_close(lambda: os.environ.__setitem__(ENV_VAR, before) if before is not None
+                      else os.environ.pop(ENV_VAR, None))
 
 
 PRECISION_KEY = "paramdb.precision"

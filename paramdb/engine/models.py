@@ -79,7 +79,8 @@ def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | s
     adapter_dtype = check_adapter_dtype(adapter_dtype or "float16")   # refused before any model is loaded
     stored = check_precision(precision, "precision") if precision is not None else "auto"
     model, embedder = _absolute(model), _absolute(embedder)
-    lm = model if isinstance(model, LoadedModel) else load_model(model, device, chosen(None, stored))
+    runtime = chosen(precision, stored)     # the caller's choice beats PARAMDB_PRECISION, as on open
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device, runtime)
     emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
     n_params = sum(p.numel() for p in lm.model.parameters())
     config = StoreConfig(
@@ -88,7 +89,7 @@ def for_new_store(model: LoadedModel | str | Path | None, embedder: Embedder | s
         ("default" if emb.is_default else emb.path), embedding_dim=emb.dim,
         training=apply_overrides(default_training(n_params), training, "training"), adapter_dtype=adapter_dtype,
         augment=apply_overrides(NEW_STORE_AUGMENT, augment, "augment"), precision=stored)
-    return Models(config, lm, emb, device, label)
+    return Models(config, lm, emb, device, label, precision=runtime)
 
 
 def _absolute(path):
