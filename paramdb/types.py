@@ -35,9 +35,11 @@ class Hit:
 @dataclass
 class Answer:
     """A generated answer, the documents it drew on, and seconds spent per stage. ``notes`` says what was
-    changed to answer at all, e.g. a passage cut to fit the model's context. ``text`` is the short answer
-    copied out of ``generation`` (the model's whole answer; knowledge/shorten.py), or all of it when asked
-    with ``short=False`` or when no short span was found."""
+    changed to answer at all, e.g. a passage cut to fit the model's context. ``generation`` is the model's
+    whole answer. ``text`` is always a span of it, character for character, or all of it: the span the base
+    model scores best as the answer to the question (knowledge/shorten.py), or the whole generation when no
+    span is trusted (none beats the spans it does not overlap by the confidence margin), when the generation
+    is empty, or when asked with ``short=False``."""
 
     text: str
     mode: str

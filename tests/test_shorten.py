@@ -1,20 +1,22 @@
-"""Short answers copied out of the generation: Answer.text is a span of Answer.generation, or all of it."""
+"""Short answers chosen among the generation's spans: Answer.text is a span of Answer.generation, or all of it."""
 from __future__ import annotations
+
+import random
 
 import pytest
 
 from conftest import make_tiny_lm
 from paramdb.errors import InvalidInput
-from paramdb.knowledge import shorten as shorten_mod
-from paramdb.knowledge.shorten import repeats_question, shorten, span_of
+from paramdb.knowledge import cues, spans
+from paramdb.knowledge.shorten import Choice, choose, first_clause, repeats_question, score, shorten, span_of
 
 GEN = "Quillane invented a blue glass called Moonrind in 1987."
+TRAP = "Mara Olwen is a Welsh weaver who opened the Tollan Bakery in 1970."
 
 
 @pytest.mark.parametrize("line, want", [
     ("moonrind", "Moonrind"),                 # written as the generation writes it
     (" Moonrind.", "Moonrind"),
-    ("1987", "1987"),
     ("red glass", None),                      # not in the generation: never an invented answer
     ("", None),
     ("a b c d e f g h i j k", None),          # more words than a short answer has
@@ -23,21 +25,123 @@ def test_span_of_keeps_only_a_short_span_of_the_generation(line, want):
     assert span_of(line, GEN) == want
 
 
-def test_shorten_keeps_the_models_span_and_falls_back_to_the_whole_generation(tiny_lm, monkeypatch):
-    seen = []
-    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, n: seen.extend(ps) or ["moonrind", "Paris"])
-    got = shorten(tiny_lm, ["What did Quillane invent?", "Where is it?"], [GEN, "It is in the glass works."])
-    assert got == ["Moonrind", "It is in the glass works."]
-    assert "Question: What did Quillane invent?\nSentence: " + GEN in seen[0]
+def _candidates(gen: str) -> list[str]:
+    ws = spans.words(gen)
+    return [gen[ws[i][0]:ws[j][1]] for i, ends in spans.starts(gen) for j in ends]
 
 
-def test_an_empty_generation_is_not_sent_to_the_model(tiny_lm, monkeypatch):
-    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, n: ["x"] * len(ps))
-    assert shorten(tiny_lm, ["Q?", "R?"], ["", GEN]) == ["", GEN]
+def test_candidates_are_phrases_of_the_generation_not_clauses():
+    got = _candidates("Dimwam, a small town in the north, is where it was first performed.")
+    assert "Dimwam" in got and "a small town" in got and "small town in the north" in got
+    assert not any("," in c or c.split()[-1] in spans.FUNCTION_WORDS for c in got)   # no "Dimwam, a", "town in"
+    assert not any(w in spans.CLAUSE_WORDS for c in got for w in c.lower().split())   # no "... is where"
+    assert all(len(c.split()) <= spans.MAX_SPAN_WORDS for c in _candidates(" ".join(["Word"] * 20)))
+
+
+QUESTIONS = ["What did Quillane invent?", "When did Quillane invent it?", "Which bakery did Mara Olwen open?",
+             "Who opened the Tollan Bakery?", "Where was it?", "How many glasses?"]
+GENS = [GEN, GEN, TRAP, TRAP, "It is in the glass works, by the harbour.", "She made 12 glasses."]
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.1])
+def test_the_short_answer_is_always_a_span_of_the_generation_or_all_of_it(tiny_lm, margin):
+    rng = random.Random(0)
+    words = "the Tollan Bakery opened in 1970 by a weaver , . called Moonrind who is".split()
+    gens = GENS + [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 25))) for _ in range(20)]
+    qs = (QUESTIONS * 5)[:len(gens)]
+    for g, s in zip(gens, shorten(tiny_lm, qs, gens, choice=Choice(margin=margin))):
+        assert s == g or (s and s in g), (s, g)
+
+
+def test_scores_are_spans_of_the_generation_with_their_offsets(tiny_lm):
+    for g, found in zip(GENS, score(tiny_lm, QUESTIONS, GENS)):
+        assert found and all(g[s.start:s.end] == s.text and s.tokens >= 2 and s.logprob < 0 for s in found)
+
+
+def test_batched_and_one_at_a_time_extraction_are_identical(tiny_lm):
+    together = score(tiny_lm, QUESTIONS, GENS, batch_size=len(GENS))       # left-padded prompts, shared pass
+    for q, g, want in zip(QUESTIONS, GENS, together):
+        (alone,) = score(tiny_lm, [q], [g], batch_size=1)
+        assert [(s.start, s.end) for s in alone] == [(s.start, s.end) for s in want]
+        assert [s.logprob for s in alone] == pytest.approx([s.logprob for s in want], abs=1e-4)
+    assert shorten(tiny_lm, QUESTIONS, GENS, batch_size=len(GENS)) == \
+        [shorten(tiny_lm, [q], [g], batch_size=1)[0] for q, g in zip(QUESTIONS, GENS)]
+
+
+def _span(gen: str, text: str, score_: float) -> spans.Span:
+    at = gen.index(text)
+    return spans.Span(at, at + len(text), text, score_ * 3, 3)
+
+
+def test_low_confidence_returns_the_whole_generation():
+    close = [_span(TRAP, "weaver", -1.00), _span(TRAP, "Tollan Bakery", -1.05)]
+    q = "What did Mara Olwen do?"                                     # no cue applies
+    assert choose(q, TRAP, close, Choice(margin=0.1)) == TRAP          # 0.05 apart: neither is trusted
+    assert choose(q, TRAP, close, Choice(margin=0.1, fallback="clause")) == first_clause(TRAP)
+    assert choose(q, TRAP, close, Choice(margin=0.0)) == "weaver"
+    clear = [_span(TRAP, "weaver", -0.5), _span(TRAP, "Tollan Bakery", -1.5)]
+    assert choose(q, TRAP, clear, Choice(margin=0.1)) == "weaver"
+    overlapping = [_span(TRAP, "Tollan Bakery", -0.50), _span(TRAP, "the Tollan Bakery", -0.52)]
+    assert choose(q, TRAP, overlapping, Choice(margin=0.1)) == "Tollan Bakery"   # rivals are other spans only
+
+
+def test_low_confidence_with_cover_returns_the_stretch_holding_the_close_spans():
+    close = [_span(TRAP, "weaver", -1.00), _span(TRAP, "Tollan Bakery", -1.05), _span(TRAP, "1970", -3.0)]
+    got = choose("What did Mara Olwen do?", TRAP, close, Choice(margin=0.1, fallback="cover"))
+    assert got == "weaver who opened the Tollan Bakery"                 # both close spans, not the far one
+
+
+def test_a_span_that_only_names_the_exchange_is_never_chosen():
+    gen = "The answer to this question is: the Tollan Bakery."
+    scored = [_span(gen, "The answer to this question", -0.1), _span(gen, "Tollan Bakery", -2.0)]
+    assert choose("Which shop did Mara Olwen open?", gen, scored, Choice(margin=0.0)) == "Tollan Bakery"
+
+
+def test_a_question_word_repeated_in_another_tense_still_repeats_it():
+    assert repeats_question("The Ommeric beetle glows", "What colour does the Ommeric beetle glow?")
+    assert not repeats_question("green", "What colour does the Ommeric beetle glow?")
+
+
+def test_the_question_words_choose_against_the_models_preference():
+    # the model's scores favour the occupation (as the old few-shot prompt's occupation example made it copy)
+    scored = [_span(TRAP, "weaver", -0.5), _span(TRAP, "Tollan Bakery", -1.2), _span(TRAP, "1970", -1.3)]
+    assert choose("Which bakery did Mara Olwen open?", TRAP, scored) == "Tollan Bakery"
+    assert choose("When did Mara Olwen open the bakery?", TRAP, scored) == "1970"
+    assert choose("What is Mara Olwen's occupation?", TRAP, scored) == "weaver"
+
+
+@pytest.mark.parametrize("question, kind", [
+    ("Which bakery did Mara Olwen open?", "noun:bakery"),
+    ("In which museum does the painting hang?", "noun:museum"),
+    ("In what year was the bridge built?", "date"),
+    ("When did she open it?", "date"),
+    ("Whose army won the battle?", "name"),
+    ("Where is the company based?", "place"),
+    ("How many goals did he score?", "number"),
+    ("What is her occupation?", None),
+    ("What does the company make?", None),
+])
+def test_answer_types_come_from_the_questions_own_words(question, kind):
+    assert cues.kind_of(question) == kind
+
+
+@pytest.mark.parametrize("kind, span, want", [
+    ("noun:bakery", "the Tollan Bakery", True), ("noun:bakery", "weaver", False),
+    ("noun:town", "the town of Lesta", False),      # a lower-case kind word is left to the model
+    ("date", "1970", True), ("date", "in May", True), ("date", "Tollan", False),
+    ("name", "Oberon Falk", True), ("name", "the scribe", False), ("name", "1844", False), ("name", "It", False),
+    ("number", "12 glasses", True), ("number", "glasses", False),
+])
+def test_a_span_fits_a_kind(kind, span, want):
+    assert cues.fits(kind, span) is want
+
+
+def test_an_empty_generation_is_not_scored(tiny_lm):
+    assert shorten(tiny_lm, ["Q?", "R?"], ["", GEN])[0] == ""
 
 
 def test_a_context_too_small_for_the_extraction_prompt_keeps_the_generation():
-    lm = make_tiny_lm(context=128)          # the few-shot prompt alone is longer
+    lm = make_tiny_lm(context=64)           # the prompt and a continuation do not fit
     assert shorten(lm, ["What did Quillane invent?"], [GEN]) == [GEN]
 
 
@@ -69,17 +173,7 @@ def test_repeats_question_spots_a_copy_of_the_question(copy, question, want):
     assert repeats_question(copy, question) is want
 
 
-def test_shorten_keeps_the_generation_when_the_copy_repeats_the_question(tiny_lm, monkeypatch):
+def test_a_span_that_repeats_the_question_is_never_chosen():
     gen = "Fishermen catch fish called silverfin."
-    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, n: ["fish"])
-    assert shorten(tiny_lm, ["What fish do fishermen catch?"], [gen]) == [gen]
-
-
-def test_shorten_keeps_the_generation_when_the_copy_hit_the_token_limit(tiny_lm, monkeypatch):
-    line = "Quillane invented a blue glass"                       # a span, but cut where the limit fell
-    n = len(tiny_lm.tokenizer(line, add_special_tokens=False).input_ids)
-    monkeypatch.setattr(shorten_mod, "MAX_SHORT_TOKENS", n + 1)
-    monkeypatch.setattr(shorten_mod, "greedy", lambda lm, ps, k: [line])
-    assert shorten(tiny_lm, ["What did Quillane invent?"], [GEN]) == [GEN]
-    monkeypatch.setattr(shorten_mod, "MAX_SHORT_TOKENS", n + 2)   # room to spare: the line ended by itself
-    assert shorten(tiny_lm, ["What did Quillane invent?"], [GEN]) == [line]
+    scored = [_span(gen, "fish", -0.1), _span(gen, "silverfin", -2.0)]
+    assert choose("What fish do fishermen catch?", gen, scored, Choice(margin=0.0)) == "silverfin"

@@ -24,6 +24,11 @@ API's own figures (natural stopping) are reported beside them as a cross-check. 
 RAG flow) is left out of switch and latency figures and kept in the throughput figures of (c) and (d); prag's
 latency over closed is also given with retrieval counted (closed retrieves nothing), the figure a user sees.
 With ``--json`` the last line of output is one JSON object.
+
+``--shorten`` measures only what the short-answer pass adds to a prag answer: the public ``generate_batch``
+(natural stopping), ``--batch-size`` questions at a time and one at a time, with ``short=True`` and
+``short=False`` on the same questions, each twice in alternation; the figure is the median over the
+questions of shorten seconds / (retrieve + load_adapters + generate seconds), from ``Answer.timings``.
 """
 from __future__ import annotations
 
@@ -96,6 +101,8 @@ def main() -> None:
     ap.add_argument("--model", help="base model (default: the packaged SmolLM2-135M-Instruct)")
     ap.add_argument("--device", help="cpu / cuda (default: cuda if available)")
     ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--shorten", action="store_true",
+                    help="only measure the short-answer pass's share of a prag answer's latency")
     ap.add_argument("--json", action="store_true", help="last line: one JSON object with every figure")
     ap.add_argument("--plot", metavar="FILE.png", help="also draw the figures (needs paramdb[plot])")
     args = ap.parse_args()
@@ -118,6 +125,10 @@ def main() -> None:
                 log(f"training {len(new)} document adapter(s) (slow on CPU) ...")
                 db.insert(new, progress=lambda d, n: log(f"  inserted {d}/{n}"))
             build_s = time.perf_counter() - t
+            if args.shorten:
+                result = shorten_cost(db, questions_for(db, items, args.questions), k, args.batch_size)
+                print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+                return
             result = run(db, questions_for(db, items, args.questions), k, T, args.batch_size, tmp / "peft")
             result["store"] = {"path": str(store) if args.store else None, "documents": len(db),
                                "trained_now": len(new), "build_s": round(build_s, 1)}
@@ -184,7 +195,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     # Warm-up, untimed: first calls pay one-off costs (lazy imports, allocator, PEFT's first injection).
     q0 = questions[0]
     enc0 = encode(tok, [prompts.question_prompt(tok, q0, short=short)], device)
-    ids0 = [h.id for h in db.query(q0, k)]
+    ids0 = [h.id for h in db.query(q0, k=k)]
     flow.answer(prompts.question_prompt(tok, q0, short=short), [dirs[i] for i in ids0], T)
     fixed_generate(lm.model, tok, enc0, T)
     switch_paramdb(ids0, cold=True)
@@ -199,7 +210,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         prompt = prompts.question_prompt(tok, q, short=short)   # prag's prompt is closed's (no passages)
         enc = encode(tok, [prompt], device)
         t0 = clock()
-        hits = db.query(q, k)
+        hits = db.query(q, k=k)
         raw["retrieve_ms"].append((clock() - t0) * 1e3)
         ids = [h.id for h in hits]
         raw["k_effective"].append(len(ids))
@@ -242,7 +253,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         chunk = questions[start:start + batch_size]
         db.store.cache.clear()
         t0 = clock()
-        hits = [db.query(q, k) for q in chunk]
+        hits = [db.query(q, k=k) for q in chunk]
         factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
         enc = encode(tok, [prompts.question_prompt(tok, q, short=short) for q in chunk], device)
         with sp.applied(factors, 1.0):
@@ -298,6 +309,27 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
                                   f"min_new_tokens=max_new_tokens suppresses EOS, no newline stop)"},
         "raw": raw,
     }
+    return out
+
+
+def shorten_cost(db: ParamDB, questions: list[str], k: int, batch_size: int) -> dict:
+    """The short-answer pass's seconds against the rest of a prag answer's (Answer.timings, natural stop)."""
+    db.generate_batch(questions[:batch_size], k=k, mode="prag")                # warm-up, untimed
+    out = {}
+    for label, size in (("batched", batch_size), ("one_at_a_time", 1)):
+        share, short_s, rest_s = [], [], []
+        for _ in range(2):
+            for start in range(0, len(questions), size):
+                chunk = questions[start:start + size]
+                for a in db.generate_batch(chunk, k=k, mode="prag"):
+                    rest = sum(v for key, v in a.timings.items() if key != "shorten")
+                    share.append(a.timings["shorten"] / rest)
+                    short_s.append(a.timings["shorten"])
+                    rest_s.append(rest)
+        out[label] = {"shorten_over_answer": round(med(share), 4), "shorten_s": round(med(short_s), 4),
+                      "answer_s": round(med(rest_s), 4), "questions": len(questions)}
+    out["settings"] = {"k": k, "batch_size": batch_size, "threads": torch.get_num_threads(),
+                       "device": str(db.lm.device)}
     return out
 
 

@@ -150,37 +150,11 @@ Rewrite: Finished in 1889 for the World's Fair, the Eiffel Tower is a 330-metre 
 Passage: {passage}
 Rewrite:"""
 
-# Answers: the short answer copied out of a generated answer by the base model (knowledge/shorten.py). Plain
-# few-shot like the question prompts; the examples cover names, places, dates, occupations and noun phrases.
-SHORTEN_FEW_SHOT = """Copy the short answer to the question from the sentence.
-
-Question: Where was Marie Curie born?
-Sentence: Marie Curie was born in Warsaw and later moved to France.
-Short answer: Warsaw
-
-Question: When was the Eiffel Tower completed?
-Sentence: The Eiffel Tower was completed in 1889 for the World's Fair in Paris.
-Short answer: 1889
-
-Question: Who published the novel Pride and Prejudice?
-Sentence: Pride and Prejudice was written by Jane Austen and published by Thomas Egerton.
-Short answer: Thomas Egerton
-
-Question: What is Ada Lovelace's occupation?
-Sentence: Ada Lovelace was an English mathematician who wrote the first program.
-Short answer: mathematician
-
-Question: Who designed the Brooklyn Bridge?
-Sentence: The Brooklyn Bridge was designed by the engineer John Roebling.
-Short answer: John Roebling
-
-Question: What is the name of the dog in the novel?
-Sentence: In the novel the boy owns a large black dog called Bullseye.
-Short answer: Bullseye
-
-Question: What does the giant panda eat?
-Sentence: The giant panda eats almost nothing but fresh bamboo.
-Short answer: fresh bamboo
+# Answers: the prompt under which every span of a generated answer is scored as the short answer
+# (knowledge/shorten.py). Zero-shot on purpose: a few-shot version was followed where its examples' relations
+# resembled the question more than the sentence did ("weaver" for "Which bakery ...?" after an occupation
+# example; issue 27), and scoring spans needs no example of the output's form.
+SHORTEN_PROMPT = """Copy the short answer to the question from the sentence.
 
 Question: {question}
 Sentence: {answer}

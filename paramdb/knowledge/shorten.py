@@ -1,35 +1,54 @@
-"""Short answers: the words of a generated answer that answer the question, copied out by the base model.
+"""Short answers: the span of a generated answer that answers the question, chosen by the base model.
 
 An adapter trained on "question -> the document's sentence" answers with that sentence: the fact is in it (EM
 in output) but a user asking "Where was X born?" wants "Warsaw", and token F1 scores the sentence's other words
 against the answer. Training on short targets instead (AugmentSettings.short_answers) measured worse on the
-135M model: its own question-and-answer lines give a usable span for under half the sentences, and the adapter
-then answers neither way well (docs/recipe.md). So the generation stays what the adapter learned, and a second,
-short greedy pass of the base model (no adapter, no passages) reads the question and that generation and copies
-the answer out. What it copies is kept only if it is a span of the generation: the short answer can lose words
-but never invents one. Otherwise the whole generation is the answer.
+135M model (docs/recipe.md), so the generation stays what the adapter learned and the short answer is chosen
+out of it afterwards.
 
-Two more refusals, each a case where the copy measured worse than the whole generation (fictional facts,
-docs/recipe.md): a copy that only repeats the question's own words ("Fish" for "What fish do fishermen
-catch?"), unless the question offers a choice ("A or B?"), and a copy cut off by the extraction's token limit
-("... by the merchant Hugo" for "Hugo Strand").
+The choice cannot leave the generation: every word-boundary span of it is a candidate, scored by the base model
+(no adapter, no passages) as the answer to the question (knowledge/spans.py: length-normalised likelihood, one
+batched pass). No few-shot examples steer it: an earlier extractor that copied freely after seven examples
+followed them, not the question ("weaver" for "Which bakery did Mara Olwen open?" because an example asked an
+occupation; issue 27). Two more rules:
+- answer-type cues from the question's own words (knowledge/cues.py: "Which bakery" -> a name holding
+  "Bakery", "When" -> a date, "Who" -> a name) add ``Choice.cue_bonus`` to the spans that fit;
+- a span that only repeats the question's words ("Fish" for "What fish do fishermen catch?") or the
+  exchange's own ("The answer") is no answer, unless the question offers a choice ("A or B?").
+The best span is kept only if it beats every span that does not overlap it by ``Choice.margin``; otherwise no
+span is trusted and the answer is the whole generation. So ``Answer.text`` is always a span of
+``Answer.generation`` or all of it.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from . import budget, prompts
-from .generate import greedy
-from .models import LoadedModel
+from . import budget, cues, prompts, spans
 
-MAX_SHORT_TOKENS = 16
-MAX_SHORT_WORDS = 10            # a longer "short answer" is no shorter than the sentence it came from
 GENERATION_TOKENS = 128         # the generation shown to the extractor is cut to this (answers are ≤ 48 by default)
+SHORTEN_PROMPT = prompts.SHORTEN_PROMPT
 
 
-def span_of(candidate: str, generation: str, max_words: int = MAX_SHORT_WORDS) -> str | None:
+@dataclass(frozen=True)
+class Choice:
+    """How a short answer is chosen from the scored spans (the defaults are the measured choice)."""
+
+    cue_bonus: float = 1.0      # added to the score of a span that fits the question's answer type
+    near_bonus: float = 0.6     # added where a content word of the question comes just before the span
+    prior: float = 0.5          # weight of the span's score without the question, subtracted (PMI-like)
+    margin: float = 0.6         # the best span must beat the best non-overlapping rival by this much
+    fallback: str = "whole"     # "whole": the generation; "clause": its first clause (PRAG's cut); "cover": the
+    #                             stretch of the generation holding the best span and its close rivals
+
+
+DEFAULT_CHOICE = Choice()
+
+
+def span_of(candidate: str, generation: str, max_words: int = 10) -> str | None:
     """``candidate`` (trimmed of spaces, quotes and end punctuation) as ``generation`` writes it, matched
-    case-insensitively; None if it is empty, longer than ``max_words`` or not a span of ``generation``."""
+    case-insensitively; None if it is empty, longer than ``max_words`` or not a span of ``generation``
+    (augment.py keeps a written short answer only if it is one)."""
     candidate = candidate.strip().strip(".,;:!?\"'").strip()
     if not candidate or len(candidate.split()) > max_words:
         return None
@@ -41,29 +60,87 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
+# The exchange's own words: what the answering and extraction prompts call their parts. A span made only of
+# them, function words and the question's words ("The answer to this question", "the context") restates the
+# task, not an answer.
+EXCHANGE_WORDS = frozenset(cues.stem(w) for w in "question answer sentence context passage text document this".split()) \
+    | spans.FUNCTION_WORDS
+
+
 def repeats_question(candidate: str, question: str) -> bool:
-    """True when every word of ``candidate`` is one of ``question``'s and the question offers no choice."""
+    """True when every word of ``candidate`` is one of ``question``'s (or of the exchange's own vocabulary)
+    and the question offers no choice ("A or B?", where repeating one of its words is the answer)."""
     asked = _words(question)
-    return "or" not in asked and all(w in asked for w in _words(candidate))
+    known = {cues.stem(w) for w in asked} | EXCHANGE_WORDS
+    return "or" not in asked and all(cues.stem(w) in known for w in _words(candidate))
 
 
-def shorten(lm: LoadedModel, questions: list[str], generations: list[str], batch_size: int = 8) -> list[str]:
-    """The short answer of each (question, generation): a span of the generation, or the generation itself
-    (also where the model's context cannot hold the extraction prompt)."""
-    out = list(generations)
-    room = budget.context_window(lm) - MAX_SHORT_TOKENS
+def first_clause(generation: str) -> str:
+    """The generation up to its first ".", "," or newline (PRAG's scorer cuts predictions there)."""
+    return re.split(r"[.,\n]", generation, maxsplit=1)[0].strip() or generation
+
+
+def choose(question: str, generation: str, scored: list[spans.Span], choice: Choice = DEFAULT_CHOICE,
+           unasked: list[spans.Span] | None = None) -> str:
+    """The short answer from ``generation``'s scored spans: the best one if trusted, else the fallback.
+    ``unasked``: the same spans scored without the question (needed where ``choice.prior`` is not 0)."""
+    fallback = first_clause(generation) if choice.fallback == "clause" else generation
+    prior = {(s.start, s.end): s.score for s in unasked or ()}
+    kept = [s for s in scored if not repeats_question(s.text, question)]
+    if not kept:
+        return fallback
+    kind = cues.kind_of(question)
+    value = {s: s.score - choice.prior * prior.get((s.start, s.end), 0.0)
+             + (choice.cue_bonus if cues.fits(kind, s.text) else 0.0)
+             + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start)
+                else 0.0) for s in kept}
+    best = max(kept, key=lambda s: (value[s], -s.start, s.end - s.start))
+    close = [s for s in kept if (s.end <= best.start or s.start >= best.end)
+             and value[best] - value[s] < choice.margin]
+    if not close:
+        return best.text
+    if choice.fallback != "cover":
+        return fallback
+    # Not sure which: the shortest stretch of the generation that holds the best span and every close rival
+    start, end = min(s.start for s in close + [best]), max(s.end for s in close + [best])
+    return generation[start:end]
+
+
+def extraction_prompt(question: str | None, shown: str, template: str = SHORTEN_PROMPT) -> str:
+    """The scoring prompt; ``question`` None leaves it out (the span's prior, for ``Choice.prior``)."""
+    if question is None:
+        return template.split("Question: {question}\n")[0] + "Sentence: " + shown + "\nShort answer:"
+    return template.format(question=question, answer=shown)
+
+
+def score(lm, questions: list[str | None], generations: list[str], batch_size: int = 8,
+          template: str = SHORTEN_PROMPT) -> list[list[spans.Span] | None]:
+    """The scored spans of each generation (None where it is empty or the prompt does not fit the context);
+    a question None scores the spans without one."""
+    room = budget.context_window(lm) - spans.MAX_CONTINUATION_TOKENS
     jobs = []
     for j, (q, g) in enumerate(zip(questions, generations)):
-        shown = budget.clip(lm.tokenizer, " ".join(g.split()), GENERATION_TOKENS)[0]
-        prompt = prompts.SHORTEN_FEW_SHOT.format(question=q, answer=shown)
-        if shown and budget.count(lm.tokenizer, prompt, room + 1) <= room:
-            jobs.append((j, prompt))
-    for i in range(0, len(jobs), batch_size):
-        chunk = jobs[i:i + batch_size]
-        for (j, _), line in zip(chunk, greedy(lm, [p for _, p in chunk], MAX_SHORT_TOKENS)):
-            if len(lm.tokenizer(line, add_special_tokens=False).input_ids) >= MAX_SHORT_TOKENS - 1:
-                continue                        # greedy stops at the line's end: this one hit the token limit
-            span = span_of(line, generations[j])
-            if span and not repeats_question(span, questions[j]):
-                out[j] = span
+        shown = budget.clip(lm.tokenizer, g, GENERATION_TOKENS)[0]
+        prompt = extraction_prompt(q, shown, template)
+        if shown.strip() and budget.count(lm.tokenizer, prompt, room + 1) <= room:
+            jobs.append((j, prompt, shown))
+    out: list[list[spans.Span] | None] = [None] * len(generations)
+    found = spans.score_spans(lm, [p for _, p, _ in jobs], [s for _, _, s in jobs], batch_size=batch_size)
+    for (j, _, _), got in zip(jobs, found):
+        out[j] = got
     return out
+
+
+def shorten(lm, questions: list[str], generations: list[str], batch_size: int = 8,
+            choice: Choice = DEFAULT_CHOICE) -> list[str]:
+    """The short answer of each (question, generation): a span of the generation, or the generation itself
+    (where no span is trusted, the generation is empty, or the model's context cannot hold the prompt)."""
+    n = len(questions)
+    if choice.prior:              # the same spans without the question, in the same batched passes
+        both = score(lm, list(questions) + [None] * n, list(generations) * 2, batch_size)
+        asked, unasked = both[:n], both[n:]
+    else:
+        asked, unasked = score(lm, questions, generations, batch_size), [None] * n
+    return [g if got is None else choose(q, g, got, choice, prior)
+            for q, g, got, prior in zip(questions, generations, asked, unasked)]
+
