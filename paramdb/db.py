@@ -176,9 +176,6 @@ class ParamDB:
             self._translator, _ = load_translator(self._store.blobs, self.config.model_fingerprint, str(self.path))
         return self._translator
 
-    def forget_translator(self) -> None:
-        self._translator = None
-
     def upsert(self, docs, **kwargs) -> InsertReport:
         return self.insert(docs, upsert=True, **kwargs)
 
@@ -260,14 +257,17 @@ class ParamDB:
         """Train the store's translator from its rows (or ``source`` passages) and store it; see
         paramdb.ops.distill_store for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
         from .ops.distill_store import distill
-        return distill(self, source, **kwargs)
+        try:
+            return distill(self._store, self._models, source, **kwargs)
+        finally:
+            self._translator = None          # the stored translator may have changed: load it again when asked
 
     def refine(self, **kwargs):
         """Train the pending rows (inserted with ``parameterize="later"``) and replace translated adapters
         with trained ones, batch by batch, while the store stays usable; ``watch=True`` keeps doing so as rows
         arrive (paramdb.ops.refine). Returns a RefineResult."""
         from .ops.refine import refine
-        return refine(self, **kwargs)
+        return refine(self._store, self._models, **kwargs)
 
     def check(self, repair: bool = False):
         """Look for damaged or missing blobs, orphans and index drift; ``repair`` fixes what it can

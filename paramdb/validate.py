@@ -82,6 +82,28 @@ def positive_int(value: Any, what: str) -> int:
     return value
 
 
+def refine_args(batch_size: Any, limit: Any, interval: Any) -> None:
+    """``refine``'s knobs, refused before any model is loaded or any row trained."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInput(f"batch size must be at least 1, got {batch_size!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be at least 1, got {limit!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval > 0:
+        raise InvalidInput(f"interval must be above 0 seconds, got {interval!r}")
+
+
+def distill_args(teacher: Any, teachers: Iterable[str], epochs: Any, limit: Any, held_out: Any) -> None:
+    """``distill``'s knobs, refused before any sample is written or any step trained."""
+    if teacher not in teachers:
+        raise InvalidInput(f"unknown teacher {teacher!r}; valid: {', '.join(teachers)}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InvalidInput(f"epochs must be at least 1, got {epochs!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be at least 1, got {limit!r}")
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, float)) or not 0 <= held_out < 1:
+        raise InvalidInput(f"held-out fraction must be in [0, 1), got {held_out!r}")
+
+
 def flag(value: Any, what: str) -> bool:
     """A yes/no argument: a bool, not a truthy string ("false" would read as yes)."""
     if not isinstance(value, bool):

@@ -438,3 +438,22 @@ def test_the_same_text_twice_in_one_insert_gets_two_stable_ids(db):
     assert list(first) == [content_id("twice"), content_id("twice") + "-2"]
     again = db.insert(["twice", "twice"], parameterize="later")
     assert list(again) == [] and again.skipped == list(first)
+
+
+@pytest.mark.parametrize("bad, message", [({"batch_size": 0}, "batch size must be at least 1"),
+                                          ({"limit": 0}, "limit must be at least 1"),
+                                          ({"interval": 0}, "interval must be above 0 seconds"),
+                                          ({"batch_size": "8"}, "batch size must be at least 1")])
+def test_refine_refuses_bad_knobs_before_training_anything(mixed, bad, message):
+    before = mixed.stats()["adapters"]
+    with pytest.raises(InvalidInput, match=message):
+        mixed.refine(**bad)
+    assert mixed.stats()["adapters"] == before
+
+
+def test_refine_runs_as_an_operation_on_the_store_and_its_models(mixed):
+    from paramdb.ops.refine import refine
+
+    result = refine(mixed._store, mixed._models, batch_size=4)
+    assert result.refined > 0 and result.remaining == 0
+    assert mixed.stats()["adapters"].get("pending", 0) == 0

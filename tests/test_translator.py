@@ -101,6 +101,23 @@ def test_distill_on_an_empty_store_is_refused_and_stores_no_translator(db):
     assert db.stats()["translator"] is None
 
 
+@pytest.mark.parametrize("bad, message", [({"teacher": "oracle"}, "unknown teacher 'oracle'"),
+                                          ({"epochs": 0}, "epochs must be at least 1"),
+                                          ({"limit": 0}, "limit must be at least 1"),
+                                          ({"held_out": 1.0}, r"held-out fraction must be in \[0, 1\)")])
+def test_distill_refuses_bad_knobs_and_stores_no_translator(trained_db, bad, message):
+    with pytest.raises(InvalidInput, match=message):
+        trained_db.distill(**bad)
+    assert trained_db.stats()["translator"] is None
+
+
+def test_a_new_distill_replaces_the_translator_a_handle_had_loaded(trained_db):
+    distilled(trained_db)
+    first = trained_db.translator()
+    distilled(trained_db)
+    assert trained_db.translator() is not first
+
+
 def test_distill_from_passages_lets_an_empty_store_insert_fast(db):
     distilled(db, source=[d["text"] for d in DOCS[:6]], epochs=1)
     assert len(db) == 0

@@ -156,7 +156,6 @@ def main() -> None:
     with ParamDB.open(translated_store, create=True) as db:
         if args.translator and db.store.blobs.get_model("translator") is None:
             db.store.blobs.put_model("translator", args.translator.read_bytes())
-            db.forget_translator()
 
         def do_distill():
             if args.translator:
@@ -200,7 +199,6 @@ def main() -> None:
     def do_fictional():
         with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
             fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
-            fdb.forget_translator()
             timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
             qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
             answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")

@@ -74,7 +74,6 @@ def score_variant(base: ParamDB, translator, fict, popqa_items, popqa_docs, work
         shutil.rmtree(path, ignore_errors=True)
         with ParamDB.open(path, create=True, model=base.lm, embedder=base.embedder) as db:
             translators.save(db.store.blobs, translator, db.config.model_fingerprint, provenance([], "context"))
-            db.forget_translator()
             t0 = time.perf_counter()
             db.insert(docs, parameterize="translate")
             out[f"{label}_translate_s_per_doc"] = (time.perf_counter() - t0) / len(docs)

@@ -1,4 +1,4 @@
-"""The write protocol: the only code that adds or removes rows.
+"""The write protocol: the only code that adds or removes rows, swaps a row's adapter or drops orphan blobs.
 
 Writes go blobs first (LMDB: adapter + embedding, committed), then the metadata row (SQL, committed: the
 commit point), then the derived indexes. A crash at any point leaves at worst an orphan blob or a stale index
@@ -7,8 +7,8 @@ live one. Deletes commit the SQL row first; the blobs after it are garbage.
 
 A pending row (``insert(parameterize="later")``) is written the same way with no adapter: its blob key holds
 only its embedding, and its SQL row says ``adapter_kind="pending"``. Training it later (ops/refine.py) writes
-a new blob key with the adapter and a copy of the embedding and swaps it in (``MetaStore.swap_adapters``),
-so a pending row never changes in place either.
+a new blob key with the adapter and a copy of the embedding and swaps it in (:func:`swap_adapters`), so a
+pending row never changes in place either; ``paramdb compact`` converts adapters the same way.
 """
 from __future__ import annotations
 
@@ -68,3 +68,36 @@ def delete(store: Store, ids: Iterable[str]) -> int:
         store.indexes.removed(gen_before, [r for r, _ in removed])
     store.indexes.save()
     return len(removed)
+
+
+def swap_adapters(store: Store, moves: list[tuple[str, str, str, str]], gen_before: int) -> list[tuple[str, str]]:
+    """Point rows at adapters already written under new blob keys; the caller holds the writer lock.
+
+    ``moves`` are (id, old key, new key, adapter kind). The SQL swap is the commit point and a compare-and-swap
+    on the old key, so a row changed or deleted meanwhile keeps what it has; the blobs no row points at
+    afterwards (the old keys swapped out, the new keys not swapped in) are deleted. Returns (id, old key) of
+    each row swapped. Texts and embeddings do not change, so the derived indexes stay current."""
+    done = store.meta.swap_adapters(moves)
+    swapped = set(done)
+    unused = [new for doc_id, old, new, _ in moves if (doc_id, old) not in swapped]
+    store.blobs.delete([old for _, old in done] + unused)
+    for _, old in done:
+        store.cache.discard(old)
+    if done:
+        store.indexes.unchanged(gen_before)
+    return done
+
+
+def orphan_blobs(store: Store) -> list[str]:
+    """Blob keys no row points at: what a write killed between its LMDB and SQL commits leaves behind. Only
+    under the writer lock is this list safe to delete (a writer between its two commits looks the same)."""
+    live = {key for _, _, key in store.meta.all_rows_keys()}
+    return sorted((set(store.blobs.keys("adapters")) | set(store.blobs.keys("embeddings"))) - live)
+
+
+def delete_orphans(store: Store) -> int:
+    """Delete the orphan blobs; the caller holds the writer lock. Returns how many keys went."""
+    orphans = orphan_blobs(store)
+    if orphans:
+        store.blobs.delete(orphans)
+    return len(orphans)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import sqlalchemy as sa
 
-from paramdb.engine import ingest
+from paramdb.engine import commit, ingest
 from paramdb.engine.models import Models
 from paramdb.engine.store import Store
 from paramdb.errors import CorruptData, InvalidInput
@@ -149,21 +149,15 @@ def _check_blobs(store: Store, rows: list[dict], report: CheckReport) -> list[st
 
 def _check_orphans(store: Store, report: CheckReport, repair: bool) -> None:
     """Blobs no row points at: what a write killed between its LMDB and SQL commits leaves behind."""
-    meta, blobs, lock = store.meta, store.blobs, store.lock
-
-    def orphans() -> list[str]:
-        live = {key for _, _, key in meta.all_rows_keys()}
-        return sorted((set(blobs.keys("adapters")) | set(blobs.keys("embeddings"))) - live)
-
-    found = orphans()
+    found = commit.orphan_blobs(store)
     if not found:
         return
-    finding = Finding(NOTICE, "orphan-blobs", str(blobs.path),
+    finding = Finding(NOTICE, "orphan-blobs", str(store.blobs.path),
                       f"{len(found)} blob keys no row points at (left by an interrupted write)")
     report.findings.append(finding)
     if repair:
-        with lock.held("check --repair"):      # a writer between its two commits would look orphaned
-            blobs.delete(orphans())
+        with store.lock.held("check --repair"):      # a writer between its two commits would look orphaned
+            commit.delete_orphans(store)
         finding.repaired = True
 
 

@@ -6,7 +6,7 @@ afterwards (and rows ``check --repair`` rebuilds) are written in it too.
 
 Crash safety is that of every write, a chunk of rows at a time: the converted adapters go to LMDB under new
 keys (each with a copy of its row's embedding) and commit; then the chunk's rows are pointed at them in one
-SQL transaction (the commit point: ``MetaStore.swap_adapters``, keeping each row's adapter kind); then the
+SQL transaction (the commit point: ``engine.commit.swap_adapters``, keeping each row's adapter kind); then the
 old blobs are deleted. A process killed anywhere leaves every row pointing at a complete adapter, old or new,
 plus at worst orphan blobs, which the next ``compact`` (or ``check --repair``) deletes; rerunning converts
 only the rows still in the old dtype. A row whose adapter fails its
@@ -23,12 +23,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paramdb.engine import commit
 from paramdb.engine.store import open_store
 from paramdb.errors import CorruptData
 from paramdb.storage import codec
 from paramdb.storage.blobs import BlobStore
 from paramdb.storage.lock import DEFAULT_TIMEOUT
-from paramdb.storage.meta import PENDING, MetaStore
+from paramdb.storage.meta import PENDING
 
 # Rows per LMDB write and SQL transaction. Bounds memory and how far the LMDB file grows: the pages a chunk frees
 # are reused by the next (20 default-model rows: 31 MB file -> 34 MB in chunks of 2, 46 MB in one chunk).
@@ -58,7 +59,7 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
     target = codec.check_adapter_dtype(adapter_dtype)
     with open_store(path, lock_timeout=lock_timeout) as store, store.lock.held("compact"):
         meta, blobs = store.meta, store.blobs
-        orphans = _delete_orphans(meta, blobs)
+        orphans = commit.delete_orphans(store)
         before = blobs.value_bytes("adapters")
         pending = meta.blob_keys_of_kind(PENDING)
         rows = [r for r in meta.all_rows_keys() if r[2] not in pending]
@@ -68,12 +69,9 @@ def compact(path: str | Path, adapter_dtype: str = "int8", *, chunk: int = CHUNK
             moves, bad = _convert_chunk(blobs, rows[start:start + chunk], target)
             damaged += bad
             kinds = {r["id"]: r["adapter_kind"] for r in meta.get([doc_id for doc_id, _, _ in moves])}
-            done = set(meta.swap_adapters([(doc_id, old, new, kinds[doc_id])       # the commit point
-                                           for doc_id, old, new in moves if doc_id in kinds]))
-            unused = [new for doc_id, old, new in moves if (doc_id, old) not in done]   # none under the lock
-            blobs.delete([old for _, old in done] + unused)
+            done = commit.swap_adapters(store, [(doc_id, old, new, kinds.get(doc_id, "trained"))
+                                                for doc_id, old, new in moves], gen)
             if done:
-                store.indexes.unchanged(gen)
                 gen = store.indexes.generation
             converted += len(done)
         config = meta.get_info("config")
@@ -108,12 +106,4 @@ def _convert_chunk(blobs: BlobStore, rows, target: str) -> tuple[list[tuple[str,
         blobs.put(adapters, embeddings)
     return moves, damaged
 
-
-def _delete_orphans(meta: MetaStore, blobs: BlobStore) -> int:
-    """Blobs no row points at (a killed compact or write left them); safe under the writer lock."""
-    live = {key for _, _, key in meta.all_rows_keys()}
-    orphans = sorted((set(blobs.keys("adapters")) | set(blobs.keys("embeddings"))) - live)
-    if orphans:
-        blobs.delete(orphans)
-    return len(orphans)
 

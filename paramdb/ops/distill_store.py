@@ -10,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from paramdb import documents
+from paramdb import documents, validate
+from paramdb.engine.models import Models
+from paramdb.engine.store import Store
 from paramdb.engine import translator_blob
 from paramdb.config import apply_overrides
 from paramdb.errors import InvalidInput
@@ -39,7 +41,7 @@ class DistillResult:
     adapter_bytes: int               # one stored adapter, for comparison
 
 
-def _source_docs(db, source: Iterable[Any] | None, teacher: str, limit: int | None) -> list[dict]:
+def _source_docs(store: Store, source: Iterable[Any] | None, teacher: str, limit: int | None) -> list[dict]:
     if source is not None:
         if teacher == "adapter":
             raise InvalidInput("the adapter teacher learns from the store's trained adapters; passages from a "
@@ -47,12 +49,12 @@ def _source_docs(db, source: Iterable[Any] | None, teacher: str, limit: int | No
         docs = documents.coerce_all(documents.with_content_ids((f"passage {i}", d) for i, d in enumerate(source, 1)))
         rows = [{"id": d.id, "text": d.text, "blob_key": None} for d in docs]
     else:
-        rows = db.store.meta.rows_of_kind("trained", limit) if teacher == "adapter" else db.store.meta.list(limit)
+        rows = store.meta.rows_of_kind("trained", limit) if teacher == "adapter" else store.meta.list(limit)
     rows = rows[:limit] if limit else rows
     if not rows:
         what = "rows with trained adapters" if teacher == "adapter" and source is None else "documents"
-        raise InvalidInput(f"store {db.path} has no {what} to learn from; insert some first, or learn from "
-                           f"other passages with `paramdb distill {db.path} --from FILE.jsonl`")
+        raise InvalidInput(f"store {store.path} has no {what} to learn from; insert some first, or learn from "
+                           f"other passages with `paramdb distill {store.path} --from FILE.jsonl`")
     return rows
 
 
@@ -65,39 +67,31 @@ def _stored_adapter(blobs, key: str) -> Callable[[], dict]:
     return read
 
 
-def distill(db, source: Iterable[Any] | None = None, *, teacher: str = "context", epochs: int = 4,
+def distill(store: Store, models: Models, source: Iterable[Any] | None = None, *, teacher: str = "context", epochs: int = 4,
             lr: float = 1e-3, limit: int | None = None, held_out: float = 0.1,
             translator: dict | None = None, progress: Progress | None = None) -> DistillResult:
-    if teacher not in TEACHERS:
-        raise InvalidInput(f"unknown teacher {teacher!r}; valid: {', '.join(TEACHERS)}")
-    if epochs < 1:
-        raise InvalidInput(f"epochs must be at least 1, got {epochs}")
-    if limit is not None and limit < 1:
-        raise InvalidInput(f"limit must be at least 1, got {limit}")
-    if not 0 <= held_out < 1:
-        raise InvalidInput(f"held-out fraction must be in [0, 1), got {held_out}")
+    validate.distill_args(teacher, TEACHERS, epochs, limit, held_out)
     try:
-        settings = apply_overrides(TranslatorSettings(rank=db.config.training.rank), translator, "translator")
+        settings = apply_overrides(TranslatorSettings(rank=store.config.training.rank), translator, "translator")
     except (TypeError, ValueError) as e:
         raise InvalidInput(f"bad translator settings: {e}") from None
-    rows = _source_docs(db, source, teacher, limit)
-    lm, blobs = db.lm, db.store.blobs
+    rows = _source_docs(store, source, teacher, limit)
+    lm, blobs = models.lm, store.blobs
     docs = []
     for i in range(0, len(rows), SAMPLE_BATCH):
         chunk = rows[i:i + SAMPLE_BATCH]
-        samples = build_samples(lm, [r["text"] for r in chunk], db.config.augment)
+        samples = build_samples(lm, [r["text"] for r in chunk], store.config.augment)
         docs += [DistillDoc(r["id"], r["text"], s, _stored_adapter(blobs, r["blob_key"]) if teacher == "adapter"
                             else None) for r, s in zip(chunk, samples)]
         if progress:
             progress({"event": "samples", "done": len(docs), "total": len(rows)})
     model, report = train_translator(lm, docs, settings, DistillSettings(teacher=teacher, epochs=epochs, lr=lr,
                                                                          held_out=held_out),
-                                     db.config.training, progress)
+                                     store.config.training, progress)
     prov = dataclasses.replace(provenance([d.key for d in docs], teacher), held_out_loss=report.held_out_loss,
                                base_loss=report.base_loss)
-    with db.store.lock.held("distill"):
-        size = translator_blob.save(blobs, model, db.config.model_fingerprint, prov)
-    db.forget_translator()
+    with store.lock.held("distill"):
+        size = translator_blob.save(blobs, model, store.config.model_fingerprint, prov)
     one = len(encode_tensors(translate(lm, model, [docs[0].text])[0]))
     return DistillResult(len(docs), report.held_out_docs, teacher, report.epochs, report.base_loss,
                          report.held_out_loss, report.seconds, report.seconds / len(docs), report.peak_rss_mb,

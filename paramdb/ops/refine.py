@@ -24,7 +24,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
-from paramdb.errors import InvalidInput
+from paramdb import validate
+from paramdb.engine import commit
+from paramdb.engine.models import Models
+from paramdb.engine.store import Store
 from paramdb.knowledge.augment import build_samples
 from paramdb.knowledge.train import train_adapters
 from paramdb.storage.codec import encode_adapter
@@ -51,18 +54,13 @@ def waiting(meta) -> int:
     return sum(kinds[k] for k in KINDS)
 
 
-def refine(db, *, batch_size: int = 8, limit: int | None = None, progress: Progress | None = None,
+def refine(store: Store, models: Models, *, batch_size: int = 8, limit: int | None = None, progress: Progress | None = None,
            watch: bool = False, interval: float = 5.0, stop: threading.Event | None = None,
            on_batch: Callable[[RefineResult], None] | None = None) -> RefineResult:
-    if batch_size < 1:
-        raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
-    if limit is not None and limit < 1:
-        raise InvalidInput(f"limit must be at least 1, got {limit}")
-    if not interval > 0:
-        raise InvalidInput(f"interval must be above 0 seconds, got {interval}")
-    db.store.lock.refuse_if_readonly("refine")          # before any model is loaded or trained
+    validate.refine_args(batch_size, limit, interval)
+    store.lock.refuse_if_readonly("refine")          # before any model is loaded or trained
     stop = stop or threading.Event()
-    meta = db.store.meta
+    meta = store.meta
     result, tried = RefineResult(), set()
     t0 = time.monotonic()
     total = -1 if watch else waiting(meta) if limit is None else min(limit, waiting(meta))
@@ -79,9 +77,9 @@ def refine(db, *, batch_size: int = 8, limit: int | None = None, progress: Progr
                 stop.wait(interval)          # new rows may arrive from any writer; look again
                 continue
             tried.update((r["id"], r["blob_key"]) for r in rows)
-            samples = build_samples(db.lm, [r["text"] for r in rows], db.config.augment)
-            adapters = train_adapters(db.lm, samples, [r["id"] for r in rows], db.config.training)
-            done = _commit(db, rows, adapters, result)
+            samples = build_samples(models.lm, [r["text"] for r in rows], store.config.augment)
+            adapters = train_adapters(models.lm, samples, [r["id"] for r in rows], store.config.training)
+            done = _commit(store, rows, adapters, result)
             tried -= {(r["id"], r["blob_key"]) for r in rows if r["id"] in done}   # only skipped rows stay out
             result.batches += 1
             _left(meta, result)
@@ -102,28 +100,22 @@ def _left(meta, result: RefineResult) -> None:
     result.remaining = result.pending + result.translated
 
 
-def _commit(db, rows: list[dict], adapters: list[dict], result: RefineResult) -> set[str]:
+def _commit(store: Store, rows: list[dict], adapters: list[dict], result: RefineResult) -> set[str]:
     """Swap the trained adapters in under the writer lock; returns the ids swapped."""
-    meta, blobs, lock = db.store.meta, db.store.blobs, db.store.lock
     keys = [uuid.uuid4().hex for _ in rows]
-    with lock.held("refine"):
-        gen_before = db.store.indexes.sync()
+    with store.lock.held("refine"):
+        gen_before = store.indexes.sync()
         vectors = {}
         for k, r in zip(keys, rows):
-            v = blobs.get_embedding(r["blob_key"])
+            v = store.blobs.get_embedding(r["blob_key"])
             if v is not None:                    # a row deleted meanwhile has none: it will not be swapped
                 vectors[k] = v
-        dtype = db.config.adapter_dtype
-        blobs.put({k: encode_adapter(a, dtype, {"doc_id": r["id"]}) for k, a, r in zip(keys, adapters, rows)
-                   if k in vectors}, vectors)
-        swapped = meta.swap_adapters([(r["id"], r["blob_key"], k, "trained")
-                                      for k, r in zip(keys, rows) if k in vectors])
-        done = {doc_id for doc_id, _ in swapped}
-        blobs.delete([old for _, old in swapped] + [k for k, r in zip(keys, rows) if r["id"] not in done])
-        for _, old in swapped:
-            db.store.cache.discard(old)
-        if swapped:
-            db.store.indexes.unchanged(gen_before)
+        dtype = store.config.adapter_dtype
+        store.blobs.put({k: encode_adapter(a, dtype, {"doc_id": r["id"]}) for k, a, r in zip(keys, adapters, rows)
+                         if k in vectors}, vectors)
+        swapped = commit.swap_adapters(store, [(r["id"], r["blob_key"], k, "trained")
+                                               for k, r in zip(keys, rows) if k in vectors], gen_before)
+    done = {doc_id for doc_id, _ in swapped}
     result.refined += len(done)
     result.skipped += [r["id"] for r in rows if r["id"] not in done]
     return done
