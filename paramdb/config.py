@@ -18,6 +18,11 @@ from .storage.codec import check_adapter_dtype
 # An older store is upgraded by `paramdb migrate` (paramdb/ops/migrate.py); opening one without it is refused.
 FORMAT_VERSION = 3
 MODES = ("prag", "icl", "combine", "closed")
+# How insert makes a row's adapter (db.insert's ``parameterize``): trained per document, translated by the
+# store's translator in one forward pass, or "later": no adapter yet, only the embedding (a "pending" row,
+# answered from its passage until ``refine`` trains it). And where it is made: this process, or Ray workers.
+PARAMETERIZE = ("train", "translate", "later")
+EXECUTORS = ("local", "ray")
 # How the k retrieved adapters combine: weight 1/k each, 1 each (PRAG), or by retrieval rank (1/rank,
 # normalised to sum 1: the best document outweighs the others; RANK_WEIGHTS).
 MERGES = ("mean", "sum", "rank")

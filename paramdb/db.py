@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 
 from . import validate
 from .config import DEFAULT_MERGE
-from .engine import adapters, answer, commit, ingest, search
+from .engine import answer, commit, ingest, search
 from .engine.ingest import Progress
 from .engine.models import Models, for_new_store
 from .engine.store import Store, create_store, open_store
@@ -26,7 +26,7 @@ from .engine.translator_blob import info as translator_info, load as load_transl
 from .types import Answer, Document, Hit, InsertReport
 
 __all__ = ["ParamDB", "Progress"]
-PARAMETERIZE = ingest.PARAMETERIZE   # how insert makes adapters: trained, translated, or "later" (pending rows)
+PARAMETERIZE = ingest.PARAMETERIZE  # how insert makes adapters: trained, translated, or "later" (pending rows)
 
 
 class ParamDB:
@@ -139,9 +139,9 @@ class ParamDB:
         Ctrl-C raises InsertInterrupted (a KeyboardInterrupt) whose ``committed`` lists the ids stored before it.
 
         ``executor="ray"`` parameterizes on a Ray cluster (``ray_address``; None starts a local instance) with
-        ``ray_workers`` workers (default: one per GPU, else per CPU) while this process writes; there
-        ``skipped`` lists ids already stored with the same text and metadata (so a rerun resumes) and
-        ``failed`` the (id, error) of documents not stored.
+        ``ray_workers`` workers (default: one per GPU, else per CPU) while this process validates, skips and
+        writes exactly as a local insert does; ``failed`` lists the (id, error) of documents that failed to
+        parameterize even alone (not stored: a rerun retries them).
 
         ``parameterize="translate"`` writes each adapter with the store's translator (``distill``) in one
         forward pass instead of training it: no augmentation, no training; ``refine`` trains them later.
@@ -149,26 +149,18 @@ class ParamDB:
         ``adapter_kind`` is "pending", prag and combine answer it from its passage in the prompt (the answer's
         notes name it), and ``refine`` trains it later.
         """
-        validate.documents_arg(docs)
+        validate.insert_args(docs, batch_size, executor, parameterize)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
         if isinstance(docs, (str, dict, Document)):
             docs = [docs]
-        if batch_size < 1:
-            raise InvalidInput(f"batch size must be at least 1, got {batch_size}")
-        if parameterize not in PARAMETERIZE:
-            raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
-        translator = self.translator() if parameterize == "translate" else None   # none: say so first
         if executor == "ray":
-            if parameterize != "train":     # one forward pass, or none, per document: nothing worth a cluster
-                raise InvalidInput(f"parameterize={parameterize!r} runs locally: use executor='local'")
-            from .distributed.ray_executor import ray_insert
+            from .distributed.ray_executor import RayExecutor
 
-            return ray_insert(self._store, self._models.source(), docs, upsert=upsert, batch_size=batch_size,
-                              progress=progress, address=ray_address, workers=ray_workers)
-        if executor != "local":
-            raise InvalidInput(f"unknown executor {executor!r}; valid: local, ray")
-        return ingest.insert(self._store, self._models, docs, upsert=upsert, batch_size=batch_size,
-                             progress=progress, translator=translator, parameterize_as=parameterize)
+            made_by: ingest.Executor = RayExecutor(self._models.source(), ray_address, ray_workers)
+        else:                                  # the translator is loaded first: a store without one says so
+            made_by = ingest.LocalExecutor(self._models, parameterize,
+                                           self.translator() if parameterize == "translate" else None)
+        return ingest.insert(self._store, docs, made_by, upsert=upsert, batch_size=batch_size, progress=progress)
 
     def translator(self):
         """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""
@@ -283,18 +275,20 @@ class ParamDB:
         one id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
         ``generate(question, mode="prag")`` would apply. Returns a PeftExport."""
         from .interop import peft_export
-        if (question is None) == (not ids):
-            raise InvalidInput("export either ids or a question's merged adapter, not both or neither")
+        validate.export_args(ids, question)
         if question is not None:
-            return peft_export.export_question(self, question, Path(path), k=k, where=where, method=method,
-                                               merge=merge, adapter_weight=adapter_weight, force=force)
-        return peft_export.export_rows(self, [ids] if isinstance(ids, str) else list(ids), Path(path), force)
+            opts = answer_options(None, {"k": k, "where": where, "method": method, "merge": merge,
+                                         "adapter_weight": adapter_weight})
+            return peft_export.export_question(self._store, self._models, validate.query_text(question, "question"),
+                                               Path(path), opts, force)
+        return peft_export.export_rows(self._store, self._models, [ids] if isinstance(ids, str) else list(ids),
+                                       Path(path), force)
 
     def import_peft(self, path: str | Path, doc_id: str, text: str, metadata: dict | None = None):
         """Store a PEFT LoRA folder trained elsewhere as the row ``doc_id`` with ``text`` (embedded, not
         trained on), after checking it fits this store's base model. Returns a PeftImport."""
         from .interop.peft_import import import_peft
-        return import_peft(self, path, doc_id, text, metadata)
+        return import_peft(self._store, self._models, path, doc_id, text, metadata)
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, options: AnswerOptions | None = None, /, **fields: Any) -> Answer:
@@ -309,11 +303,6 @@ class ParamDB:
         opts = answer_options(options, fields)
         questions = validate.question_list(questions)
         return answer.answer_batch(self._store, self._models, questions, opts)
-
-    def adapter_factors(self, doc_ids: list[str]) -> list:
-        """Each document's adapter as side-path factors on the compute device (cached): what a tool that
-        applies adapters itself (PEFT comparison, benchmarks) needs."""
-        return adapters.factors_for_ids(self._store, self.lm, doc_ids)
 
 
 def _document(row: dict) -> Document:

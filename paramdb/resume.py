@@ -3,7 +3,8 @@
 An insert commits whole batches, so an interrupted one (Ctrl-C, a killed driver) leaves some documents stored
 and the rest not. Rerunning the same input must store the rest without training the stored ones again and
 without refusing them as duplicates: a document already stored with the same id, text and metadata is skipped.
-A taken id with other content is still a DuplicateId (unless upserting), so a real conflict is never hidden.
+A taken id with other content is still a DuplicateId, so a real conflict is never hidden. (An upsert skips
+none of this: it replaces what is stored, identical or not.)
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class RowReader(Protocol):
     def get(self, ids: list[str]) -> list[dict]: ...
 
 
-def unstored(meta: RowReader, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
+def unstored(meta: RowReader, batch: list[Document], skipped: list[str]) -> list[Document]:
     """The documents of ``batch`` still to parameterize; appends the ids of identical stored ones to
     ``skipped``."""
     stored = {r["id"]: r for r in meta.get([d.id for d in batch])}
@@ -28,8 +29,6 @@ def unstored(meta: RowReader, batch: list[Document], upsert: bool, skipped: list
             out.append(d)
         elif row["text"] == d.text and row["metadata"] == d.metadata:
             skipped.append(d.id)
-        elif upsert:
-            out.append(d)
         else:
             raise DuplicateId(d.id)
     return out

@@ -73,6 +73,26 @@ def documents_arg(docs: Any) -> None:
                            f"{type(docs).__name__}")
 
 
+def insert_args(docs: Any, batch_size: Any, executor: Any, parameterize: Any) -> None:
+    """``insert``'s arguments, refused before any model is loaded or any document read."""
+    from .config import EXECUTORS, PARAMETERIZE
+
+    documents_arg(docs)
+    positive_int(batch_size, "batch size")
+    if parameterize not in PARAMETERIZE:
+        raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
+    if executor not in EXECUTORS:
+        raise InvalidInput(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if executor == "ray" and parameterize != "train":   # one forward pass, or none, per document
+        raise InvalidInput(f"parameterize={parameterize!r} runs locally: use executor='local'")
+
+
+def export_args(ids: Any, question: Any) -> None:
+    """``export_peft`` writes either rows' adapters or one question's merge."""
+    if (question is None) == (not ids):
+        raise InvalidInput("export either ids or a question's merged adapter, not both or neither")
+
+
 def positive_int(value: Any, what: str) -> int:
     """An int >= 1; a bool, float or numeric string is refused rather than silently truncated or compared."""
     if isinstance(value, bool) or not isinstance(value, int):

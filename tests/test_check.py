@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from paramdb.cli import commands, main
 from paramdb.storage.codec import encode_tensors, encode_vector
+from paramdb.engine.adapters import factors_for_ids
 
 DOCS = [{"id": f"d{i}", "text": f"Fact {i}: the beacon of Harl{i} burns green."} for i in range(4)]
 
@@ -41,7 +42,7 @@ def test_orphan_blobs_are_a_notice_and_repair_deletes_them(filled):
 
 
 def test_a_missing_adapter_is_an_error_that_repair_retrains_from_the_text(filled):
-    before = filled.adapter_factors(["d1"])
+    before = factors_for_ids(filled.store, filled.lm, ["d1"])
     filled.store.blobs.delete([blob_key(filled, "d1")])
     report = filled.check()
     assert not report.ok and kinds(report) == ["adapter-missing", "embedding-missing"]
@@ -49,7 +50,7 @@ def test_a_missing_adapter_is_an_error_that_repair_retrains_from_the_text(filled
     repaired = filled.check(repair=True)
     assert repaired.ok and all(f.repaired for f in repaired.findings)
     assert filled.check().findings == [] and filled.get("d1").text == DOCS[1]["text"]
-    after = filled.adapter_factors(["d1"])
+    after = factors_for_ids(filled.store, filled.lm, ["d1"])
     for (a0, b0), (a1, b1) in zip(before[0], after[0]):       # same seed and settings: the same adapter
         assert np.allclose(a0, a1, atol=1e-3) and np.allclose(b0, b1, atol=1e-3)
 

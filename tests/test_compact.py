@@ -18,6 +18,7 @@ from paramdb.ops.compact import compact
 from paramdb.ops.copy import copy_store
 from paramdb.ops.migrate import migrate
 from paramdb.storage import codec
+from paramdb.engine.adapters import factors_for_ids
 from stores import blob_bytes, format1_copy, meta_url_of, raw_info
 
 DOCS = [{"id": f"d{i}", "text": f"Fact {i}: the lighthouse of Orm{i} shines amber over the bay."} for i in range(4)]
@@ -68,7 +69,7 @@ def test_a_store_created_int8_writes_int8_adapters_and_answers(int8_db):
     assert set(dtypes(int8_db).values()) == {"int8"}
     ans = int8_db.generate("Where does the lighthouse of Orm1 shine?", k=2, mode="prag", max_new_tokens=4)
     assert ans.hits and ans.timings["load_adapters"] >= 0
-    factors = int8_db.adapter_factors(["d0"])[0]
+    factors = factors_for_ids(int8_db.store, int8_db.lm, ["d0"])[0]
     assert int8_db.store.cache.get(int8_db.store.meta.get(["d0"])[0]["blob_key"]) is factors   # cached
     assert all(torch.isfinite(a).all() and torch.isfinite(b).all() for a, b in factors)
 
@@ -187,7 +188,7 @@ def test_a_format2_store_migrates_to_format3_with_its_float16_adapters_unchanged
     assert (report.format_before, report.format_after, report.blob_format_after) == (2, 3, 2)
     assert blob_bytes(fp16_store) == old and json.loads(raw_info(url)["config"])["adapter_dtype"] == "float16"
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        assert db.check().ok and len(db.adapter_factors(["d0", "d3"])) == 2
+        assert db.check().ok and len(factors_for_ids(db.store, db.lm, ["d0", "d3"])) == 2
 
 
 # ------------------------------------------------------------------------------------------ the CLI

@@ -22,6 +22,7 @@ from paramdb.storage import schema
 from paramdb.storage.codec import BLOB_FORMAT
 from paramdb.storage.hashes import text_sha256
 from paramdb.storage.meta import MetaStore, metadata
+from paramdb.engine.adapters import factors_for_ids
 from stores import (FORMAT1_EXPECTED, FORMAT1_STORE, blob_sha256, expected_rows, format1_copy, format1_on,
                     meta_url_of, parsed, raw_info, raw_rows)
 
@@ -108,7 +109,7 @@ def test_migrate_then_every_operation_works(old_store, tiny_lm, embedder):
         assert db.count({"year": {"$gt": 1800}}) == 2
         assert db.query("moonrind glass Tessaly", k=1)[0].id == "zorvath"
         assert db.generate("Who invented moonrind glass?", k=2, mode="prag", max_new_tokens=4).hits
-        assert len(db.adapter_factors(["zorvath", "marrowby", "ondrel", "plain"])) == 4
+        assert len(factors_for_ids(db.store, db.lm, ["zorvath", "marrowby", "ondrel", "plain"])) == 4
         db.insert({"id": "new", "text": "Quillane glass glows under a new moon.", "metadata": {"src": "wiki"}})
         db.upsert({"id": "plain", "text": "Plain, now replaced.", "metadata": {"v": 2}})
         db.delete("marrowby")

@@ -18,6 +18,7 @@ from peft.tuners.lora import LoraLayer  # noqa: E402
 from paramdb.knowledge import prompts  # noqa: E402
 from paramdb.knowledge.inject import to_factors  # noqa: E402
 from paramdb.knowledge.lora import merge_factors, side_path  # noqa: E402
+from paramdb.engine.adapters import factors_for_ids
 
 pytestmark = pytest.mark.filterwarnings("ignore:Adapter merge was active:UserWarning")   # PRAG's teardown order
 
@@ -137,7 +138,7 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     # The same three adapters, out of LMDB, as PEFT directories.
     rank, alpha = db.config.training.rank, db.config.training.alpha
     dirs = []
-    for doc_id, factors in zip(ids, db.adapter_factors(ids)):
+    for doc_id, factors in zip(ids, factors_for_ids(db.store, db.lm, ids)):
         ad = adapter_from_factors(names, factors)
         assert any(np.abs(v).max() > 0 for k, v in ad.items() if k.endswith("lora_B"))
         dirs.append(export_peft_adapter(ad, tmp_path / doc_id, rank, alpha))

@@ -12,6 +12,7 @@ peft = pytest.importorskip("peft")
 
 from peft_helpers import DOCS, assert_same_answer, open_store, paramdb_steps, peft_steps, save_tiny  # noqa: E402
 from paramdb.errors import DuplicateId, InvalidInput, ModelMismatch  # noqa: E402
+from paramdb.engine.adapters import factors_for_ids
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 TEXT = "The lighthouse of Venmor is kept by the twins Ada and Ilse Brann."
@@ -84,7 +85,7 @@ def test_an_rslora_adapter_keeps_its_scaling(db, model_dir, tmp_path):
 def test_an_exported_row_imports_back_bit_for_bit(db, tmp_path):
     db.export_peft("quill", tmp_path / "q")
     db.import_peft(tmp_path / "q", "quill-again", "A copy of the quill document.")
-    a, b = db.adapter_factors(["quill", "quill-again"])
+    a, b = factors_for_ids(db.store, db.lm, ["quill", "quill-again"])
     assert a.layout == b.layout and torch.equal(a.flat, b.flat)
 
 

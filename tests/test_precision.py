@@ -16,6 +16,7 @@ from paramdb.knowledge.lora import side_path
 from paramdb.errors import InvalidInput
 from paramdb.knowledge.precision import ENV_VAR, chosen, cpu_has_bf16_matmul, model_dtype, precision_for
 from paramdb.knowledge.train import Sample, TrainReport, TrainSettings, _init_factors, train_adapters
+from paramdb.engine.adapters import factors_for_ids
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 SETTINGS = TrainSettings(rank=2, alpha=4.0, lr=5e-3, epochs=4, samples_per_step=2, seed=0)
@@ -124,7 +125,7 @@ def test_a_store_written_in_one_precision_answers_in_the_other(tmp_path, embedde
             db.insert([fact])
         with ParamDB.open(path, model=answering, embedder=embedder) as db:
             answer = db.generate("Who invented moonrind?", k=1, mode="prag", max_new_tokens=6)
-            (factors,) = db.adapter_factors(["d1"])
+            (factors,) = factors_for_ids(db.store, db.lm, ["d1"])
         assert answer.hits[0].id == "d1"
         merged = merge_flat([[factors]], answering.device, model_dtype(answering.model), scale=learn["alpha"] / 2)
         assert _text_loss(answering, fact["text"], merged) < _text_loss(answering, fact["text"]) - 0.05

@@ -16,6 +16,7 @@ from conftest import FAST_TRAINING
 from paramdb import ParamDB
 from paramdb.engine import translator_blob as translators
 from paramdb.knowledge.lora import side_path
+from paramdb.engine.adapters import factors_for_ids
 
 KILLS = 3
 DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in town {i * 7}. Person {i} bakes bread there."} for i in range(10)]
@@ -57,8 +58,8 @@ def assert_sound(path, tiny_lm, embedder) -> dict:
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
         assert sorted(d.id for d in db.list()) == sorted(d["id"] for d in DOCS)
         names = [n for n, _ in side_path(db.lm.model).modules]
-        assert len(db.adapter_factors([d["id"] for d in DOCS])) == len(DOCS)
-        assert all(len(f) == len(names) for f in db.adapter_factors([d["id"] for d in DOCS]))
+        assert len(factors_for_ids(db.store, db.lm, [d["id"] for d in DOCS])) == len(DOCS)
+        assert all(len(f) == len(names) for f in factors_for_ids(db.store, db.lm, [d["id"] for d in DOCS]))
         assert db.check().ok, db.check().findings
         translators.load(db.store.blobs, db.config.model_fingerprint, str(path))   # whole, CRC-checked
         return db.stats()["adapters"]

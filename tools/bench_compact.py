@@ -41,6 +41,7 @@ from paramdb.knowledge.lora import side_path  # noqa: E402
 from paramdb.ops.compact import compact  # noqa: E402
 from paramdb.ops.copy import copy_store  # noqa: E402
 from paramdb.ops.migrate import migrate  # noqa: E402
+from paramdb.engine.adapters import factors_for_ids
 
 FICTIONAL = TOOLS / "data" / "fictional.jsonl"
 POPQA = TOOLS / "data" / "eval" / "popqa_dev.jsonl"
@@ -107,7 +108,7 @@ def cold_switch_ms(dbs: dict[str, ParamDB], questions: list[str], k: int = 3) ->
             sp, dtype, scale = side_path(lm.model), next(lm.model.parameters()).dtype, db.config.training.scale
             db.store.cache.clear()
             t0 = time.perf_counter()
-            sp.set(merge_flat([db.adapter_factors(ids)], lm.device, dtype, scale=scale), 1.0)
+            sp.set(merge_flat([factors_for_ids(db.store, db.lm, ids)], lm.device, dtype, scale=scale), 1.0)
             sp.clear()
             times[tag].append((time.perf_counter() - t0) * 1e3)
     return {tag: round(statistics.median(t[1:]), 2) for tag, t in times.items()}

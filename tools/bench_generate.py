@@ -52,6 +52,7 @@ from paramdb import ParamDB  # noqa: E402
 from paramdb.knowledge import prompts  # noqa: E402
 from paramdb.knowledge.inject import merge_flat  # noqa: E402
 from paramdb.knowledge.lora import side_path  # noqa: E402
+from paramdb.engine.adapters import factors_for_ids
 
 DATA = Path(__file__).parent / "data" / "fictional.jsonl"
 
@@ -174,7 +175,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     # Every stored adapter as a PEFT directory on disk, as PRAG keeps them (export time not measured).
     docs = db.list()
     dirs = {}
-    for i, (d, factors) in enumerate(zip(docs, db.adapter_factors([d.id for d in docs]))):
+    for i, (d, factors) in enumerate(zip(docs, factors_for_ids(db.store, db.lm, [d.id for d in docs]))):
         dirs[d.id] = export_peft_adapter(adapter_from_factors(names, factors), peft_root / f"doc{i}", rank, alpha)
     flow = PeftFlow(base_copy(lm.model), tok)
     state_before = {n: p.detach().clone() for n, p in lm.model.state_dict().items()}
@@ -183,7 +184,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         if cold:
             db.store.cache.clear()
         t0 = clock()
-        factors = merge_flat([db.adapter_factors(ids)], device, dtype, scale=scale)
+        factors = merge_flat([factors_for_ids(db.store, db.lm, ids)], device, dtype, scale=scale)
         sp.set(factors, 1.0)
         return factors, (clock() - t0) * 1e3
 
@@ -254,7 +255,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         db.store.cache.clear()
         t0 = clock()
         hits = [db.query(q, k=k) for q in chunk]
-        factors = merge_flat([db.adapter_factors([h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
+        factors = merge_flat([factors_for_ids(db.store, db.lm, [h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
         enc = encode(tok, [prompts.question_prompt(tok, q, short=short) for q in chunk], device)
         with sp.applied(factors, 1.0):
             out = fixed_generate(lm.model, tok, enc, T)

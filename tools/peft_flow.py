@@ -41,7 +41,7 @@ MERGED = "merge"          # PRAG's name for the merged adapter
 
 # ---------------------------------------------------------------- adapters as PEFT directories
 def adapter_from_factors(module_names: list[str], factors) -> dict[str, np.ndarray]:
-    """ParamDB side-path factors (per module (A [r, in], B [out, r]), as from ``db.adapter_factors``) →
+    """ParamDB side-path factors (per module (A [r, in], B [out, r]), as from ``engine.adapters.factors_for_ids``) →
     the stored adapter dict ``{"<module>.lora_A": A, "<module>.lora_B": B}``."""
     if len(module_names) != len(factors):
         raise ValueError(f"{len(module_names)} module names for {len(factors)} factor pairs")

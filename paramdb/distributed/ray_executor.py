@@ -1,11 +1,12 @@
-"""Insert on a Ray cluster: workers parameterize, this process (the single writer) commits.
+"""Insert's parameterize step on a Ray cluster: workers parameterize, this process (the single writer) commits.
 
 Why this shape: parameterizing a document (augment, embed, train) costs seconds and needs only the base model;
 committing it costs milliseconds and needs the store. So the store never leaves the driver. Each worker actor
 (one per GPU, else one per CPU slot) loads the model and embedder once and runs the engine's own
-``parameterize`` on the batches it is sent; the driver validates, skips what is already stored, keeps one batch per worker in
-flight (backpressure: input is read only as workers free up, so memory is bounded whatever the corpus) and
-writes each finished batch atomically with the engine's ``commit_batch``.
+``parameterize`` on the batches it is sent. Everything else is the one insert pipeline
+(:mod:`paramdb.engine.ingest`): it validates, gives ids, skips what is stored, cuts batches and commits each
+finished batch atomically. Batches are read only as workers free up (one in flight per worker), so memory is
+bounded whatever the corpus.
 
 Faults: Ray restarts a dead worker and reruns its batch (``max_restarts``, ``max_task_retries``). A batch that
 still fails (its worker keeps dying, or parameterize raised) is split and each document retried alone; a
@@ -18,33 +19,25 @@ cuts them, each adapter is seeded by its document's id (``train.doc_seed``) and 
 alone, so the worker a batch lands on does not matter. (A document retried alone after its batch failed trains
 identically; only its generated questions may differ, if padding in the batched generation moves an argmax.)
 
-Ids: a document without one gets the id of its text (documents.with_content_ids), exactly as a local insert
-and the CLI give it, so a document stored by either is skipped by the other. Rows stored as pending (a local
-``insert(parameterize="later")``) are skipped like any stored row, and an upsert here trains them. A deferred
-insert itself is refused on Ray (``ParamDB.insert``): it only embeds, which a cluster cannot speed up.
+Ids, dedup and upserts are the pipeline's, so they are a local insert's: a document stored by either path is
+skipped by the other, and an upsert replaces what it names (a pending row gets trained). A deferred insert
+itself is refused on Ray (``validate.insert_args``): it only embeds, which a cluster cannot speed up.
 """
 from __future__ import annotations
 
 import os
 import time
 from collections import Counter, deque
-from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+from itertools import chain
+from typing import Any, Iterator
 
 import numpy as np
 
-from .. import documents
-from ..engine.commit import commit_batch
+from ..engine.ingest import Made
 from ..engine.models import ModelSource, Models
 from ..engine.parameterize import parameterize
-from ..engine.store import Store
-from ..errors import DuplicateId, ExecutorError, InsertInterrupted, ParamDBError
-from ..resume import unstored
-from ..storage.meta import PENDING
-from ..types import Document, InsertReport
-
-if TYPE_CHECKING:
-    from ..engine.ingest import Progress
+from ..errors import ExecutorError, ParamDBError
+from ..types import Document
 
 # Ray reruns a batch whose worker died this many times (on the restarted worker) before the driver splits it.
 TASK_RETRIES = 2
@@ -100,46 +93,33 @@ class ParameterizeWorker:
 
 
 # ------------------------------------------------------------------------------------------ driver side
-def ray_insert(store: Store, source: ModelSource, docs: Iterable[Any], *, upsert: bool = False, batch_size: int = 8,
-               progress: "Progress | None" = None, address: str | None = None,
-               workers: int | None = None) -> InsertReport:
-    """``db.insert(docs, executor="ray", ...)``: see the module docstring. ``source``: where workers load
-    the model and embedder from (paths, checked on the workers, where they must exist). ``address``: a running cluster
-    ("auto", "HOST:PORT", "ray://HOST:10001"); None starts a local Ray instance, or uses the one this process
-    already started. ``workers``: actors to start (default: one per GPU in the cluster, else one per CPU).
-    The report lists stored ids in commit order (batches finish out of order)."""
-    ray = _ray()
-    report = InsertReport()
-    if isinstance(docs, Sequence):
-        # A list is validated whole, and checked against the store, before the cluster is even contacted.
-        checked = _unstored(store, documents.coerce_all(documents.with_content_ids(
-            (f"document {i}", d) for i, d in enumerate(docs, 1))), upsert, report.skipped)
-        batches: Iterator[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
-        total = len(checked) + len(report.skipped)
-    else:
-        batches, total = _streamed(store, docs, batch_size, upsert, report.skipped), -1
-    first = next(batches, None)
-    if first is None:                          # nothing to do (e.g. a rerun of a finished run): no cluster
-        if progress:
-            progress(len(report.skipped), total)
-        return report
-    batches = chain([first], batches)
-    started = _connect(ray, address)
-    actors: list = []
-    try:
-        actors, info = _start_workers(ray, source, workers)
-        _run(ray, store, actors, batches, upsert, total, progress, report)
-        report.stats["workers"] = len(actors)
-        report.stats["nodes"] = len({i["node"] for i in info})
-    except KeyboardInterrupt:
-        raise InsertInterrupted(list(report.ids)) from None
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-        if started:
-            ray.shutdown()
-        store.indexes.save()
-    return report
+class RayExecutor:
+    """The parameterize step of :func:`paramdb.engine.ingest.insert` on Ray workers; the pipeline around it
+    (validation, ids, dedup, batches, commits, the report) is the local one. ``source``: where workers load
+    the model and embedder from (paths, checked on the workers, where they must exist). ``address``: a
+    running cluster ("auto", "HOST:PORT", "ray://HOST:10001"); None starts a local Ray instance, or uses the
+    one this process already started. ``workers``: actors to start (default: one per GPU in the cluster, else
+    one per CPU). Batches finish out of order, so the report lists ids in commit order."""
+
+    def __init__(self, source: ModelSource, address: str | None = None, workers: int | None = None):
+        self.source, self.address, self.workers = source, address, workers
+
+    def made(self, batches: Iterator[list[Document]], stats: dict[str, Any]) -> Iterator[Made]:
+        first = next(batches, None)
+        if first is None:                     # nothing to do (e.g. a rerun of a finished run): no cluster
+            return
+        ray = _ray()
+        started = _connect(ray, self.address)
+        actors: list = []
+        try:
+            actors, info = _start_workers(ray, self.source, self.workers)
+            stats["workers"], stats["nodes"] = len(actors), len({i["node"] for i in info})
+            yield from _run(ray, actors, chain([first], batches), stats)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+            if started:
+                ray.shutdown()
 
 
 def _connect(ray, address: str | None) -> bool:
@@ -178,21 +158,14 @@ def _start_workers(ray, source: ModelSource, workers: int | None) -> tuple[list,
     return actors, info
 
 
-def _run(ray, store: Store, actors: list, batches: Iterator[list[Document]], upsert: bool, total: int,
-         progress: "Progress | None", report: InsertReport) -> None:
-    """Keep every worker busy with one batch, commit results as they come, split failed batches."""
+def _run(ray, actors: list, batches: Iterator[list[Document]], stats: dict[str, Any]) -> Iterator[Made]:
+    """Keep every worker busy with one batch, yield results as they come, split failed batches."""
     t0 = time.perf_counter()
     idle, retry = list(actors), deque()        # retry: single documents whose batch failed
     pending: dict[Any, tuple[Any, list[Document]]] = {}
     per_worker: Counter[int] = Counter()
-    n_batches = n_retried = n_restarted = 0
+    n_batches = n_retried = n_restarted = n_docs = 0
     busy = 0.0                                 # seconds workers spent parameterizing committed batches
-
-    def tell() -> None:
-        if progress:
-            progress(len(report.ids) + len(report.skipped) + len(report.failed), total)
-
-    tell()
     while True:
         while idle:
             batch = [retry.popleft()] if retry else next(batches, None)
@@ -206,58 +179,26 @@ def _run(ray, store: Store, actors: list, batches: Iterator[list[Document]], ups
         actor, batch = pending.pop(ref)
         idle.append(actor)
         try:
-            vectors, adapters, stats = ray.get(ref)
+            vectors, adapters, worker = ray.get(ref)
         except ray.exceptions.RayError as exc:
             if len(batch) > 1:
                 retry.extend(batch)
                 n_retried += len(batch)
             else:
-                report.failed.append((batch[0].id, _reason(exc)))
-                tell()
+                yield Made([], failed=((batch[0].id, _reason(exc)),))
             continue
-        commit_batch(store, batch, vectors, adapters, upsert)
-        report.ids.extend(d.id for d in batch)
-        per_worker[stats["pid"]] += len(batch)
+        yield Made(batch, vectors, adapters, "trained")
+        n_docs += len(batch)
+        per_worker[worker["pid"]] += len(batch)
         n_batches += 1
-        n_restarted += bool(stats["restarted"])
-        busy += stats["seconds"]
-        tell()
+        n_restarted += bool(worker["restarted"])
+        busy += worker["seconds"]
     seconds = time.perf_counter() - t0
-    report.stats.update({"batches": n_batches, "docs_retried": n_retried,
-                         "batches_on_restarted_workers": n_restarted, "seconds": round(seconds, 3),
-                         "worker_seconds": round(busy, 3),
-                         "docs_per_s": round(len(report) / seconds, 3) if seconds > 0 else 0.0,
-                         "docs_per_worker_process": dict(per_worker)})
-
-
-def _unstored(store: Store, batch: list[Document], upsert: bool, skipped: list[str]) -> list[Document]:
-    """What is left to parameterize. A Ray upsert skips rows stored with the same content (a rerun resumes),
-    except pending ones: they have no adapter yet, and training them is what the upsert is for."""
-    same: list[str] = []
-    todo = unstored(store.meta, batch, upsert, same)
-    if upsert and same:
-        pending = {r["id"] for r in store.meta.get(same) if r["adapter_kind"] == PENDING}
-        keep = {d.id for d in todo} | pending
-        todo = [d for d in batch if d.id in keep]
-        same = [i for i in same if i not in pending]
-    skipped.extend(same)
-    return todo
-
-
-def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
-              skipped: list[str]) -> Iterator[list[Document]]:
-    """Read, validate and check ``batch_size`` documents at a time, as local streamed insert does."""
-    numbered = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
-    seen: set[str] = set()
-    while chunk := list(islice(numbered, batch_size)):
-        batch = documents.coerce_all(chunk)
-        repeat = next((d.id for d in batch if d.id in seen), None)
-        if repeat is not None:
-            raise DuplicateId(repeat)
-        seen.update(d.id for d in batch)
-        batch = _unstored(store, batch, upsert, skipped)
-        if batch:
-            yield batch
+    stats.update({"batches": n_batches, "docs_retried": n_retried,
+                  "batches_on_restarted_workers": n_restarted, "seconds": round(seconds, 3),
+                  "worker_seconds": round(busy, 3),
+                  "docs_per_s": round(n_docs / seconds, 3) if seconds > 0 else 0.0,
+                  "docs_per_worker_process": dict(per_worker)})
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,16 +1,21 @@
-"""Insert on this process: validate, cut into batches, parameterize, commit, batch by batch.
+"""The one insert pipeline: read, validate, id, dedup, batch, parameterize, commit.
 
-A list is validated whole before anything is trained (one bad item adds nothing); any other iterable is
-streamed ``batch_size`` documents at a time, so memory stays bounded whatever the corpus. The Ray executor
-(paramdb/distributed) replaces the parameterize step with workers and reuses :func:`commit_batch`.
+Every way in (``db.insert``, the CLI, the server, Ray) runs these steps in this order. Only *parameterize*
+has more than one implementation, an :class:`Executor`: this process (:class:`LocalExecutor`: train,
+translate, or embed only for pending rows) or Ray workers (paramdb/distributed). Whichever runs it, this
+module alone cuts batches, skips what is stored, commits and reports, so a rerun resumes the same way on
+every path.
+
+A list is validated whole before anything is parameterized (one bad item adds nothing); any other iterable
+is streamed ``batch_size`` documents at a time, so memory stays bounded whatever the corpus.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
-from .. import documents
+from .. import config, documents
 from ..errors import DuplicateId, InsertInterrupted
 from ..resume import unstored
 from ..storage.meta import PENDING
@@ -20,70 +25,96 @@ from .models import Models
 from .parameterize import embedded, parameterize, translated
 from .store import Store
 
-Progress = Callable[[int, int], None]   # (documents done, documents total or -1)
+Progress = Callable[[int, int], None]   # (documents handled: stored, skipped or failed; total or -1)
+
+PARAMETERIZE = config.PARAMETERIZE    # "train", "translate" or "later" (LocalExecutor's ``how``)
 
 
-# How insert makes a row's adapter (db.insert's ``parameterize``): trained per document, translated by the
-# store's translator in one forward pass, or "later": no adapter at all yet, only the embedding (a "pending"
-# row, answered from its passage until ``refine`` trains it).
-PARAMETERIZE = ("train", "translate", "later")
+class Made(NamedTuple):
+    """One parameterized batch, ready to commit, or the documents of a batch that could not be made."""
+    batch: list[Document]
+    vectors: Any = None
+    adapters: list | None = None
+    kind: str = "trained"
+    failed: tuple[tuple[str, str], ...] = ()      # (id, one-line reason): reported, not stored
 
 
-def insert(store: Store, models: Models, docs: Iterable[Any], *, upsert: bool, batch_size: int,
-           progress: Progress | None = None, translator=None, parameterize_as: str = "train") -> InsertReport:
-    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches). With ``translator``,
-    adapters are translated (one forward pass) instead of trained; with ``parameterize_as="later"`` none is
-    made: each row is committed with its embedding alone, as a pending row. An id-less document gets the id of
-    its text (documents.with_content_ids), as on Ray and in the CLI."""
-    report = InsertReport()
-    located = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1)) \
-        if isinstance(docs, Sequence) else None
-    if located is not None:
-        checked = validated(store, located, upsert, report.skipped)
-        batches: Iterable[list[Document]] = (checked[i:i + batch_size] for i in range(0, len(checked), batch_size))
-        total = len(checked)
-    else:
-        batches = _streamed(store, docs, batch_size, upsert, report.skipped)
-        total = -1
-    if progress:
-        progress(0, total)
-    later = parameterize_as == "later"
-    steps = _embedded_ahead(models, batches) if later else ((b, None) for b in batches)
-    try:
-        for batch, vectors in steps:
-            if later:
-                adapters, kind = None, PENDING
-            elif translator is None:
-                (vectors, adapters), kind = parameterize(models, batch), "trained"
+class Executor(Protocol):
+    """Where parameterize runs. ``made`` yields one :class:`Made` per batch (in any order); ``stats`` takes
+    the executor's own figures for ``InsertReport.stats``."""
+
+    def made(self, batches: Iterator[list[Document]], stats: dict[str, Any]) -> Iterator[Made]: ...
+
+
+class LocalExecutor:
+    """Parameterize in this process, one batch at a time."""
+
+    EMBED_AHEAD = 64   # documents a deferred insert embeds in one call: fewer, fuller embedder batches
+
+    def __init__(self, models: Models, how: str = "train", translator=None):
+        self.models, self.how, self.translator = models, how, translator
+
+    def made(self, batches: Iterator[list[Document]], stats: dict[str, Any]) -> Iterator[Made]:
+        if self.how == "later":
+            yield from self._embedded_ahead(batches)
+            return
+        for batch in batches:
+            if self.how == "translate":
+                yield Made(batch, *translated(self.models, self.translator, batch), "translated")
             else:
-                (vectors, adapters), kind = translated(models, translator, batch), "translated"
-            commit_batch(store, batch, vectors, adapters, upsert, kind=kind)
-            report.ids += [d.id for d in batch]
-            if progress:
-                progress(len(report.ids), total)
+                yield Made(batch, *parameterize(self.models, batch), "trained")
+
+    def _embedded_ahead(self, batches: Iterator[list[Document]]) -> Iterator[Made]:
+        """A deferred insert's whole cost is the embedder: consecutive batches are embedded together, up to
+        EMBED_AHEAD documents per call (the embedder sorts a call's texts by length, so a larger call pads
+        less), and still committed one batch at a time."""
+        while group := list(islice(batches, 1)):
+            while sum(map(len, group)) < self.EMBED_AHEAD and (more := list(islice(batches, 1))):
+                group += more
+            vectors = embedded(self.models, [d for b in group for d in b])
+            start = 0
+            for b in group:
+                yield Made(b, vectors[start:start + len(b)], None, PENDING)
+                start += len(b)
+
+
+def insert(store: Store, docs: Iterable[Any], executor: Executor, *, upsert: bool, batch_size: int,
+           progress: Progress | None = None) -> InsertReport:
+    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches). An id-less document
+    gets the id of its text (documents.with_content_ids), on every path."""
+    report = InsertReport()
+    batches, total = planned(store, docs, batch_size, upsert, report.skipped)
+
+    def tell() -> None:
+        if progress:
+            progress(len(report.ids) + len(report.skipped) + len(report.failed), total)
+
+    made = executor.made(batches, report.stats)
+    try:
+        tell()
+        for m in made:
+            if m.batch:
+                commit_batch(store, m.batch, m.vectors, m.adapters, upsert, kind=m.kind)
+                report.ids += [d.id for d in m.batch]
+            report.failed += list(m.failed)
+            tell()
     except KeyboardInterrupt:
         raise InsertInterrupted(list(report.ids)) from None
     finally:
+        getattr(made, "close", lambda: None)()    # an executor's workers stop here, whatever ended the loop
         store.indexes.save()
     return report
 
 
-EMBED_AHEAD = 64   # documents a deferred insert embeds in one call: fewer, fuller embedder batches
-
-
-def _embedded_ahead(models: Models, batches: Iterable[list[Document]]) -> Iterator[tuple[list[Document], Any]]:
-    """(batch, its embeddings) for a deferred insert, whose whole cost is the embedder: consecutive batches are
-    embedded together, up to EMBED_AHEAD documents per call (the embedder sorts a call's texts by length, so
-    a larger call pads less), and still committed one batch at a time."""
-    batches = iter(batches)
-    while group := list(islice(batches, 1)):
-        while sum(map(len, group)) < EMBED_AHEAD and (more := list(islice(batches, 1))):
-            group += more
-        vectors = embedded(models, [d for b in group for d in b])
-        start = 0
-        for b in group:
-            yield b, vectors[start:start + len(b)]
-            start += len(b)
+def planned(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
+            skipped: list[str]) -> tuple[Iterator[list[Document]], int]:
+    """(batches still to store, number of documents or -1 when streamed). A list is checked whole here."""
+    numbered = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
+    if isinstance(docs, Sequence):
+        located = list(numbered)
+        checked = validated(store, located, upsert, skipped)
+        return (checked[i:i + batch_size] for i in range(0, len(checked), batch_size)), len(located)
+    return _streamed(store, numbered, batch_size, upsert, skipped), -1
 
 
 def validated(store: Store, located: Iterable[tuple[str, Any]], upsert: bool,
@@ -91,14 +122,13 @@ def validated(store: Store, located: Iterable[tuple[str, Any]], upsert: bool,
     """Coerce (where, item) pairs to Documents (InvalidInput names the item) and keep those still to store: one
     stored with the same text and metadata goes to ``skipped``, another taken id is a DuplicateId
     (paramdb.resume). An upsert keeps them all: it replaces what is stored even when identical, which is
-    how ``check --repair`` rebuilds a damaged adapter from its row's text."""
+    how ``check --repair`` rebuilds a damaged adapter and how an upsert trains a pending row."""
     batch = documents.coerce_all(located)
-    return batch if upsert else unstored(store.meta, batch, False, skipped)
+    return batch if upsert else unstored(store.meta, batch, skipped)
 
 
-def _streamed(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
+def _streamed(store: Store, located: Iterator[tuple[str, Any]], batch_size: int, upsert: bool,
               skipped: list[str]) -> Iterator[list[Document]]:
-    located = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
     seen: set[str] = set()   # ids of earlier batches: a repeat across batches is still a duplicate
     while chunk := list(islice(located, batch_size)):
         batch = validated(store, chunk, upsert, skipped)

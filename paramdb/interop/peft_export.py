@@ -1,7 +1,7 @@
 """A store's adapters as PEFT LoRA folders: one row's, several rows' or the merge a question would use.
 
-What is written is what ParamDB applies: the factors come from ``db.adapter_factors`` (the answer path's
-own decoding) and a question's merge from ``merge_flat`` with generate's scales, so a PEFT model loading the
+What is written is what ParamDB applies: the factors come from ``engine.adapters.factors_for_ids`` (the
+answer path's own decoding) and a question's merge from ``merge_flat`` with generate's scales, so a PEFT model loading the
 folder adds the same update ParamDB does. Merging k adapters of rank r exactly is one adapter of rank
 k·r: A is the k A's stacked, B the k B's side by side, each multiplied by its merge scale
 (alpha/r x adapter weight x 1/k for mean). That scale is folded into B and ``lora_alpha`` equals the rank,
@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_MERGE, MERGES, adapter_weight_for, rank_weights
+from ..config import StoreConfig, rank_weights
+from ..engine import adapters, search
+from ..engine.models import Models
+from ..engine.store import Store
 from ..errors import InvalidInput, ModelLoadError
 from ..knowledge.inject import merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import model_folder
+from ..options import AnswerOptions
 from ..storage.meta import PENDING
 from . import folders, peft_format
 from .peft_format import PeftAdapter
@@ -45,10 +49,10 @@ class PeftExport:
     skipped: list[str] = field(default_factory=list)   # pending hits of a question: no adapter yet, not merged
 
 
-def base_model_for(db) -> str | None:
+def base_model_for(config: StoreConfig) -> str | None:
     """The folder ``AutoModelForCausalLM.from_pretrained`` loads the store's base model from, or None for a
     model that was handed over in memory and has no folder."""
-    model = db.config.model
+    model = config.model
     if model != "default" and not Path(model).exists():
         return None
     try:
@@ -66,24 +70,24 @@ def _as_adapter(names: list[str], factors, scaling: float, base: str | None) -> 
     return PeftAdapter(pairs, rank, float(scaling * rank), base_model=base)
 
 
-def export_rows(db, ids: list[str], target: Path, force: bool = False) -> PeftExport:
+def export_rows(store: Store, models: Models, ids: list[str], target: Path, force: bool = False) -> PeftExport:
     """Each row's adapter: ``target`` itself for one id, ``target/<folder_name(id)>/`` for several."""
     if not ids:
         raise InvalidInput("give at least one id to export")
     if len(set(ids)) != len(ids):
         raise InvalidInput(f"id {next(i for i in ids if ids.count(i) > 1)!r} is given twice")
     folders.check_target(Path(target), force)          # before any model is loaded
-    factors = db.adapter_factors(ids)                  # UnknownId before anything is written
-    names = [n for n, _ in side_path(db.lm.model).modules]
-    base, scale = base_model_for(db), db.config.training.scale
-    adapters = {i: _as_adapter(names, f, scale, base) for i, f in zip(ids, factors)}
+    factors = adapters.factors_for_ids(store, models.lm, ids)   # UnknownId before anything is written
+    names = [n for n, _ in side_path(models.lm.model).modules]
+    base, scale = base_model_for(store.config), store.config.training.scale
+    peft = {i: _as_adapter(names, f, scale, base) for i, f in zip(ids, factors)}
     if len(ids) == 1:
-        files = {**peft_format.folder_files(adapters[ids[0]]),
+        files = {**peft_format.folder_files(peft[ids[0]]),
                  SIDECAR: _sidecar({"documents": ids, "kind": "row"})}
         written = folders.write_tree(Path(target), files, force)
-        return PeftExport(written, {ids[0]: written}, base, rank=adapters[ids[0]].rank)
+        return PeftExport(written, {ids[0]: written}, base, rank=peft[ids[0]].rank)
     files, where = {}, {}
-    for doc_id, adapter in adapters.items():
+    for doc_id, adapter in peft.items():
         name = folders.folder_name(doc_id)
         where[doc_id] = name
         files.update({f"{name}/{k}": v for k, v in peft_format.folder_files(adapter).items()})
@@ -92,31 +96,28 @@ def export_rows(db, ids: list[str], target: Path, force: bool = False) -> PeftEx
     return PeftExport(written, {i: written / n for i, n in where.items()}, base)
 
 
-def export_question(db, question: str, target: Path, *, k: int = 3, where: dict | None = None,
-                    method: str = "hybrid", merge: str = DEFAULT_MERGE, adapter_weight: float | None = None,
+def export_question(store: Store, models: Models, question: str, target: Path, opts: AnswerOptions,
                     force: bool = False) -> PeftExport:
-    """The one adapter ``generate(question, mode="prag", ...)`` applies, with the same retrieval, merge
-    and adapter weight."""
-    if merge not in MERGES:
-        raise InvalidInput(f"unknown merge {merge!r}; valid: {', '.join(MERGES)}")
-    weight = adapter_weight_for("prag", adapter_weight)
+    """The one adapter ``generate(question, opts)`` applies in prag mode, with the same retrieval, merge and
+    adapter weight (``opts`` was checked by the caller)."""
+    k, where, method, merge, weight = opts.k, opts.where, opts.method, opts.merge, opts.weight
     folders.check_target(Path(target), force)
-    hits = db.query(question, k=k, where=where, method=method)
+    hits = [hit for hit, _ in search.search(store, models, question, k, where, method)]
     if not hits:
         raise InvalidInput(f"no documents match {question!r}{' with that filter' if where else ''}: nothing to merge")
     skipped = [h.id for h in hits if h.adapter_kind == PENDING]
     ids = [h.id for h in hits if h.adapter_kind != PENDING]
     if not ids:
         raise InvalidInput(f"the {len(hits)} documents matching {question!r} are all pending (no adapter yet): "
-                           f"nothing to merge; run `paramdb refine {db.path}` first")
-    lm = db.lm
+                           f"nothing to merge; run `paramdb refine {store.path}` first")
+    lm = models.lm
     dtype = next(lm.model.parameters()).dtype
-    scale = question_scale(db.config.training.scale, merge, weight, len(ids))
-    factors = db.adapter_factors(ids)
+    scale = question_scale(store.config.training.scale, merge, weight, len(ids))
+    factors = adapters.factors_for_ids(store, lm, ids)
     weights = [rank_weights(len(ids))] if merge == "rank" else None      # per document, as generate
     merged = merge_flat([factors], lm.device, dtype, scale=[scale], weights=weights)
     names = [n for n, _ in side_path(lm.model).modules]
-    base = base_model_for(db)
+    base = base_model_for(store.config)
     adapter = _as_adapter(names, [(a[0], b[0]) for a, b in merged], 1.0, base)
     files = {**peft_format.folder_files(adapter), SIDECAR: _sidecar({
         "kind": "merge", "question": question, "documents": ids, "pending_skipped": skipped, "k": k, "method": method, "merge": merge,

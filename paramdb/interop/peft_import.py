@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import StoreConfig
 from ..documents import coerce
 from ..engine.commit import commit_batch
+from ..engine.models import Models
+from ..engine.store import Store
 from ..errors import DuplicateId, InvalidInput, ModelMismatch
 from ..knowledge.lora import side_path
 from ..knowledge.models import load_model
@@ -45,21 +48,23 @@ class PeftImport:
     base_check: str
 
 
-def import_peft(db, folder: str | Path, doc_id: str, text: str, metadata: dict | None = None) -> PeftImport:
+def import_peft(store: Store, models: Models, folder: str | Path, doc_id: str, text: str,
+                metadata: dict | None = None) -> PeftImport:
     folder = Path(folder)
-    db.store.lock.refuse_if_readonly("import")
+    store.lock.refuse_if_readonly("import")
     doc = coerce({"id": doc_id, "text": text, "metadata": metadata}, f"import {folder}")
-    if doc.id in db:
+    if store.meta.get([doc.id]):
         raise DuplicateId(doc.id)
     adapter = peft_format.read(folder)
-    shapes = {s.name: (s.in_features, s.out_features) for s in side_path(db.lm.model).shapes}
+    shapes = {s.name: (s.in_features, s.out_features) for s in side_path(models.lm.model).shapes}
     _check_modules(folder, adapter, shapes)
-    base_check = _check_base_model(db, folder, adapter.base_model)
-    tensors = _stored_tensors(folder, adapter, db.config.training.rank, db.config.training.scale)
-    vectors = db.embedder.embed([doc.text])
-    commit_batch(db.store, [doc], vectors, [tensors], kind=ADAPTER_KIND)
-    db.store.indexes.save()
-    return PeftImport(doc.id, adapter.rank, max(adapter.rank, db.config.training.rank), base_check)
+    base_check = _check_base_model(store.config, folder, adapter.base_model)
+    training = store.config.training
+    tensors = _stored_tensors(folder, adapter, training.rank, training.scale)
+    vectors = models.embedder.embed([doc.text])
+    commit_batch(store, [doc], vectors, [tensors], kind=ADAPTER_KIND)
+    store.indexes.save()
+    return PeftImport(doc.id, adapter.rank, max(adapter.rank, training.rank), base_check)
 
 
 def _check_modules(folder: Path, adapter: PeftAdapter, shapes: dict[str, tuple[int, int]]) -> None:
@@ -78,19 +83,19 @@ def _check_modules(folder: Path, adapter: PeftAdapter, shapes: dict[str, tuple[i
                                 f"the store's base model has {d_in} -> {d_out} (another model?)")
 
 
-def _check_base_model(db, folder: Path, named: str | None) -> str:
+def _check_base_model(config: StoreConfig, folder: Path, named: str | None) -> str:
     """Compare the named base model's weights with the store's when it is on this machine."""
     path = Path(named).expanduser().resolve() if named else None
     if path is None or not ((path / "config.json").is_file() or (path.suffix == ".gguf" and path.is_file())):
         return "shapes"                         # a hub name, or a folder not on this machine
-    own = base_model_for(db)
+    own = base_model_for(config)
     if own is not None and path == Path(own).resolve():
         return "fingerprint"                    # the very folder the store's model loads from
     other = load_model(str(path), "cpu")
-    if other.fingerprint != db.config.model_fingerprint:
+    if other.fingerprint != config.model_fingerprint:
         raise ModelMismatch(f"{folder}: adapter was trained on {named} (weight fingerprint {other.fingerprint}); "
-                            f"the store's base model {db.config.model!r} has fingerprint "
-                            f"{db.config.model_fingerprint}")
+                            f"the store's base model {config.model!r} has fingerprint "
+                            f"{config.model_fingerprint}")
     return "fingerprint"
 
 

@@ -178,8 +178,8 @@ def _reparameterize(store: Store, models: Models, rows: list[dict], report: Chec
         docs = [Document(text=stored[i]["text"], id=i, metadata=stored[i]["metadata"]) for i in ids
                 if i in stored and (stored[i]["adapter_kind"] == PENDING) == later]
         if docs:
-            ingest.insert(store, models, docs, upsert=True, batch_size=8,
-                          parameterize_as="later" if later else "train")
+            ingest.insert(store, docs, ingest.LocalExecutor(models, "later" if later else "train"),
+                          upsert=True, batch_size=8)
     for f in report.findings:
         if f.subject in ids and f.kind != "text-checksum":
             f.repaired = True
