@@ -26,12 +26,10 @@ EXECUTORS = ("local", "ray")
 # How the k retrieved adapters combine: weight 1/k each, 1 each (PRAG), or by retrieval rank (1/rank,
 # normalised to sum 1: the best document outweighs the others; RANK_WEIGHTS).
 MERGES = ("mean", "sum", "rank")
-# The default merge: on PopQA's first 100 items (k=3, short answers) rank scores prag F1 0.315 against the
-# mean's 0.236 and the top adapter alone's 0.260 (docs/recipe.md "Merging the k adapters").
+# The default merge, chosen by measurement on PopQA (docs/recipe.md "Merging the k adapters").
 DEFAULT_MERGE = "rank"
 # The merged adapters' weight per mode, unless the caller gives one. With the passages in context the adapters
-# only need to add to them; at full weight they override the context (PopQA, 20 items, k=3: combine F1 0.069
-# at 1.0, 0.150 at 0.5, against icl's 0.120; README "Evaluation").
+# only need to add to them; at full weight they override the context (measured: docs/evaluation.md, PopQA).
 ADAPTER_WEIGHTS = {"prag": 1.0, "combine": 0.5}
 
 # Calibrated on a fictional-facts set (tools/calibrate_training.py, README "Performance"). PRAG's published
