@@ -62,6 +62,16 @@ def _one_thread_for_tiny_models():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _precision_variable_left_as_found():
+    """A test leaves PARAMDB_PRECISION as it found it. A leaked value reaches every later test's subprocesses:
+    a leaked bf16 makes the real model emulate bf16 on a CPU without bf16 units, ~100x slower than fp32."""
+    before = os.environ.get("PARAMDB_PRECISION")
+    yield
+    after = os.environ.get("PARAMDB_PRECISION")
+    assert after == before, f"PARAMDB_PRECISION was {before!r} before the test and {after!r} after it"
+
+
 # -- PostgreSQL: the metadata suite runs against SQLite and, where PARAMDB_TEST_PG_URL is set, a server ----
 PG_URL = os.environ.get("PARAMDB_TEST_PG_URL")
 needs_pg = pytest.mark.skipif(not PG_URL, reason="PARAMDB_TEST_PG_URL is not set (CI sets it: .ci/postgres.sh)")
