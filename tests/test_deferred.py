@@ -422,7 +422,7 @@ def test_interval_without_watch_is_a_usage_error(mixed, monkeypatch, tiny_lm, em
     assert r.exit_code == 2 and "--interval needs --watch" in r.output
 
 
-# ------------------------------------------------------------------------------------------ content ids (issue 28)
+# ------------------------------------------------------------------------------------------ content ids
 @pytest.mark.parametrize("later", [False, True])
 def test_inserting_the_same_id_less_text_twice_stores_one_row(db, later):
     how = {"parameterize": "later"} if later else {}

@@ -2,9 +2,10 @@
 
 Each trap pairs a question with a sentence that also holds an answer of another relation, one trap per
 relation that the few-shot examples of the old extractor asked (birthplace, date, publisher, occupation,
-designer, a name, food) and the bakery case of issue 27. The generations are given, so only the choice is
-tested: a span the pass commits to must be the asked relation's, not the one an example would have taught;
-where two names of the asked kind compete (the teacher and the publisher) it may keep the whole sentence.
+designer, a name, food) and the bakery case ("Which bakery did Mara Olwen open?"). The generations are
+given, so only the choice is tested: a span the pass commits to must be the asked relation's, not the one an
+example would have taught; where two names of the asked kind compete (the teacher and the publisher) it may
+keep the whole sentence.
 """
 from __future__ import annotations
 

@@ -5,6 +5,7 @@
     python tools/bench_insert.py --memory-check [--memory-counts 100,1000] [--json]
     python tools/bench_insert.py --ray-workers 1,2 [--tiny] [--docs N] [--batch-size B] [--writer-docs W] [--json]
     python tools/bench_insert.py --precision-compare [--docs 24] [--popqa 20] [--bf16-docs 8] [--json]
+    python tools/bench_insert.py --precision-peaks [--json]
 
 One run, one base model (default SmolLM2-135M-Instruct), N fictional documents (tools/data/fictional.jsonl, then
 templated ones with invented names), each with two questions no model can answer unaided. ``build_samples``
@@ -314,6 +315,8 @@ def main() -> None:
     ap.add_argument("--plot", metavar="FILE.png", help="also draw the run's figures (needs paramdb[plot])")
     ap.add_argument("--precision-compare", action="store_true",
                     help="only fp32 (the baseline) against the default precision: tools/bench_precision.py")
+    ap.add_argument("--precision-peaks", action="store_true",
+                    help="only the fp32 and bf16 matmul rates and what precision auto picks here")
     ap.add_argument("--popqa", type=int, default=20, help="--precision-compare: PopQA dev items whose gold "
                                                           "passages are inserted too (0: none)")
     ap.add_argument("--bf16-docs", type=int, default=8,
@@ -326,7 +329,11 @@ def main() -> None:
     if args.memory_child is not None:
         scale.memory_child(args.memory_child, args.batch_size)
         return
-    if args.precision_compare:
+    if args.precision_peaks:
+        import bench_precision
+
+        r = bench_precision.peaks(args.device)
+    elif args.precision_compare:
         import bench_precision
 
         args.docs = 24 if args.docs == ap.get_default("docs") else args.docs

@@ -1,6 +1,7 @@
 """Insert speed and knowledge by base-model precision: today's fp32 recipe against the default (``auto``).
 
     python tools/bench_insert.py --precision-compare [--docs 24] [--popqa 20] [--bf16-docs 8] [--json]
+    python tools/bench_insert.py --precision-peaks [--json]     # only the matmul rates and auto's choice
 
 One process, one base model, the same documents for every row:
   - ``baseline``: precision fp32 with the store's default recipe, as ParamDB trained before precision was chosen
@@ -95,24 +96,38 @@ def _train_tflops(lm, items: list[dict]) -> float:
     return 4 * decoder * tokens / seconds / 1e12
 
 
+def peaks(device: str | None = None) -> dict:
+    """What ``auto`` picks here, beside the fp32 and bf16 matmul rates that justify it (same threads)."""
+    import torch
+
+    from paramdb.knowledge.precision import cpu_has_bf16_matmul, precision_for
+
+    auto = precision_for("cpu" if device in (None, "cpu") else device).weights
+    out = {"threads": torch.get_num_threads(), "cpu_has_bf16_matmul": cpu_has_bf16_matmul(),
+           "auto_resolves_to": str(auto).replace("torch.", ""),
+           "peak_fp32_tflops": round(matmul_tflops(torch.float32), 4),
+           "peak_bf16_tflops": round(matmul_tflops(torch.bfloat16), 4)}
+    out["bf16_over_fp32"] = round(out["peak_bf16_tflops"] / out["peak_fp32_tflops"], 4)
+    log(f"matmul peaks: fp32 {out['peak_fp32_tflops']} TFLOP/s, bf16 {out['peak_bf16_tflops']} TFLOP/s "
+        f"({out['bf16_over_fp32']}x); bf16 units: {out['cpu_has_bf16_matmul']}; auto resolves to "
+        f"{out['auto_resolves_to']}")
+    return out
+
+
 def run(args) -> dict:
     import torch
 
     from paramdb.db import PARAMETERIZE
     from paramdb.knowledge.embed import Embedder
     from paramdb.knowledge.models import load_model
-    from paramdb.knowledge.precision import model_dtype, precision_for
+    from paramdb.knowledge.precision import model_dtype
 
     fictional = fictional_docs(args.docs)
     popqa = popqa_passages(args.popqa)
     sets = {"fictional": fictional, "popqa": popqa} if popqa else {"fictional": fictional}
-    auto = precision_for("cpu" if args.device in (None, "cpu") else args.device).weights
+    out = peaks(args.device)
+    auto = getattr(torch, out["auto_resolves_to"])
     root = Path(tempfile.mkdtemp(prefix="paramdb-bench-precision-"))
-    out: dict = {"threads": torch.get_num_threads(), "auto_resolves_to": str(auto).replace("torch.", ""),
-                 "peak_fp32_tflops": round(matmul_tflops(torch.float32), 3),
-                 "peak_bf16_tflops": round(matmul_tflops(torch.bfloat16), 3)}
-    log(f"matmul peaks: fp32 {out['peak_fp32_tflops']} TFLOP/s, bf16 {out['peak_bf16_tflops']} TFLOP/s; "
-        f"auto resolves to {out['auto_resolves_to']}")
     embedder = Embedder()
     try:
         fp32 = load_model(args.model, args.device, "fp32")

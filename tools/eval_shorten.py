@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from paramdb.evaluation import em_in_output, paired_bootstrap, token_f1  # noqa: E402
 from paramdb.knowledge import prompts, shorten, spans  # noqa: E402
 
-# The few-shot prompt the extractor used before issue 27 (seven examples), kept to compare against.
+# The few-shot prompt the extractor used before span selection (seven examples), kept to compare against.
 SHORTEN_FEW_SHOT = """Copy the short answer to the question from the sentence.
 
 Question: Where was Marie Curie born?
@@ -127,7 +127,7 @@ VARIANTS = {
 
 
 def legacy_copy(lm, rows, cache: Path) -> list[str]:
-    """The extractor before issue 27: greedy copy after SHORTEN_FEW_SHOT, kept only if a span of the
+    """The extractor before span selection: greedy copy after SHORTEN_FEW_SHOT, kept only if a span of the
     generation, not a repeat of the question and not cut at its 16-token limit (cached like the scores)."""
     from paramdb.knowledge import budget
     from paramdb.knowledge.generate import greedy

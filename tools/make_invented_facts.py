@@ -9,7 +9,7 @@ writes the same file), with 2-3 questions. What it adds to the older set:
 - facts inside subordinate clauses ("..., which Orla Venn founded in 1921 in Tamsby, ...");
 - several names of one kind in a passage (two people, two towns, two years), so choosing the right one matters;
 - an occupation beside the asked organisation ("a weaver who opened the Tollan Bakery"): the trap that a
-  few-shot example about occupations set for the short-answer pass (issue 27).
+  few-shot example about occupations set for the old short-answer pass.
 
 Output lines have the shape of fictional.jsonl: {"id", "text", "questions": [{"q", "a": [aliases]}]}. A person's
 aliases are the full name and the surname; an organisation's, its name with and without its kind ("Tollan

@@ -153,7 +153,7 @@ Rewrite:"""
 # Answers: the prompt under which every span of a generated answer is scored as the short answer
 # (knowledge/shorten.py). Zero-shot on purpose: a few-shot version was followed where its examples' relations
 # resembled the question more than the sentence did ("weaver" for "Which bakery ...?" after an occupation
-# example; issue 27), and scoring spans needs no example of the output's form.
+# example), and scoring spans needs no example of the output's form.
 SHORTEN_PROMPT = """Copy the short answer to the question from the sentence.
 
 Question: {question}

@@ -10,7 +10,7 @@ The choice cannot leave the generation: every word-boundary span of it is a cand
 (no adapter, no passages) as the answer to the question (knowledge/spans.py: length-normalised likelihood, one
 batched pass). No few-shot examples steer it: an earlier extractor that copied freely after seven examples
 followed them, not the question ("weaver" for "Which bakery did Mara Olwen open?" because an example asked an
-occupation; issue 27). Two more rules:
+occupation). Two more rules:
 - answer-type cues from the question's own words (knowledge/cues.py: "Which bakery" -> a name holding
   "Bakery", "When" -> a date, "Who" -> a name) add ``Choice.cue_bonus`` to the spans that fit;
 - a span that only repeats the question's words ("Fish" for "What fish do fishermen catch?") or the
