@@ -178,7 +178,7 @@ def main() -> None:
     ap.add_argument("--templates", default="zero,fewshot")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--show", help="print the answers of this variant")
-    ap.add_argument("--legacy", action="store_true", help="also run the pre-issue-27 few-shot copy")
+    ap.add_argument("--legacy", action="store_true", help="also run the previous extractor (a greedy copy after seven few-shot examples)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import torch
