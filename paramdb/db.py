@@ -1,28 +1,26 @@
 """ParamDB: a store whose rows are documents with their own LoRA adapters.
 
-This class is the thin public face of the engine (paramdb/engine): it validates arguments, delegates to the
-engine module that does the job and shapes the result. How a store is opened, written, searched and
-answered from lives there, where the operator tools and the Ray executor use it too.
+This class is the document API, as a Chroma collection or a sqlite-utils table is: open and close, insert,
+upsert, get, list, count, delete, query, generate and stats. It checks arguments, hands them to the engine
+module that does the job (paramdb/engine) and shapes the result. Operator tasks (backup, check, refine,
+distill, compact, ...) are functions in paramdb.ops and adapter formats in paramdb.interop, over the same
+:attr:`ParamDB.handle`; nothing below this module imports it.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from . import validate
-from .config import DEFAULT_MERGE
-from .engine import answer, commit, ingest, search
+from .engine import answer, commit, ingest, search, translator_blob
+from .engine.handle import Handle, create_handle, open_handle
 from .engine.ingest import Progress
-from .engine.models import Models, for_new_store
-from .engine.store import Store, create_store, open_store
-from .errors import InvalidInput, StoreExists, UnknownId
+from .errors import UnknownId
 from .knowledge.embed import Embedder
 from .knowledge.lora import DEFAULT_TARGETS
 from .knowledge.models import LoadedModel
-from .layout import Layout
 from .options import RETRIEVAL_FIELDS, AnswerOptions, answer_options
 from .storage.lock import DEFAULT_TIMEOUT
-from .engine.translator_blob import info as translator_info, load as load_translator
 from .types import Answer, Document, Hit, InsertReport
 
 __all__ = ["ParamDB", "Progress"]
@@ -32,10 +30,9 @@ PARAMETERIZE = ingest.PARAMETERIZE  # how insert makes adapters: trained, transl
 class ParamDB:
     """Open with :meth:`open`; use as a context manager so the index is saved and files are closed."""
 
-    def __init__(self, store: Store, models: Models):
-        self.path, self.config = store.path, store.config
-        self._store, self._models = store, models
-        self._translator = None            # loaded on the first translated insert
+    def __init__(self, handle: Handle):
+        self.path, self.config = handle.store.path, handle.store.config
+        self._handle, self._store, self._models = handle, handle.store, handle.models
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
@@ -59,27 +56,9 @@ class ParamDB:
         becomes the store's setting. Unset, ``PARAMDB_PRECISION`` or the store's setting decides, and
         ``auto`` picks bf16 only on hardware that multiplies it natively (knowledge/precision.py).
         """
-        if create and not Layout(Path(path)).exists():
-            if readonly:
-                raise InvalidInput(f"cannot create a store read-only: no store at {path}")
-            return cls.create(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
-                              training=training, adapter_dtype=adapter_dtype, augment=augment,
-                              lock_timeout=lock_timeout, precision=precision)
-        if training or augment:
-            raise InvalidInput("training and augmentation settings are fixed when a store is created")
-        store = open_store(path, meta_url=meta_url, lock_timeout=lock_timeout, readonly=readonly)
-        if adapter_dtype is not None and adapter_dtype != store.config.adapter_dtype:
-            store.close()
-            raise InvalidInput(f"store {store.path} keeps {store.config.adapter_dtype} adapters, not "
-                               f"{adapter_dtype!r}: the adapter dtype is fixed at creation; convert with "
-                               f"`paramdb compact {store.path} --adapter-dtype {adapter_dtype}`")
-        try:
-            models = Models(store.config, model, embedder or None, device, label=str(store.path),
-                            precision=precision)
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, models)
+        return cls(open_handle(path, create, model=model, embedder=embedder, meta_url=meta_url, device=device,
+                               training=training, adapter_dtype=adapter_dtype, augment=augment,
+                               lock_timeout=lock_timeout, readonly=readonly, precision=precision))
 
     @classmethod
     def create(cls, path: str | Path, *, model: LoadedModel | str | None = None,
@@ -88,41 +67,30 @@ class ParamDB:
                augment: dict | None = None, lock_timeout: float = DEFAULT_TIMEOUT,
                precision: str | None = None) -> "ParamDB":
         """Make a new store at ``path``; refuses (StoreExists) if one is there. Arguments as for :meth:`open`."""
-        layout = Layout(Path(path))
-        if layout.exists():
-            raise StoreExists(f"a store already exists at {layout.root}")
-        models = for_new_store(model, embedder, device, training, label=str(layout.root),
-                               adapter_dtype=adapter_dtype, augment=augment, precision=precision)
-        return cls(create_store(path, models.config, meta_url=meta_url, lock_timeout=lock_timeout), models)
+        return cls(create_handle(path, model=model, embedder=embedder, meta_url=meta_url, device=device,
+                                 training=training, adapter_dtype=adapter_dtype, augment=augment,
+                                 lock_timeout=lock_timeout, precision=precision))
 
     @property
     def readonly(self) -> bool:
         """True when this handle only reads (asked for, or the store's files are not writable here)."""
         return self._store.lock.readonly is not None
 
+    @property
+    def handle(self) -> Handle:
+        """The open store and its models that this façade works over: what the operator tasks
+        (paramdb.ops: backup, check, refine, distill, ...) and paramdb.interop take, as
+        ``ops.check(db.handle.store, db.handle.models)``, so one opened store serves both."""
+        return self._handle
+
     def close(self) -> None:
-        self._store.close()
+        self._handle.close()
 
     def __enter__(self) -> "ParamDB":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @property
-    def store(self) -> Store:
-        """The engine's handle on this store (layout, metadata, blobs, writer lock, indexes, adapter cache),
-        for operator tools and tests that work below the document API; applications never need it."""
-        return self._store
-
-    # ---------------------------------------------------------------- models (loaded on first need)
-    @property
-    def lm(self) -> LoadedModel:
-        return self._models.lm
-
-    @property
-    def embedder(self) -> Embedder:
-        return self._models.embedder
 
     # ---------------------------------------------------------------- writing
     def insert(self, docs: Iterable[Any] | Any, *, upsert: bool = False, batch_size: int = 8,
@@ -149,24 +117,17 @@ class ParamDB:
         ``adapter_kind`` is "pending", prag and combine answer it from its passage in the prompt (the answer's
         notes name it), and ``refine`` trains it later.
         """
-        validate.insert_args(docs, batch_size, executor, parameterize)
+        validate.insert_args(batch_size, executor, parameterize)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
-        if isinstance(docs, (str, dict, Document)):
-            docs = [docs]
         if executor == "ray":
             from .distributed.ray_executor import RayExecutor
 
             made_by: ingest.Executor = RayExecutor(self._models.source(), ray_address, ray_workers)
         else:                                  # the translator is loaded first: a store without one says so
             made_by = ingest.LocalExecutor(self._models, parameterize,
-                                           self.translator() if parameterize == "translate" else None)
+                                           translator_blob.cached(self._store) if parameterize == "translate"
+                                           else None)
         return ingest.insert(self._store, docs, made_by, upsert=upsert, batch_size=batch_size, progress=progress)
-
-    def translator(self):
-        """The store's translator (CRC- and model-checked, loaded once); NoTranslator says how to make one."""
-        if self._translator is None:
-            self._translator, _ = load_translator(self._store.blobs, self.config.model_fingerprint, str(self.path))
-        return self._translator
 
     def upsert(self, docs, **kwargs) -> InsertReport:
         return self.insert(docs, upsert=True, **kwargs)
@@ -219,76 +180,12 @@ class ParamDB:
                          "targets": list(DEFAULT_TARGETS)},
                 "training": {"lr": c.training.lr, "epochs": c.training.epochs,
                              "samples_per_step": c.training.samples_per_step},
-                "adapters": s.meta.adapter_kinds(), "translator": translator_info(s.blobs),
+                "adapters": s.meta.adapter_kinds(), "translator": translator_blob.info(s.blobs),
                 "bytes": {"metadata": meta_bytes, "blobs": blob_bytes, "index": index_bytes,
                           "total": meta_bytes + blob_bytes + index_bytes},
                 # adapter_bytes: every adapter value in LMDB (rows written before a `compact` included)
                 "adapter_dtype": c.adapter_dtype, "adapter_bytes": adapter_bytes,
                 "adapter_bytes_per_row": round(adapter_bytes / n) if n else 0}
-
-    # ---------------------------------------------------------------- operations (paramdb/ops)
-    def backup(self, archive: str | Path) -> dict:
-        """Write a consistent snapshot of this store to one archive while writers go on; returns its
-        manifest (format, model fingerprint, row count, sha256 of every member)."""
-        from .ops.backup import backup
-        return backup(self._store, archive)
-
-    @staticmethod
-    def restore(archive: str | Path, path: str | Path, *, overwrite: bool = False) -> dict:
-        """Restore an archive made by :meth:`backup` as the store at ``path`` (checked before it appears)."""
-        from .ops.backup import restore
-        return restore(archive, path, overwrite=overwrite)
-
-    @staticmethod
-    def verify(path: str | Path) -> list[str]:
-        """Problems in an archive or a store, one line each; empty when it is sound."""
-        from .ops.backup import verify
-        return verify(path)
-
-    def distill(self, source: Iterable[Any] | None = None, **kwargs):
-        """Train the store's translator from its rows (or ``source`` passages) and store it; see
-        paramdb.ops.distill_store for the options. Returns a DistillResult (held-out loss, seconds, bytes)."""
-        from .ops.distill_store import distill
-        try:
-            return distill(self._store, self._models, source, **kwargs)
-        finally:
-            self._translator = None          # the stored translator may have changed: load it again when asked
-
-    def refine(self, **kwargs):
-        """Train the pending rows (inserted with ``parameterize="later"``) and replace translated adapters
-        with trained ones, batch by batch, while the store stays usable; ``watch=True`` keeps doing so as rows
-        arrive (paramdb.ops.refine). Returns a RefineResult."""
-        from .ops.refine import refine
-        return refine(self._store, self._models, **kwargs)
-
-    def check(self, repair: bool = False):
-        """Look for damaged or missing blobs, orphans and index drift; ``repair`` fixes what it can
-        without losing a committed row. Returns a CheckReport (``.ok``, ``.findings``)."""
-        from .ops.check import check
-        return check(self._store, repair=repair, models=self._models)
-
-    # ---------------------------------------------------------------- adapters in other formats (paramdb/interop)
-    def export_peft(self, ids: str | Sequence[str] | None, path: str | Path, *, question: str | None = None,
-                    k: int = 3, where: dict | None = None, method: str = "hybrid", merge: str = DEFAULT_MERGE,
-                    adapter_weight: float | None = None, force: bool = False):
-        """Write adapters as PEFT LoRA folders that ``PeftModel.from_pretrained`` (vLLM, LoRAX, ...) loads:
-        one id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
-        ``generate(question, mode="prag")`` would apply. Returns a PeftExport."""
-        from .interop import peft_export
-        validate.export_args(ids, question)
-        if question is not None:
-            opts = answer_options(None, {"k": k, "where": where, "method": method, "merge": merge,
-                                         "adapter_weight": adapter_weight})
-            return peft_export.export_question(self._store, self._models, validate.query_text(question, "question"),
-                                               Path(path), opts, force)
-        return peft_export.export_rows(self._store, self._models, [ids] if isinstance(ids, str) else list(ids),
-                                       Path(path), force)
-
-    def import_peft(self, path: str | Path, doc_id: str, text: str, metadata: dict | None = None):
-        """Store a PEFT LoRA folder trained elsewhere as the row ``doc_id`` with ``text`` (embedded, not
-        trained on), after checking it fits this store's base model. Returns a PeftImport."""
-        from .interop.peft_import import import_peft
-        return import_peft(self._store, self._models, path, doc_id, text, metadata)
 
     # ---------------------------------------------------------------- answering
     def generate(self, question: str, options: AnswerOptions | None = None, /, **fields: Any) -> Answer:

@@ -9,7 +9,7 @@ from typing import Any
 @dataclass
 class Document:
     """A row: text plus user metadata. ``id``, when not given, is derived from the text at insert
-    (paramdb/documents.py), so inserting the same text again finds it stored instead of adding a copy."""
+    (paramdb/content_ids.py), so inserting the same text again finds it stored instead of adding a copy."""
 
     text: str
     id: str | None = None

@@ -13,6 +13,7 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from .content_ids import content_id
 from .errors import InvalidInput
 from .types import Document
 
@@ -64,6 +65,41 @@ def lookup_ids(ids: Any) -> list[str]:
     return out
 
 
+def document(item: Any, where: str) -> Document:
+    """A str, dict or Document as a validated Document; ``where`` names it in errors (e.g. 'docs.jsonl:3')."""
+    if isinstance(item, str):
+        item = Document(text=item)
+    elif isinstance(item, dict):
+        unknown = sorted(set(item) - {"id", "text", "metadata"})
+        if unknown:
+            raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (fields: id, text, metadata)")
+        if "text" not in item:
+            raise InvalidInput(f"{where}: document has no 'text'")
+        meta = item.get("metadata")
+        item = Document(text=item["text"], id=item.get("id"), metadata={} if meta is None else meta)
+    elif not isinstance(item, Document):
+        raise InvalidInput(f"{where}: expected a str, dict or Document, got {type(item).__name__}")
+    if not isinstance(item.text, str):
+        raise InvalidInput(f"{where}: text must be a string, got {type(item.text).__name__}")
+    if not item.text.strip():
+        raise InvalidInput(f"{where}: text is empty")
+    unicode_text(item.text, f"{where}: text")
+    ident = doc_id(item.id if item.id is not None else content_id(item.text), f"{where}: id")
+    return Document(text=item.text, id=ident, metadata=dict(metadata(item.metadata, where)))
+
+
+def documents(located: Iterable[tuple[str, Any]]) -> list[Document]:
+    """Validate a batch of (where, item) pairs; an id repeated inside the batch names both places."""
+    docs, seen = [], {}
+    for where, item in located:
+        doc = document(item, where)
+        if doc.id in seen:
+            raise InvalidInput(f"{where}: duplicate id {doc.id!r} (also at {seen[doc.id]})")
+        seen[doc.id] = where
+        docs.append(doc)
+    return docs
+
+
 def documents_arg(docs: Any) -> None:
     """What insert accepts: one document (str, dict, Document) or an iterable of them."""
     if isinstance(docs, (str, dict, Document)):
@@ -73,11 +109,11 @@ def documents_arg(docs: Any) -> None:
                            f"{type(docs).__name__}")
 
 
-def insert_args(docs: Any, batch_size: Any, executor: Any, parameterize: Any) -> None:
-    """``insert``'s arguments, refused before any model is loaded or any document read."""
+def insert_args(batch_size: Any, executor: Any, parameterize: Any) -> None:
+    """``insert``'s knobs, refused before any model is loaded or any document read (the documents themselves
+    are checked by the insert pipeline as it reads them: :func:`documents_arg`, :func:`documents`)."""
     from .config import EXECUTORS, PARAMETERIZE
 
-    documents_arg(docs)
     positive_int(batch_size, "batch size")
     if parameterize not in PARAMETERIZE:
         raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")
@@ -85,6 +121,14 @@ def insert_args(docs: Any, batch_size: Any, executor: Any, parameterize: Any) ->
         raise InvalidInput(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     if executor == "ray" and parameterize != "train":   # one forward pass, or none, per document
         raise InvalidInput(f"parameterize={parameterize!r} runs locally: use executor='local'")
+
+
+def open_args(path: Any, creating: bool, readonly: bool, training: Any, augment: Any) -> None:
+    """``open``'s arguments that only make sense when a store is made (or never together)."""
+    if creating and readonly:
+        raise InvalidInput(f"cannot create a store read-only: no store at {path}")
+    if not creating and (training or augment):
+        raise InvalidInput("training and augmentation settings are fixed when a store is created")
 
 
 def export_args(ids: Any, question: Any) -> None:

@@ -46,7 +46,7 @@ def paramdb_steps(db: ParamDB, question: str, **kw) -> tuple[list[torch.Tensor],
     """Every decoding step's last-position logits of ``db.generate(question, mode="prag", **kw)``, and its whole
     generation (``short=False``: the short-answer pass would add steps of its own)."""  # mode= overrides
     steps: list[torch.Tensor] = []
-    head = db.lm.model.lm_head
+    head = db.handle.models.lm.model.lm_head
     handle = head.register_forward_hook(lambda _m, _i, out: steps.append(out[:, -1].clone()))
     try:
         answer = db.generate(question, **{"mode": "prag", "short": False, **kw})

@@ -124,7 +124,7 @@ def test_upsert_replaces_text_and_metadata_and_keeps_one_row(db):
     assert (db.get("a").text, db.get("a").metadata) == ("Bananas are yellow.", {"v": 2})
     hits = db.query("yellow bananas", k=10)
     assert [(h.id, h.text) for h in hits] == [("a", "Bananas are yellow.")]
-    assert db.store.blobs.count("adapters") == db.store.blobs.count("embeddings") == 1    # the old blobs are gone
+    assert db.handle.store.blobs.count("adapters") == db.handle.store.blobs.count("embeddings") == 1    # the old blobs are gone
 
 
 # ---------------------------------------------------------------- reopening and the derived index
@@ -168,10 +168,10 @@ def test_index_file_of_an_older_generation_is_rebuilt_on_open(db, store_path, ti
 def test_open_index_notices_a_row_written_by_another_writer(db, embedder):
     db.insert(DOCS[:2])
     db.query("Who barks at the mailman?", k=10)                # the index is now loaded in memory
-    other = MetaStore(db.store.meta.url)                               # another writer: its own SQL connection
+    other = MetaStore(db.handle.store.meta.url)                               # another writer: its own SQL connection
     key = "other-writer-blob"
-    adapter = db.store.blobs.get_adapter(db.store.meta.get(["cats"])[0]["blob_key"])
-    db.store.blobs.put({key: adapter}, {key: encode_vector(embedder.embed([DOCS[2]["text"]])[0])})
+    adapter = db.handle.store.blobs.get_adapter(db.handle.store.meta.get(["cats"])[0]["blob_key"])
+    db.handle.store.blobs.put({key: adapter}, {key: encode_vector(embedder.embed([DOCS[2]["text"]])[0])})
     other.insert([{"id": "dogs", "text": DOCS[2]["text"], "metadata": {}, "blob_key": key, "created_at": 0.0}])
     other.close()
     assert ids_of(db.query("Who barks at the mailman?", k=1)) == ["dogs"]
@@ -223,7 +223,7 @@ def test_stats_reports_documents_bytes_and_lora_settings(library):
 
 
 def test_adapters_are_stored_as_fp16_safetensors(library, tiny_lm):
-    raw = library.store.blobs.get_adapter(library.store.meta.get(["cats"])[0]["blob_key"])
+    raw = library.handle.store.blobs.get_adapter(library.handle.store.meta.get(["cats"])[0]["blob_key"])
     tensors = safetensors.numpy.load(raw)                        # any safetensors reader can open it
     modules = side_path(tiny_lm.model).modules
     assert set(tensors) == {f"{n}.{f}" for n, _ in modules for f in ("lora_A", "lora_B")}
@@ -249,17 +249,17 @@ def test_other_base_model_refuses_generate_naming_the_fingerprint_but_query_work
 
 def test_mean_merge_weighs_each_of_k_adapters_one_kth(library):
     keys = [[h.id for h in library.query("Which animal purrs?", k=2)]]
-    blob_keys = [[library.store.meta.get([i])[0]["blob_key"] for i in keys[0]]]
-    mean = merged(library.store, library.lm, blob_keys, "mean")
-    total = merged(library.store, library.lm, blob_keys, "sum")
+    blob_keys = [[library.handle.store.meta.get([i])[0]["blob_key"] for i in keys[0]]]
+    mean = merged(library.handle.store, library.handle.models.lm, blob_keys, "mean")
+    total = merged(library.handle.store, library.handle.models.lm, blob_keys, "sum")
     for (a, b), (ta, tb) in zip(mean, total):
         assert torch.equal(a, ta) and torch.allclose(b * 2, tb)
 
 
 def test_adapter_weight_scales_the_merged_adapters_b_factors(library):
-    blob_keys = [[library.store.meta.get([h.id])[0]["blob_key"] for h in library.query("Which animal purrs?", k=2)]]
-    full = merged(library.store, library.lm, blob_keys, "mean")
-    half = merged(library.store, library.lm, blob_keys, "mean", 0.5)
+    blob_keys = [[library.handle.store.meta.get([h.id])[0]["blob_key"] for h in library.query("Which animal purrs?", k=2)]]
+    full = merged(library.handle.store, library.handle.models.lm, blob_keys, "mean")
+    half = merged(library.handle.store, library.handle.models.lm, blob_keys, "mean", 0.5)
     for (a, b), (ha, hb) in zip(full, half):
         assert torch.equal(a, ha) and torch.allclose(b * 0.5, hb)
 

@@ -7,7 +7,7 @@ from conftest import FAST_TRAINING
 from paramdb import (Document, DuplicateId, InvalidFilter, InvalidInput, MetadataUnavailable, ParamDB,
                      StoreExists, StoreNotFound, UnknownId)
 from paramdb.config import MODES
-from paramdb.documents import coerce
+from paramdb import validate
 
 DOCS = [{"id": "cats", "text": "Cats sleep most of the day and purr when content.", "metadata": {"year": 2015}},
         {"id": "dogs", "text": "Dogs bark at the mailman every morning.", "metadata": {"year": 2021}}]
@@ -22,7 +22,7 @@ def store(tmp_path_factory, tiny_lm, embedder):
 
 
 def snapshot(db) -> tuple:
-    return len(db), [d.id for d in db.list()], db.store.blobs.count("adapters"), db.store.blobs.count("embeddings")
+    return len(db), [d.id for d in db.list()], db.handle.store.blobs.count("adapters"), db.handle.store.blobs.count("embeddings")
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_non_dict_metadata_on_a_document_is_refused(unchanged):
 @pytest.mark.parametrize("meta", [[], "", 0], ids=["empty-list", "empty-str", "zero"])
 def test_falsy_non_dict_metadata_is_refused_too(meta):
     with pytest.raises(InvalidInput, match="metadata must be an object"):
-        coerce({"text": "Owls hunt at night.", "metadata": meta}, "document 1")
+        validate.document({"text": "Owls hunt at night.", "metadata": meta}, "document 1")
 
 
 # ---------------------------------------------------------------- get and delete
@@ -205,13 +205,13 @@ def test_an_integer_learning_rate_is_accepted_as_a_number(tmp_path, tiny_lm, emb
 def test_create_on_a_database_holding_another_store_is_refused_and_that_store_kept(store, tmp_path, tiny_lm,
                                                                                      embedder):
     url = f"sqlite:///{(store.path / 'meta.sqlite').resolve()}"
-    before = snapshot(store), store.store.meta.get_info("config")
+    before = snapshot(store), store.handle.store.meta.get_info("config")
     with pytest.raises(StoreExists) as err:
         ParamDB.create(tmp_path / "second", model=tiny_lm, embedder=embedder, meta_url=url,
                        training={"epochs": 7})
     message(err, "meta.sqlite", "already holds")
     assert not (tmp_path / "second").exists()
-    assert (snapshot(store), store.store.meta.get_info("config")) == before
+    assert (snapshot(store), store.handle.store.meta.get_info("config")) == before
 
 
 def test_a_failed_create_leaves_an_empty_folder_empty_so_a_retry_succeeds(tmp_path, tiny_lm, embedder):

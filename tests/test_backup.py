@@ -19,14 +19,16 @@ from paramdb import ParamDB
 from paramdb.cli import main
 from paramdb.errors import CorruptData, InvalidInput, StoreExists
 from paramdb.ops import archive as arc
+from paramdb.ops.backup import backup, restore, verify
+from paramdb.ops.check import check
 
 DOCS = [{"id": f"d{i}", "text": f"Document {i} says the river Quell{i} flows north.", "metadata": {"n": i}}
         for i in range(5)]
 
 
 def adapters_by_id(db) -> dict[str, bytes]:
-    rows = db.store.meta.all_rows_keys()
-    with db.store.blobs.reader() as r:
+    rows = db.handle.store.meta.all_rows_keys()
+    with db.handle.store.blobs.reader() as r:
         return {doc_id: bytes(r.adapter(key)) for _, doc_id, key in rows}
 
 
@@ -39,19 +41,19 @@ def filled(db):
 @pytest.fixture
 def archive(filled, tmp_path):
     path = tmp_path / "backup.tar"
-    filled.backup(path)
+    backup(filled.handle.store, path)
     return path
 
 
 def test_restore_gives_back_every_row_and_adapter_bit_for_bit(filled, archive, tmp_path):
-    manifest = ParamDB.restore(archive, tmp_path / "restored")
+    manifest = restore(archive, tmp_path / "restored")
     assert manifest["rows"] == len(DOCS)
     with ParamDB.open(tmp_path / "restored") as copy:
         assert [(d.id, d.text, d.metadata) for d in copy.list()] == \
                [(d.id, d.text, d.metadata) for d in filled.list()]
         assert adapters_by_id(copy) == adapters_by_id(filled)
         assert [h.id for h in copy.query("Quell3 flows north", k=1)] == ["d3"]
-        assert copy.check().ok
+        assert check(copy.handle.store, copy.handle.models).ok
 
 
 def test_manifest_names_format_model_counts_and_member_sums(filled, archive):
@@ -66,18 +68,18 @@ def test_manifest_names_format_model_counts_and_member_sums(filled, archive):
 
 def test_backup_refuses_to_overwrite_an_archive(filled, archive):
     with pytest.raises(StoreExists):
-        filled.backup(archive)
+        backup(filled.handle.store, archive)
 
 
 def test_restore_refuses_an_existing_store_unless_told(archive, store_path, tmp_path):
     with pytest.raises(StoreExists, match="overwrite"):
-        ParamDB.restore(archive, store_path)
+        restore(archive, store_path)
 
 
 def test_restore_with_overwrite_replaces_the_store(filled, archive, store_path):
     filled.insert([{"id": "late", "text": "A row written after the backup."}])
     filled.close()
-    ParamDB.restore(archive, store_path, overwrite=True)
+    restore(archive, store_path, overwrite=True)
     with ParamDB.open(store_path) as db:
         assert sorted(d.id for d in db.list()) == sorted(d["id"] for d in DOCS)
     assert not [p for p in store_path.parent.iterdir() if p.name.startswith(".")]   # no staging left
@@ -100,9 +102,9 @@ def test_one_flipped_byte_anywhere_is_refused_by_restore_and_verify(archive, tmp
     bad = tmp_path / "bad.tar"
     bad.write_bytes(bytes(data))
     with pytest.raises((CorruptData, InvalidInput)):
-        ParamDB.restore(bad, tmp_path / "never")
+        restore(bad, tmp_path / "never")
     assert not (tmp_path / "never").exists()
-    assert ParamDB.verify(bad)
+    assert verify(bad)
 
 
 def _evil_archive(path, good, name: str, link: str | None = None):
@@ -126,7 +128,7 @@ def test_archives_reaching_outside_the_store_are_refused(archive, tmp_path, name
     evil = tmp_path / "evil.tar"
     _evil_archive(evil, archive, name, link)
     with pytest.raises(InvalidInput, match="refusing"):
-        ParamDB.restore(evil, tmp_path / "target" / "store")
+        restore(evil, tmp_path / "target" / "store")
     assert not (tmp_path / "escape.txt").exists() and not os.path.exists("/tmp/paramdb-escape.txt")
     assert not (tmp_path / "target" / "store").exists()
 
@@ -140,18 +142,18 @@ def test_store_files_and_archives_are_readable_by_their_owner_only(filled, archi
 
 
 def test_verify_finds_a_live_store_sound_and_names_a_damaged_adapter(filled, store_path):
-    assert ParamDB.verify(store_path) == []
+    assert verify(store_path) == []
     _corrupt_adapter(filled, "d2")
-    problems = ParamDB.verify(store_path)
+    problems = verify(store_path)
     assert len(problems) == 1 and "d2" in problems[0] and "adapter-checksum" in problems[0]
 
 
 def _corrupt_adapter(db, doc_id: str) -> None:
-    key = db.store.meta.get([doc_id])[0]["blob_key"]
-    raw = bytearray(db.store.blobs.get_adapter(key))
+    key = db.handle.store.meta.get([doc_id])[0]["blob_key"]
+    raw = bytearray(db.handle.store.blobs.get_adapter(key))
     raw[-5] ^= 0xFF
-    db.store.blobs.put({key: bytes(raw)}, {})
-    db.store.cache.clear()
+    db.handle.store.blobs.put({key: bytes(raw)}, {})
+    db.handle.store.cache.clear()
 
 
 BACKGROUND_WRITER = textwrap.dedent("""
@@ -174,14 +176,14 @@ def test_a_backup_taken_during_inserts_restores_exactly_the_rows_of_one_instant(
     try:
         writer.stdout.readline()                       # at least one batch committed
         with ParamDB.open(store_path) as live:
-            live.backup(tmp_path / "hot.tar")
+            backup(live.handle.store, tmp_path / "hot.tar")
         writer.stdout.readline()                       # and the writer kept going after the backup
         assert writer.poll() is None
     finally:
         writer.kill()
         writer.wait()
-    ParamDB.restore(tmp_path / "hot.tar", tmp_path / "hot")
-    assert ParamDB.verify(tmp_path / "hot") == []
+    restore(tmp_path / "hot.tar", tmp_path / "hot")
+    assert verify(tmp_path / "hot") == []
     with ParamDB.open(tmp_path / "hot") as hot, ParamDB.open(store_path) as live:
         ids = {d.id for d in hot.list()}
         batches = {i.split("-")[0] for i in ids if i.startswith("b")}
@@ -218,14 +220,14 @@ def test_a_store_on_postgresql_backs_up_and_restores_to_a_local_store(tmp_path, 
                       training=FAST_TRAINING) as db:
         db.insert(DOCS)
         db.delete("d4")                                   # the rowid counter is above the largest rowid
-        db.backup(tmp_path / "pg.tar")
+        backup(db.handle.store, tmp_path / "pg.tar")
         expected, blobs = [(d.id, d.text, d.metadata) for d in db.list()], adapters_by_id(db)
-    ParamDB.restore(tmp_path / "pg.tar", tmp_path / "local")
+    restore(tmp_path / "pg.tar", tmp_path / "local")
     with ParamDB.open(tmp_path / "local", model=tiny_lm) as local:
         assert [(d.id, d.text, d.metadata) for d in local.list()] == expected
-        assert adapters_by_id(local) == blobs and local.check().ok
+        assert adapters_by_id(local) == blobs and check(local.handle.store, local.handle.models).ok
         local.insert([{"id": "new", "text": "A row after the restore."}])
-        assert local.store.meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused
+        assert local.handle.store.meta.get(["new"])[0]["rowid"] == len(DOCS) + 1     # deleted rowid 5 not reused
 
 
 def test_cli_operations_on_bad_paths_give_one_line_errors_and_change_nothing(filled, store_path, tmp_path):

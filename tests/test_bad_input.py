@@ -23,9 +23,9 @@ def store(tmp_path_factory, tiny_lm, embedder):
 
 @pytest.fixture
 def unchanged(store):
-    before = (len(store), [d.id for d in store.list()], store.store.blobs.count("adapters"), store.generation)
+    before = (len(store), [d.id for d in store.list()], store.handle.store.blobs.count("adapters"), store.generation)
     yield store
-    assert (len(store), [d.id for d in store.list()], store.store.blobs.count("adapters"),
+    assert (len(store), [d.id for d in store.list()], store.handle.store.blobs.count("adapters"),
             store.generation) == before
 
 

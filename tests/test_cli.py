@@ -1,6 +1,6 @@
 """The `paramdb` command line: each command's output, and how errors reach the user.
 
-Stores are made in Python with the tiny random Llama; the CLI's `open_store` is patched to hand it the same
+Stores are made in Python with the tiny random Llama; the CLI's `open_db` is patched to hand it the same
 tiny model and embedder (the store's own config names a model that exists only in memory).
 """
 from __future__ import annotations
@@ -46,13 +46,13 @@ def store(template_store, tmp_path):
 def opened(monkeypatch, tiny_lm, embedder):
     """Make the CLI open stores with the tiny model; returns the keyword arguments of each open."""
     calls = []
-    real = commands.open_store
+    real = commands.open_db
 
     def fake(path, create=False, **kwargs):
         calls.append({"create": create, **kwargs})
         return real(path, create, **{**kwargs, "model": tiny_lm, "embedder": embedder})
 
-    monkeypatch.setattr(commands, "open_store", fake)
+    monkeypatch.setattr(commands, "open_db", fake)
     return calls
 
 

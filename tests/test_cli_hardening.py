@@ -60,7 +60,7 @@ def test_check_of_damaged_lmdb_pages_reports_them_and_exits_1(store, repair):
     from test_store_hardening import damage_page_holding
 
     with ParamDB.open(store) as db:
-        key = db.store.meta.all_rows_keys()[0][2]
+        key = db.handle.store.meta.all_rows_keys()[0][2]
     damage_page_holding(Path(store), key.encode())
     result = run("check", store, *repair)
     assert result.exit_code == 1, result.output

@@ -13,8 +13,8 @@ from paramdb.knowledge.precision import ENV_VAR
 def tiny_cli(monkeypatch, tiny_lm, embedder):
     """The CLI opens stores with the tiny model; the variable the flag sets is put back after each test."""
     monkeypatch.setenv(ENV_VAR, "auto")
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store", lambda path, create=False, **kw: real(
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db", lambda path, create=False, **kw: real(
         path, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
 
 
@@ -38,8 +38,8 @@ def test_an_unknown_precision_is_a_one_line_error_and_creates_nothing(tmp_path):
 
 def test_the_flag_beats_the_environment_for_the_command_it_runs(tmp_path, monkeypatch):
     seen = []
-    opened = commands.open_store
-    monkeypatch.setattr(commands, "open_store", lambda *a, **kw: seen.append(opened(*a, **kw)) or seen[-1])
+    opened = commands.open_db
+    monkeypatch.setattr(commands, "open_db", lambda *a, **kw: seen.append(opened(*a, **kw)) or seen[-1])
     assert run("init", tmp_path / "s", "--epochs", "1").exit_code == 0
     monkeypatch.setenv(ENV_VAR, "bf16")
     result = run("generate", tmp_path / "s", "anything?", "--mode", "closed", "--precision", "fp32")

@@ -20,6 +20,8 @@ from paramdb.ops.migrate import migrate
 from paramdb.storage import codec
 from paramdb.engine.adapters import factors_for_ids
 from stores import blob_bytes, format1_copy, meta_url_of, raw_info
+from paramdb.ops.backup import backup, restore, verify
+from paramdb.ops.check import check
 
 DOCS = [{"id": f"d{i}", "text": f"Fact {i}: the lighthouse of Orm{i} shines amber over the bay."} for i in range(4)]
 
@@ -45,14 +47,14 @@ def fp16_store(tmp_path, tiny_lm, embedder):
 
 
 def dtypes(db) -> dict[str, str]:
-    with db.store.blobs.reader() as r:
-        return {doc_id: codec.adapter_dtype(r.adapter(key)) for _, doc_id, key in db.store.meta.all_rows_keys()}
+    with db.handle.store.blobs.reader() as r:
+        return {doc_id: codec.adapter_dtype(r.adapter(key)) for _, doc_id, key in db.handle.store.meta.all_rows_keys()}
 
 
 def adapters(store, tiny_lm, embedder) -> dict[str, dict[str, np.ndarray]]:
-    with open_store(store, tiny_lm, embedder) as db, db.store.blobs.reader() as r:
+    with open_store(store, tiny_lm, embedder) as db, db.handle.store.blobs.reader() as r:
         return {doc_id: {n: np.array(t, np.float32) for n, t in codec.decode_tensors(r.adapter(key)).items()}
-                for _, doc_id, key in db.store.meta.all_rows_keys()}
+                for _, doc_id, key in db.handle.store.meta.all_rows_keys()}
 
 
 def assert_within_int8_step(got: dict, want: dict) -> None:
@@ -69,15 +71,15 @@ def test_a_store_created_int8_writes_int8_adapters_and_answers(int8_db):
     assert set(dtypes(int8_db).values()) == {"int8"}
     ans = int8_db.generate("Where does the lighthouse of Orm1 shine?", k=2, mode="prag", max_new_tokens=4)
     assert ans.hits and ans.timings["load_adapters"] >= 0
-    factors = factors_for_ids(int8_db.store, int8_db.lm, ["d0"])[0]
-    assert int8_db.store.cache.get(int8_db.store.meta.get(["d0"])[0]["blob_key"]) is factors   # cached
+    factors = factors_for_ids(int8_db.handle.store, int8_db.handle.models.lm, ["d0"])[0]
+    assert int8_db.handle.store.cache.get(int8_db.handle.store.meta.get(["d0"])[0]["blob_key"]) is factors   # cached
     assert all(torch.isfinite(a).all() and torch.isfinite(b).all() for a, b in factors)
 
 
 def test_stats_give_the_adapter_dtype_and_all_adapter_bytes(int8_db):
     stats = int8_db.stats()
-    with int8_db.store.blobs.reader() as r:
-        total = sum(len(r.adapter(k)) for _, _, k in int8_db.store.meta.all_rows_keys())
+    with int8_db.handle.store.blobs.reader() as r:
+        total = sum(len(r.adapter(k)) for _, _, k in int8_db.handle.store.meta.all_rows_keys())
     assert stats["adapter_dtype"] == "int8" and stats["adapter_bytes"] == total
     assert stats["adapter_bytes_per_row"] == round(total / len(DOCS))
 
@@ -91,20 +93,20 @@ def test_the_dtype_is_kept_in_the_config_and_fixed_at_creation(int8_db, store_pa
 
 
 def test_check_repair_rebuilds_a_damaged_int8_row_as_int8(int8_db):
-    key = int8_db.store.meta.get(["d2"])[0]["blob_key"]
-    raw = bytearray(int8_db.store.blobs.get_adapter(key))
+    key = int8_db.handle.store.meta.get(["d2"])[0]["blob_key"]
+    raw = bytearray(int8_db.handle.store.blobs.get_adapter(key))
     raw[-3] ^= 0x40
-    int8_db.store.blobs.put({key: bytes(raw)}, {})
-    report = int8_db.check()
+    int8_db.handle.store.blobs.put({key: bytes(raw)}, {})
+    report = check(int8_db.handle.store, int8_db.handle.models)
     assert not report.ok and [f.kind for f in report.findings if f.subject == "d2"] == ["adapter-checksum"]
-    assert int8_db.check(repair=True).ok
-    assert dtypes(int8_db)["d2"] == "int8" and int8_db.check().ok
+    assert check(int8_db.handle.store, int8_db.handle.models, repair=True).ok
+    assert dtypes(int8_db)["d2"] == "int8" and check(int8_db.handle.store, int8_db.handle.models).ok
 
 
 def test_an_int8_store_backs_up_verifies_restores_and_copies_byte_for_byte(int8_db, store_path, tmp_path):
-    int8_db.backup(tmp_path / "b.tar")
-    assert ParamDB.verify(tmp_path / "b.tar") == [] and ParamDB.verify(store_path) == []
-    ParamDB.restore(tmp_path / "b.tar", tmp_path / "restored")
+    backup(int8_db.handle.store, tmp_path / "b.tar")
+    assert verify(tmp_path / "b.tar") == [] and verify(store_path) == []
+    restore(tmp_path / "b.tar", tmp_path / "restored")
     copy_store(store_path, tmp_path / "copied")
     int8_db.close()
     want = blob_bytes(store_path)["adapters"]
@@ -122,7 +124,7 @@ def test_compact_converts_an_fp16_store_within_the_int8_bound_and_new_rows_follo
     with open_store(fp16_store, tiny_lm, embedder) as db:
         assert db.list() == rows and db.generation > gen          # same rows; answers made before are stale
         assert db.config.adapter_dtype == "int8" and set(dtypes(db).values()) == {"int8"}
-        assert all(f.kind == "index-stale" for f in db.check().findings)     # no orphan blob left
+        assert all(f.kind == "index-stale" for f in check(db.handle.store, db.handle.models).findings)     # no orphan blob left
         db.insert({"id": "new", "text": "A new row after compacting."})
         assert dtypes(db)["new"] == "int8"
     assert compact(fp16_store, "int8").converted == 0             # rerun: nothing left to convert
@@ -138,24 +140,24 @@ def test_a_mixed_store_answers_with_float16_and_int8_adapters_together(fp16_stor
         db.insert({"id": "late", "text": "Written in int8."})
         assert set(dtypes(db).values()) == {"int8"}
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        key = db.store.meta.get(["late"])[0]["blob_key"]
-        tensors = codec.decode_tensors(db.store.blobs.get_adapter(key))
-        db.store.blobs.put({key: codec.encode_adapter(tensors, "float16")}, {})   # one float16 row among int8
+        key = db.handle.store.meta.get(["late"])[0]["blob_key"]
+        tensors = codec.decode_tensors(db.handle.store.blobs.get_adapter(key))
+        db.handle.store.blobs.put({key: codec.encode_adapter(tensors, "float16")}, {})   # one float16 row among int8
         answers = db.generate_batch(["Where is Orm0?", "What was written late?"], k=3, max_new_tokens=3)
-        assert len(answers) == 2 and db.check().ok
+        assert len(answers) == 2 and check(db.handle.store, db.handle.models).ok
 
 
 def test_compact_skips_and_names_a_damaged_row(fp16_store, tiny_lm, embedder):
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        key = db.store.meta.get(["d1"])[0]["blob_key"]
-        raw = bytearray(db.store.blobs.get_adapter(key))
+        key = db.handle.store.meta.get(["d1"])[0]["blob_key"]
+        raw = bytearray(db.handle.store.blobs.get_adapter(key))
         raw[-1] ^= 0x01
-        db.store.blobs.put({key: bytes(raw)}, {})
+        db.handle.store.blobs.put({key: bytes(raw)}, {})
     report = compact(fp16_store, "int8")
     assert report.damaged == ["d1"] and report.converted == 3
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        assert db.store.blobs.get_adapter(key) == bytes(raw)      # left as it was, for check --repair
-        assert db.check(repair=True).ok and dtypes(db)["d1"] == "int8"
+        assert db.handle.store.blobs.get_adapter(key) == bytes(raw)      # left as it was, for check --repair
+        assert check(db.handle.store, db.handle.models, repair=True).ok and dtypes(db)["d1"] == "int8"
 
 
 def test_migrate_keeps_float16_adapters_then_compact_converts_them(tmp_path, tiny_lm, embedder):
@@ -168,7 +170,7 @@ def test_migrate_keeps_float16_adapters_then_compact_converts_them(tmp_path, tin
         assert set(dtypes(db).values()) == {"float16"}
     assert compact(store, "int8").converted == len(old)
     with open_store(store, tiny_lm, embedder) as db:
-        assert db.check().ok and set(dtypes(db).values()) == {"int8"}
+        assert check(db.handle.store, db.handle.models).ok and set(dtypes(db).values()) == {"int8"}
 
 
 def test_a_format2_store_migrates_to_format3_with_its_float16_adapters_unchanged(fp16_store, tiny_lm, embedder):
@@ -188,14 +190,14 @@ def test_a_format2_store_migrates_to_format3_with_its_float16_adapters_unchanged
     assert (report.format_before, report.format_after, report.blob_format_after) == (2, 3, 2)
     assert blob_bytes(fp16_store) == old and json.loads(raw_info(url)["config"])["adapter_dtype"] == "float16"
     with open_store(fp16_store, tiny_lm, embedder) as db:
-        assert db.check().ok and len(factors_for_ids(db.store, db.lm, ["d0", "d3"])) == 2
+        assert check(db.handle.store, db.handle.models).ok and len(factors_for_ids(db.handle.store, db.handle.models.lm, ["d0", "d3"])) == 2
 
 
 # ------------------------------------------------------------------------------------------ the CLI
 @pytest.fixture
 def tiny_cli(monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store", lambda path, create=False, **kw: real(
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db", lambda path, create=False, **kw: real(
         path, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
 
 
@@ -229,4 +231,4 @@ def test_compact_repoints_rows_in_a_postgresql_store(tmp_path, pg_url, tiny_lm, 
         db.insert(DOCS[:2])
     assert compact(path, "int8").converted == 2
     with open_store(path, tiny_lm, embedder) as db:
-        assert db.check().ok and set(dtypes(db).values()) == {"int8"}
+        assert check(db.handle.store, db.handle.models).ok and set(dtypes(db).values()) == {"int8"}

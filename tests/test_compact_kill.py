@@ -26,6 +26,7 @@ from paramdb.ops.compact import compact
 from paramdb.storage import codec
 from paramdb.storage.hashes import text_sha256
 from stores import blob_bytes, meta_url_of, raw_rows, run_killable
+from paramdb.ops.check import check
 
 ROWS = 1000
 KILLS = 5
@@ -43,7 +44,7 @@ def grown_store(path: Path, tiny_lm, embedder) -> Path:
     with ParamDB.open(path, create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
         db.insert([{"id": "a", "text": "The tower of Pell is made of green glass."},
                    {"id": "b", "text": "Pell's tower was raised in the year of the comet."}])
-        keys = [key for _, _, key in db.store.meta.all_rows_keys()]
+        keys = [key for _, _, key in db.handle.store.meta.all_rows_keys()]
     env = lmdb.open(str(path / "blobs.lmdb"), map_size=1 << 30, max_dbs=4)
     adapters, embeddings = env.open_db(b"adapters"), env.open_db(b"embeddings")
     with env.begin(write=True) as txn:
@@ -109,7 +110,7 @@ def test_sigkill_during_compact_never_loses_an_adapter(tmp_path, tiny_lm, embedd
         assert [(r["rowid"], r["id"], r["text"]) for r in raw_rows(meta_url_of(store))] == rows, msg
         assert_same_knowledge(now, before, msg)
         with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
-            assert db.check().ok, msg
+            assert check(db.handle.store, db.handle.models).ok, msg
         if code != -signal.SIGKILL:      # it ran to the end: start again from the float16 rows
             shutil.rmtree(store)
             shutil.copytree(pristine, store)

@@ -17,6 +17,8 @@ import pytest
 from conftest import FAST_TRAINING
 from paramdb import ParamDB
 from stores import blob_sha256, meta_url_of, raw_rows
+from paramdb.ops.backup import verify
+from paramdb.ops.check import check
 
 KILLS = 20
 MIN_MID_WRITE = 6      # kills that must land while a write was under way (entered, not returned)
@@ -27,6 +29,7 @@ WORKER = textwrap.dedent("""
     import torch; torch.set_num_threads(1)
     from conftest import make_tiny_lm
     from paramdb import ParamDB
+    from paramdb.ops.backup import backup
 
     def say(*parts):
         print(json.dumps(parts), flush=True)
@@ -36,8 +39,8 @@ WORKER = textwrap.dedent("""
 
     store, run, archives = {store!r}, {run}, {archives!r}
     with ParamDB.open(store, model=make_tiny_lm()) as db:
-        blobs = db.store.blobs
-        real_put, real_delete = blobs.put, db.store.meta.delete
+        blobs = db.handle.store.blobs
+        real_put, real_delete = blobs.put, db.handle.store.meta.delete
 
         def put(adapters, embeddings):       # the bytes this writer commits, recorded before it writes them
             say("writing", {{k: [sha(adapters[k]), sha(embeddings[k])] for k in adapters}})
@@ -46,7 +49,7 @@ WORKER = textwrap.dedent("""
         def delete(ids):
             say("writing", {{}})
             return real_delete(ids)
-        blobs.put, db.store.meta.delete = put, delete
+        blobs.put, db.handle.store.meta.delete = put, delete
         say("ready")
         for step in range(10_000):
             kind = ("insert", "insert", "delete", "upsert", "backup")[step % 5]
@@ -71,7 +74,7 @@ WORKER = textwrap.dedent("""
             else:
                 name = f"{{archives}}/r{{run}}s{{step}}.tar"
                 say("begin", kind, name)
-                db.backup(name)
+                backup(db.handle.store, name)
             say("done")
 """)
 
@@ -136,7 +139,7 @@ def test_the_store_survives_sigkill_at_random_points_and_mid_write(tmp_path, tin
                 pending, writing = None, False
         mid_write += writing
         with ParamDB.open(store) as db:
-            report = db.check()
+            report = check(db.handle.store, db.handle.models)
             assert report.ok, [str(f) for f in report.findings]
         rows = raw_rows(meta_url_of(store))
         found = {r["id"]: r["text"] for r in rows}
@@ -150,7 +153,7 @@ def test_the_store_survives_sigkill_at_random_points_and_mid_write(tmp_path, tin
         state = found
         in_flight_kinds.append(pending[0] if pending else "none")
     for name in done_archives + [str(p) for p in archives.glob("*.tar") if str(p) not in done_archives]:
-        assert ParamDB.verify(name) == [], name                 # no half-written archive under a real name
+        assert verify(name) == [], name                 # no half-written archive under a real name
     print(f"\n{KILLS} kills, {mid_write} while a write was under way; in flight when killed: "
           f"{ {k: in_flight_kinds.count(k) for k in sorted(set(in_flight_kinds))} }; rows lost: 0")
     assert mid_write >= MIN_MID_WRITE, (mid_write, in_flight_kinds)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from conftest import FAST_TRAINING
 from paramdb import ParamDB
 from paramdb.cli import commands, main
-from paramdb.documents import content_id
+from paramdb.content_ids import content_id
 from paramdb.engine.adapters import NoAdapterYet
 from paramdb.errors import InvalidInput, ReadOnlyStore
 from paramdb.ops.compact import compact
@@ -28,6 +28,12 @@ from paramdb.ops.migrate import migrate
 from paramdb.storage.codec import decode_tensors
 from paramdb.storage.meta import MetaStore
 from paramdb.engine.adapters import factors_for_ids
+from paramdb.ops.backup import backup, restore, verify
+from paramdb.ops.check import check
+from paramdb.ops.distill_store import distill
+from paramdb.ops.refine import refine
+from paramdb.interop.peft_export import export_peft
+from paramdb.interop.peft_import import import_peft
 
 DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in town {i * 7}. Person {i} bakes bread there.",
          "metadata": {"n": i}} for i in range(6)]
@@ -39,7 +45,7 @@ def kinds(db) -> dict:
 
 
 def blob_keys(db) -> dict[str, str]:
-    return {r["id"]: r["blob_key"] for r in db.store.meta.get([d.id for d in db.list()])}
+    return {r["id"]: r["blob_key"] for r in db.handle.store.meta.get([d.id for d in db.list()])}
 
 
 @pytest.fixture
@@ -64,14 +70,14 @@ def test_a_deferred_insert_stores_rows_with_an_embedding_and_no_adapter(db):
     assert {d.adapter_kind for d in db.list()} == {"pending"}
     assert db.query("town 7 bread", k=1)[0].adapter_kind == "pending"
     for key in blob_keys(db).values():
-        assert db.store.blobs.get_adapter(key) is None and db.store.blobs.get_embedding(key) is not None
-    assert db.store.blobs.count("adapters") == 0
-    assert db.check().ok and db.check().pending == 6
+        assert db.handle.store.blobs.get_adapter(key) is None and db.handle.store.blobs.get_embedding(key) is not None
+    assert db.handle.store.blobs.count("adapters") == 0
+    assert check(db.handle.store, db.handle.models).ok and check(db.handle.store, db.handle.models).pending == 6
 
 
 def test_the_cli_shows_pending_rows_in_get_ls_and_stats(mixed, monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store",
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db",
                         lambda p, create=False, **kw: real(p, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
     path = str(mixed.path)
     mixed.close()
@@ -85,8 +91,8 @@ def test_the_cli_shows_pending_rows_in_get_ls_and_stats(mixed, monkeypatch, tiny
 
 
 def test_insert_defer_on_the_cli_stores_pending_rows(db, tmp_path, monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store",
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db",
                         lambda p, create=False, **kw: real(p, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
     f = tmp_path / "docs.jsonl"
     f.write_text("".join(json.dumps(d) + "\n" for d in DOCS))
@@ -134,20 +140,20 @@ def test_one_batch_answers_questions_with_different_mixes_as_each_alone(mixed):
 # ------------------------------------------------------------------------------------------ refine
 def test_refine_turns_pending_rows_into_the_trained_rows_an_insert_makes(mixed, tiny_lm, embedder, tmp_path):
     before = blob_keys(mixed)
-    result = mixed.refine(batch_size=2)
+    result = refine(mixed.handle.store, mixed.handle.models, batch_size=2)
     assert result.refined == 3 and result.remaining == 0 and result.pending == 0
     assert kinds(mixed) == {"trained": 6, "translated": 0, "imported": 0, "pending": 0}
     after = blob_keys(mixed)
     assert all(after[i] == before[i] for i in ("d0", "d1", "d2"))
     assert all(after[i] != before[i] for i in ("d3", "d4", "d5"))     # a new key, swapped in: never in place
-    assert not set(before[i] for i in ("d3", "d4", "d5")) & set(mixed.store.blobs.keys("embeddings"))
-    assert mixed.check().ok and not [f for f in mixed.check().findings if f.kind == "orphan-blobs"]
+    assert not set(before[i] for i in ("d3", "d4", "d5")) & set(mixed.handle.store.blobs.keys("embeddings"))
+    assert check(mixed.handle.store, mixed.handle.models).ok and not [f for f in check(mixed.handle.store, mixed.handle.models).findings if f.kind == "orphan-blobs"]
     with ParamDB.open(tmp_path / "ref", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as ref:
         ref.insert(DOCS[3:], batch_size=2)
         theirs = blob_keys(ref)
         for i in ("d3", "d4", "d5"):           # each adapter is seeded by its id: refine trains what insert does
-            a = decode_tensors(mixed.store.blobs.get_adapter(after[i]))
-            b = decode_tensors(ref.store.blobs.get_adapter(theirs[i]))
+            a = decode_tensors(mixed.handle.store.blobs.get_adapter(after[i]))
+            b = decode_tensors(ref.handle.store.blobs.get_adapter(theirs[i]))
             for name in a:
                 np.testing.assert_allclose(a[name], b[name], rtol=1e-3, atol=1e-5)
     answered = mixed.generate("Where does person 4 live?", k=1, mode="prag")
@@ -166,21 +172,21 @@ def test_refine_leaves_a_pending_row_changed_meanwhile_as_it_is(mixed, monkeypat
         return out
 
     monkeypatch.setattr(refine_mod, "train_adapters", train_then_upsert)
-    result = mixed.refine(batch_size=3, limit=3)
+    result = refine(mixed.handle.store, mixed.handle.models, batch_size=3, limit=3)
     assert result.skipped == ["d4"] and result.refined == 2
     assert mixed.get("d4").text == "Person 4 moved to town 99." and mixed.get("d4").adapter_kind == "pending"
-    assert mixed.check().ok
+    assert check(mixed.handle.store, mixed.handle.models).ok
 
 
 def test_refine_trains_pending_rows_before_translated_ones(db):
     db.insert(DOCS[:4])
-    db.distill(epochs=1)
+    distill(db.handle.store, db.handle.models, epochs=1)
     db.insert(DOCS[4:], parameterize="translate")
     db.insert([{"id": "late", "text": "Person 9 lives in town 63."}], parameterize="later")
-    result = db.refine(batch_size=1, limit=1)
+    result = refine(db.handle.store, db.handle.models, batch_size=1, limit=1)
     assert result.refined == 1 and db.get("late").adapter_kind == "trained"
     assert (result.pending, result.translated) == (0, 2)
-    db.refine()
+    refine(db.handle.store, db.handle.models)
     assert kinds(db) == {"trained": 7, "translated": 0, "imported": 0, "pending": 0}
 
 
@@ -197,7 +203,7 @@ def test_refine_watch_trains_rows_that_arrive_while_it_runs(mixed):
         if result.refined == 4:
             stop.set()
 
-    result = mixed.refine(batch_size=3, watch=True, interval=0.05, stop=stop, on_batch=on_batch)
+    result = refine(mixed.handle.store, mixed.handle.models, batch_size=3, watch=True, interval=0.05, stop=stop, on_batch=on_batch)
     assert result.refined == 4 and not result.interrupted and seen == [3, 4]
     assert kinds(mixed)["pending"] == 0 and mixed.get("new").adapter_kind == "trained"
 
@@ -209,9 +215,9 @@ WATCHER = textwrap.dedent("""
     import torch; torch.set_num_threads(1)
     from conftest import make_tiny_lm
     from paramdb.cli import commands, main
-    real = commands.open_store
+    real = commands.open_db
     lm = make_tiny_lm()
-    commands.open_store = lambda p, create=False, **kw: real(p, create, **{{**kw, "model": lm}})
+    commands.open_db = lambda p, create=False, **kw: real(p, create, **{{**kw, "model": lm}})
     print("ready", flush=True)
     main(["refine", {store!r}, "--watch", "--batch-size", "1", "--interval", "0.05"], standalone_mode=True)
 """)
@@ -238,10 +244,10 @@ def _assert_sound(path, tiny_lm, embedder) -> dict:
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
         assert {d.id: d.text for d in db.list()} == {d["id"]: d["text"] for d in DOCS}
         trained = [d.id for d in db.list() if d.adapter_kind == "trained"]
-        assert len(factors_for_ids(db.store, db.lm, trained)) == len(trained)          # every trained row's adapter reads
+        assert len(factors_for_ids(db.handle.store, db.handle.models.lm, trained)) == len(trained)          # every trained row's adapter reads
         for key in blob_keys(db).values():
-            assert db.store.blobs.get_embedding(key) is not None
-        assert db.check().ok, db.check().findings
+            assert db.handle.store.blobs.get_embedding(key) is not None
+        assert check(db.handle.store, db.handle.models).ok, check(db.handle.store, db.handle.models).findings
         return kinds(db)
 
 
@@ -255,10 +261,10 @@ def test_a_kill_during_refine_watch_loses_nothing_and_a_rerun_finishes(pending_s
     got = _assert_sound(pending_store, tiny_lm, embedder)
     assert got["pending"] + got["trained"] == 6
     with ParamDB.open(pending_store, model=tiny_lm, embedder=embedder) as db:
-        db.refine(batch_size=4)
+        refine(db.handle.store, db.handle.models, batch_size=4)
         assert kinds(db) == {"trained": 6, "translated": 0, "imported": 0, "pending": 0}
-        db.check(repair=True)             # orphans the kill left behind
-        assert not [f for f in db.check().findings if f.severity == "error"]
+        check(db.handle.store, db.handle.models, repair=True)             # orphans the kill left behind
+        assert not [f for f in check(db.handle.store, db.handle.models).findings if f.severity == "error"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -281,18 +287,18 @@ def test_refine_watch_stops_on_a_signal_with_exit_0_and_a_summary(pending_store,
 # ------------------------------------------------------------------------------------------ operator commands
 def test_backup_verify_and_restore_keep_pending_rows(mixed, tmp_path, tiny_lm, embedder):
     archive = tmp_path / "b.tar"
-    mixed.backup(archive)
-    assert ParamDB.verify(archive) == [] and ParamDB.verify(mixed.path) == []
-    ParamDB.restore(archive, tmp_path / "restored")
+    backup(mixed.handle.store, archive)
+    assert verify(archive) == [] and verify(mixed.path) == []
+    restore(archive, tmp_path / "restored")
     with ParamDB.open(tmp_path / "restored", model=tiny_lm, embedder=embedder) as back:
         assert kinds(back) == kinds(mixed) and blob_keys(back) == blob_keys(mixed)
-        back.refine()
+        refine(back.handle.store, back.handle.models)
         assert kinds(back)["pending"] == 0
 
 
 def test_check_repair_does_not_treat_a_pending_row_as_damaged(mixed):
     keys = blob_keys(mixed)
-    report = mixed.check(repair=True)
+    report = check(mixed.handle.store, mixed.handle.models, repair=True)
     assert report.ok and report.pending == 3 and report.adapters == 3
     assert not [f for f in report.findings if f.subject in ("d3", "d4", "d5")]
     assert blob_keys(mixed) == keys and kinds(mixed)["pending"] == 3
@@ -300,12 +306,12 @@ def test_check_repair_does_not_treat_a_pending_row_as_damaged(mixed):
 
 def test_check_repair_reembeds_a_pending_row_whose_embedding_is_lost_and_keeps_it_pending(mixed):
     key = blob_keys(mixed)["d4"]
-    with mixed.store.blobs._s.env.begin(write=True) as txn:      # lose the embedding, as damage would
-        txn.delete(key.encode(), db=mixed.store.blobs._s.dbs["embeddings"])
-    report = mixed.check()
+    with mixed.handle.store.blobs._s.env.begin(write=True) as txn:      # lose the embedding, as damage would
+        txn.delete(key.encode(), db=mixed.handle.store.blobs._s.dbs["embeddings"])
+    report = check(mixed.handle.store, mixed.handle.models)
     assert not report.ok and [f.kind for f in report.findings if f.subject == "d4"] == ["embedding-missing"]
-    assert mixed.check(repair=True).ok
-    assert mixed.get("d4").adapter_kind == "pending" and mixed.check().ok
+    assert check(mixed.handle.store, mixed.handle.models, repair=True).ok
+    assert mixed.get("d4").adapter_kind == "pending" and check(mixed.handle.store, mixed.handle.models).ok
     assert mixed.query("town 28 bread", k=1)[0].id == "d4"
 
 
@@ -313,7 +319,7 @@ def test_copy_keeps_pending_rows(mixed, tmp_path, tiny_lm, embedder):
     report = copy_store(mixed.path, tmp_path / "copy")
     assert report.rows == 6 and report.adapters == 3
     with ParamDB.open(tmp_path / "copy", model=tiny_lm, embedder=embedder) as c:
-        assert kinds(c) == kinds(mixed) and blob_keys(c) == blob_keys(mixed) and c.check().ok
+        assert kinds(c) == kinds(mixed) and blob_keys(c) == blob_keys(mixed) and check(c.handle.store, c.handle.models).ok
 
 
 def test_compact_skips_pending_rows_and_refine_writes_them_in_the_new_dtype(mixed, tiny_lm, embedder):
@@ -322,10 +328,10 @@ def test_compact_skips_pending_rows_and_refine_writes_them_in_the_new_dtype(mixe
     report = compact(path, "int8")
     assert report.converted == 3 and report.pending == 3 and not report.damaged and report.rows == 6
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
-        assert db.check().ok and kinds(db)["pending"] == 3
-        db.refine()
+        assert check(db.handle.store, db.handle.models).ok and kinds(db)["pending"] == 3
+        refine(db.handle.store, db.handle.models)
         from paramdb.storage.codec import adapter_dtype
-        assert {adapter_dtype(db.store.blobs.get_adapter(k)) for k in blob_keys(db).values()} == {"int8"}
+        assert {adapter_dtype(db.handle.store.blobs.get_adapter(k)) for k in blob_keys(db).values()} == {"int8"}
 
 
 def test_migrate_verifies_a_store_with_pending_rows_without_calling_them_damaged(mixed):
@@ -337,15 +343,15 @@ def test_migrate_verifies_a_store_with_pending_rows_without_calling_them_damaged
 
 def test_exporting_a_pending_row_says_in_one_line_it_has_no_adapter_yet(mixed, tmp_path):
     with pytest.raises(NoAdapterYet) as err:
-        mixed.export_peft("d4", tmp_path / "out")
+        export_peft(mixed.handle.store, mixed.handle.models, "d4", tmp_path / "out")
     assert "no adapter yet" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(NoAdapterYet):
-        mixed.export_peft(["d0", "d4"], tmp_path / "out")
+        export_peft(mixed.handle.store, mixed.handle.models, ["d0", "d4"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_exporting_a_questions_merge_skips_pending_hits(mixed, tmp_path):
-    done = mixed.export_peft(None, tmp_path / "q", question="Where does person 4 live? person 1", k=6)
+    done = export_peft(mixed.handle.store, mixed.handle.models, None, tmp_path / "q", question="Where does person 4 live? person 1", k=6)
     assert set(done.hits) == {"d0", "d1", "d2"} and set(done.skipped) == {"d3", "d4", "d5"}
     side = json.loads((tmp_path / "q" / "paramdb_export.json").read_text())
     assert set(side["pending_skipped"]) == {"d3", "d4", "d5"}
@@ -354,14 +360,14 @@ def test_exporting_a_questions_merge_skips_pending_hits(mixed, tmp_path):
 def test_exporting_a_merge_of_only_pending_hits_is_refused(db, tmp_path):
     db.insert(DOCS, parameterize="later")
     with pytest.raises(InvalidInput, match="all pending"):
-        db.export_peft(None, tmp_path / "q", question="person 4", k=2)
+        export_peft(db.handle.store, db.handle.models, None, tmp_path / "q", question="person 4", k=2)
     assert not (tmp_path / "q").exists()
 
 
 def test_import_beside_pending_rows_and_refine_leave_the_imported_row_alone(mixed, tmp_path):
-    mixed.export_peft("d0", tmp_path / "lora")
-    mixed.import_peft(tmp_path / "lora", "vendor", "A vendor's text about town 0.")
-    mixed.refine()
+    export_peft(mixed.handle.store, mixed.handle.models, "d0", tmp_path / "lora")
+    import_peft(mixed.handle.store, mixed.handle.models, tmp_path / "lora", "vendor", "A vendor's text about town 0.")
+    refine(mixed.handle.store, mixed.handle.models)
     assert mixed.get("vendor").adapter_kind == "imported"
     assert kinds(mixed) == {"trained": 6, "translated": 0, "imported": 1, "pending": 0}
 
@@ -370,13 +376,13 @@ def test_delete_and_upsert_of_a_pending_row(mixed):
     mixed.delete("d3")
     mixed.upsert(DOCS[4])                                 # trained now: the upsert trains it
     assert mixed.get("d4").adapter_kind == "trained" and "d3" not in mixed
-    assert mixed.check().ok and not [f for f in mixed.check().findings if f.kind == "orphan-blobs"]
+    assert check(mixed.handle.store, mixed.handle.models).ok and not [f for f in check(mixed.handle.store, mixed.handle.models).findings if f.kind == "orphan-blobs"]
 
 
 # ------------------------------------------------------------------------------------------ bad input
 def _cli(monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store",
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db",
                         lambda p, create=False, **kw: real(p, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
     return lambda *args: CliRunner().invoke(main, [str(a) for a in args])
 
@@ -407,7 +413,7 @@ def test_refine_on_a_read_only_store_is_a_one_line_error_and_changes_nothing(mix
     before = contents(path)
     with ParamDB.open(path, readonly=True, model=tiny_lm, embedder=embedder) as ro:
         with pytest.raises(ReadOnlyStore, match="refine refused"):
-            ro.refine()
+            refine(ro.handle.store, ro.handle.models)
     real_os_access = os.access                     # the CLI on a store whose files this process cannot write
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if mode == os.W_OK else real_os_access(p, mode, **kw))
     for args in (["refine", path], ["refine", path, "--watch"]):
@@ -448,12 +454,11 @@ def test_the_same_text_twice_in_one_insert_gets_two_stable_ids(db):
 def test_refine_refuses_bad_knobs_before_training_anything(mixed, bad, message):
     before = mixed.stats()["adapters"]
     with pytest.raises(InvalidInput, match=message):
-        mixed.refine(**bad)
+        refine(mixed.handle.store, mixed.handle.models, **bad)
     assert mixed.stats()["adapters"] == before
 
 
 def test_refine_runs_as_an_operation_on_the_store_and_its_models(mixed):
-    from paramdb.ops.refine import refine
 
     result = refine(mixed._store, mixed._models, batch_size=4)
     assert result.refined > 0 and result.remaining == 0

@@ -21,12 +21,12 @@ ITEMS = [
 
 @pytest.fixture(autouse=True)
 def tiny_cli(monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
+    real = commands.open_db
 
     def tiny(path, create=False, **kw):
         fresh = {"training": FAST_TRAINING} if not Layout(Path(path)).exists() else {}
         return real(path, create, **{**kw, "model": tiny_lm, "embedder": embedder, **fresh})
-    monkeypatch.setattr(commands, "open_store", tiny)
+    monkeypatch.setattr(commands, "open_db", tiny)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from paramdb import InvalidInput
-from paramdb.documents import content_id
+from paramdb.content_ids import content_id
 from paramdb.engine import ingest
 
 
@@ -32,7 +32,7 @@ def test_an_executors_failed_document_is_reported_and_not_stored_and_the_rest_co
     docs = [{"id": f"d{i}", "text": f"Lamp {i} burns {i} hours."} for i in range(4)]
     executor = _FailsOne(db._models, "d1")
     calls = []
-    report = ingest.insert(db.store, docs, executor, upsert=False, batch_size=2,
+    report = ingest.insert(db.handle.store, docs, executor, upsert=False, batch_size=2,
                            progress=lambda done, total: calls.append((done, total)))
     assert list(report) == ["d0", "d2", "d3"] and report.failed == [("d1", "RuntimeError: no")]
     assert report.stats == {"executor": "fails-one"} and sorted(d.id for d in db.list()) == ["d0", "d2", "d3"]
@@ -42,7 +42,7 @@ def test_an_executors_failed_document_is_reported_and_not_stored_and_the_rest_co
 def test_an_executor_is_never_handed_a_stored_document(db):
     db.insert(["Lamp 1 burns blue."], parameterize="later")
     executor = _FailsOne(db._models, "none")
-    report = ingest.insert(db.store, ["Lamp 1 burns blue.", "Lamp 2 burns red."], executor, upsert=False,
+    report = ingest.insert(db.handle.store, ["Lamp 1 burns blue.", "Lamp 2 burns red."], executor, upsert=False,
                            batch_size=8)
     assert executor.seen == [[content_id("Lamp 2 burns red.")]] and report.skipped == [content_id("Lamp 1 burns blue.")]
 

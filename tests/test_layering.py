@@ -62,3 +62,11 @@ def test_the_engine_never_imports_ops_interop_or_the_cli():
 def test_the_layering_check_sees_a_climb_when_there_is_one(tmp_path):
     probe = PACKAGE / "engine" / "search.py"
     assert "paramdb.engine.store" in _imports(probe)        # relative imports are resolved, so climbs are seen
+
+
+def test_the_facade_offers_document_verbs_and_no_operator_task():
+    from paramdb.db import ParamDB
+
+    public = {n for n in dir(ParamDB) if not n.startswith("_")}
+    assert public == {"open", "create", "close", "readonly", "handle", "insert", "upsert", "get", "list", "count",
+                      "delete", "generation", "query", "generate", "generate_batch", "stats"}

@@ -109,7 +109,7 @@ def test_migrate_then_every_operation_works(old_store, tiny_lm, embedder):
         assert db.count({"year": {"$gt": 1800}}) == 2
         assert db.query("moonrind glass Tessaly", k=1)[0].id == "zorvath"
         assert db.generate("Who invented moonrind glass?", k=2, mode="prag", max_new_tokens=4).hits
-        assert len(factors_for_ids(db.store, db.lm, ["zorvath", "marrowby", "ondrel", "plain"])) == 4
+        assert len(factors_for_ids(db.handle.store, db.handle.models.lm, ["zorvath", "marrowby", "ondrel", "plain"])) == 4
         db.insert({"id": "new", "text": "Quillane glass glows under a new moon.", "metadata": {"src": "wiki"}})
         db.upsert({"id": "plain", "text": "Plain, now replaced.", "metadata": {"v": 2}})
         db.delete("marrowby")
@@ -181,5 +181,5 @@ def test_new_stores_are_at_the_head_revision_with_text_hashes(db):
     url = meta_url_of(db.path)
     assert raw_rows(url)[0]["text_sha256"] == text_sha256("some text")
     assert json.loads(raw_info(url)["blob_format"]) == BLOB_FORMAT
-    with db.store.meta.transaction() as conn:
+    with db.handle.store.meta.transaction() as conn:
         assert schema.revision(conn) == schema.head()

@@ -118,7 +118,7 @@ def test_side_path_merge_equals_peft_cat_merge(tiny_lm, tmp_path):
 
 def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     db.insert(DOCS)
-    lm, tok = db.lm, db.lm.tokenizer
+    lm, tok = db.handle.models.lm, db.handle.models.lm.tokenizer
     question = "Who discovered the floating reef of Coralith?"
     names = [n for n, _ in side_path(lm.model).modules]
 
@@ -138,7 +138,7 @@ def test_store_prag_answer_equals_peft_flow(db, tmp_path):
     # The same three adapters, out of LMDB, as PEFT directories.
     rank, alpha = db.config.training.rank, db.config.training.alpha
     dirs = []
-    for doc_id, factors in zip(ids, factors_for_ids(db.store, db.lm, ids)):
+    for doc_id, factors in zip(ids, factors_for_ids(db.handle.store, db.handle.models.lm, ids)):
         ad = adapter_from_factors(names, factors)
         assert any(np.abs(v).max() > 0 for k, v in ad.items() if k.endswith("lora_B"))
         dirs.append(export_peft_adapter(ad, tmp_path / doc_id, rank, alpha))

@@ -1,4 +1,4 @@
-"""`db.export_peft` / `paramdb export`: PEFT folders that plain transformers + PEFT load and answer with
+"""`export_peft` / `paramdb export`: PEFT folders that plain transformers + PEFT load and answer with
 exactly as ParamDB does."""
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from paramdb.interop.peft_export import export_peft
 
 pytest.importorskip("peft")
 
@@ -39,7 +40,7 @@ def db(filled, model_dir, embedder):
 
 def test_one_row_exports_as_a_peft_folder_that_answers_like_paramdb(db, tmp_path):
     top = db.query(QUESTION, k=1)[0].id
-    done = db.export_peft(top, tmp_path / "a")
+    done = export_peft(db.handle.store, db.handle.models, top, tmp_path / "a")
     cfg = json.loads((done.path / "adapter_config.json").read_text())
     assert (cfg["peft_type"], cfg["r"], cfg["lora_alpha"]) == ("LORA", 2, 4.0)     # the store's r and alpha
     ours, text = paramdb_steps(db, QUESTION, k=1, max_new_tokens=6)
@@ -49,7 +50,7 @@ def test_one_row_exports_as_a_peft_folder_that_answers_like_paramdb(db, tmp_path
 
 @pytest.mark.parametrize("merge, weight", [("mean", None), ("sum", 0.5), ("rank", None)])
 def test_a_questions_merge_exports_as_one_adapter_that_answers_like_generate(db, tmp_path, merge, weight):
-    done = db.export_peft(None, tmp_path / "m", question=QUESTION, k=3, merge=merge, adapter_weight=weight)
+    done = export_peft(db.handle.store, db.handle.models, None, tmp_path / "m", question=QUESTION, k=3, merge=merge, adapter_weight=weight)
     cfg = json.loads((done.path / "adapter_config.json").read_text())
     assert cfg["r"] == 3 * 2 and cfg["lora_alpha"] == cfg["r"]          # rank k*r, PEFT scaling 1
     sidecar = json.loads((done.path / "paramdb_export.json").read_text())
@@ -66,7 +67,7 @@ def test_a_questions_merge_exports_as_one_adapter_that_answers_like_generate(db,
 
 
 def test_the_config_names_the_base_model_folder(db, tmp_path, model_dir):
-    done = db.export_peft("quill", tmp_path / "a")
+    done = export_peft(db.handle.store, db.handle.models, "quill", tmp_path / "a")
     cfg = json.loads((done.path / "adapter_config.json").read_text())
     assert cfg["base_model_name_or_path"] == str(model_dir) == done.base_model
 
@@ -75,7 +76,7 @@ def test_several_ids_get_one_folder_each_under_encoded_names(db, tmp_path, embed
     odd = ["a/b", "..", "é x", "%41"]
     db.insert([{"id": i, "text": f"Document {n} about the glass of Ebberlin."} for n, i in enumerate(odd)])
     try:
-        done = db.export_peft(["quill", *odd], tmp_path / "many")
+        done = export_peft(db.handle.store, db.handle.models, ["quill", *odd], tmp_path / "many")
         names = {i: p.name for i, p in done.folders.items()}
         assert names["quill"] == "quill" and len(set(names.values())) == 5
         assert all(p.parent == done.path and (p / "adapter_model.safetensors").is_file()
@@ -97,16 +98,16 @@ def test_a_non_empty_folder_is_refused_unless_forced(db, tmp_path):
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     with pytest.raises(InvalidInput, match="not empty"):
-        db.export_peft("quill", target)
+        export_peft(db.handle.store, db.handle.models, "quill", target)
     assert os.listdir(target) == ["keep.txt"]
-    db.export_peft("quill", target, force=True)
+    export_peft(db.handle.store, db.handle.models, "quill", target, force=True)
     assert sorted(os.listdir(target)) == ["adapter_config.json", "adapter_model.safetensors", "paramdb_export.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]    # no staging left behind
 
 
 def test_an_unknown_id_writes_nothing(db, tmp_path):
     with pytest.raises(UnknownId, match="nope"):
-        db.export_peft(["quill", "nope"], tmp_path / "x")
+        export_peft(db.handle.store, db.handle.models, ["quill", "nope"], tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -124,16 +125,16 @@ def test_an_unwritable_target_is_one_clear_error(db, tmp_path):
     locked = unwritable_folder(tmp_path)
     before = sorted(os.listdir(locked))
     with pytest.raises(InvalidInput, match="cannot write"):
-        db.export_peft("quill", locked / "paramdb-export-test")
+        export_peft(db.handle.store, db.handle.models, "quill", locked / "paramdb-export-test")
     assert sorted(os.listdir(locked)) == before
 
 
 def test_a_target_in_a_missing_folder_is_one_clear_error(db, tmp_path):
     with pytest.raises(InvalidInput, match="does not exist"):
-        db.export_peft("quill", tmp_path / "missing" / "a")
+        export_peft(db.handle.store, db.handle.models, "quill", tmp_path / "missing" / "a")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_ids_and_a_question_together_are_refused(db, tmp_path):
     with pytest.raises(InvalidInput, match="not both"):
-        db.export_peft("quill", tmp_path / "a", question=QUESTION)
+        export_peft(db.handle.store, db.handle.models, "quill", tmp_path / "a", question=QUESTION)

@@ -1,4 +1,4 @@
-"""`db.import_peft` / `paramdb import`: a PEFT LoRA trained elsewhere becomes a row that answers as PEFT does,
+"""`import_peft` / `paramdb import`: a PEFT LoRA trained elsewhere becomes a row that answers as PEFT does,
 if it fits the store's base model; otherwise one line says what differs and the store is unchanged."""
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 import torch
+from paramdb.ops.check import check
+from paramdb.interop.peft_export import export_peft
+from paramdb.interop.peft_import import import_peft
 
 peft = pytest.importorskip("peft")
 
@@ -66,7 +69,7 @@ def state(db) -> tuple[int, int, list[str]]:
 @pytest.mark.parametrize("rank, alpha, stored_rank", [(1, 4.0, 2), (2, 2.0, 2), (4, 4.0, 4)])
 def test_a_peft_adapter_imports_as_a_row_that_answers_like_peft(db, model_dir, tmp_path, rank, alpha, stored_rank):
     folder = make_peft_adapter(model_dir, tmp_path / "lora", rank, alpha)
-    done = db.import_peft(folder, "venmor", TEXT, {"src": "elsewhere"})
+    done = import_peft(db.handle.store, db.handle.models, folder, "venmor", TEXT, {"src": "elsewhere"})
     assert (done.source_rank, done.rank, done.base_check) == (rank, stored_rank, "fingerprint")
     assert db.get("venmor").metadata == {"src": "elsewhere"} and db.query(QUESTION, k=1)[0].id == "venmor"
     ours, _ = paramdb_steps(db, QUESTION, k=1, where={"src": "elsewhere"}, max_new_tokens=6)
@@ -76,22 +79,22 @@ def test_a_peft_adapter_imports_as_a_row_that_answers_like_peft(db, model_dir, t
 
 def test_an_rslora_adapter_keeps_its_scaling(db, model_dir, tmp_path):
     folder = make_peft_adapter(model_dir, tmp_path / "lora", 2, 3.0, rslora=True)
-    db.import_peft(folder, "venmor", TEXT, {"src": "elsewhere"})
+    import_peft(db.handle.store, db.handle.models, folder, "venmor", TEXT, {"src": "elsewhere"})
     ours, _ = paramdb_steps(db, QUESTION, k=1, where={"src": "elsewhere"}, max_new_tokens=6)
     theirs, ids, _ = peft_steps(folder, QUESTION, len(ours))
     assert_same_answer(ours, theirs, ids, atol=5e-3)     # B rescaled by 1/sqrt(2), then rounded to fp16
 
 
 def test_an_exported_row_imports_back_bit_for_bit(db, tmp_path):
-    db.export_peft("quill", tmp_path / "q")
-    db.import_peft(tmp_path / "q", "quill-again", "A copy of the quill document.")
-    a, b = factors_for_ids(db.store, db.lm, ["quill", "quill-again"])
+    export_peft(db.handle.store, db.handle.models, "quill", tmp_path / "q")
+    import_peft(db.handle.store, db.handle.models, tmp_path / "q", "quill-again", "A copy of the quill document.")
+    a, b = factors_for_ids(db.handle.store, db.handle.models.lm, ["quill", "quill-again"])
     assert a.layout == b.layout and torch.equal(a.flat, b.flat)
 
 
 def test_a_higher_rank_row_merges_exactly_with_the_stores_rows(db, model_dir, tmp_path):
-    db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 4, 8.0), "venmor", TEXT)
-    done = db.export_peft(None, tmp_path / "m", question=QUESTION, k=4)
+    import_peft(db.handle.store, db.handle.models, make_peft_adapter(model_dir, tmp_path / "lora", 4, 8.0), "venmor", TEXT)
+    done = export_peft(db.handle.store, db.handle.models, None, tmp_path / "m", question=QUESTION, k=4)
     assert "venmor" in done.hits and done.rank == 3 * 2 + 4
     ours, _ = paramdb_steps(db, QUESTION, k=4, max_new_tokens=6)
     theirs, ids, _ = peft_steps(done.path, QUESTION, len(ours))
@@ -102,19 +105,19 @@ def test_an_adapter_naming_no_local_model_is_checked_by_shapes(db, model_dir, tm
     folder = make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0)
     cfg = json.loads((folder / "adapter_config.json").read_text())
     (folder / "adapter_config.json").write_text(json.dumps({**cfg, "base_model_name_or_path": "org/some-hub-model"}))
-    assert db.import_peft(folder, "venmor", TEXT).base_check == "shapes"
+    assert import_peft(db.handle.store, db.handle.models, folder, "venmor", TEXT).base_check == "shapes"
 
 
 def test_a_folder_that_is_not_a_peft_adapter_is_refused(db, tmp_path):
     before = state(db)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInput, match="not a PEFT adapter folder"):
-        db.import_peft(tmp_path / "empty", "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, tmp_path / "empty", "x", TEXT)
     (tmp_path / "pickled").mkdir()
     (tmp_path / "pickled" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4}))
     (tmp_path / "pickled" / "adapter_model.bin").write_bytes(b"\x80\x04")
     with pytest.raises(InvalidInput, match="pickle"):
-        db.import_peft(tmp_path / "pickled", "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, tmp_path / "pickled", "x", TEXT)
     assert state(db) == before
 
 
@@ -122,7 +125,7 @@ def test_a_dora_adapter_is_refused(db, model_dir, tmp_path):
     before = state(db)
     folder = make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0, use_dora=True)
     with pytest.raises(InvalidInput, match="use_dora"):
-        db.import_peft(folder, "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, folder, "x", TEXT)
     assert state(db) == before
 
 
@@ -130,7 +133,7 @@ def test_an_adapter_for_other_shapes_is_refused(db, tmp_path):
     before = state(db)
     other = save_tiny(tmp_path / "wider", hidden=48)
     with pytest.raises(ModelMismatch, match="48 features|-> 96|48 ->"):
-        db.import_peft(make_peft_adapter(other, tmp_path / "lora", 2, 4.0), "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, make_peft_adapter(other, tmp_path / "lora", 2, 4.0), "x", TEXT)
     assert state(db) == before
 
 
@@ -138,7 +141,7 @@ def test_an_adapter_for_another_model_of_the_same_shapes_is_refused(db, tmp_path
     before = state(db)
     other = save_tiny(tmp_path / "other-seed", seed=1)
     with pytest.raises(ModelMismatch, match="fingerprint"):
-        db.import_peft(make_peft_adapter(other, tmp_path / "lora", 2, 4.0), "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, make_peft_adapter(other, tmp_path / "lora", 2, 4.0), "x", TEXT)
     assert state(db) == before
 
 
@@ -149,28 +152,28 @@ def test_an_adapter_on_other_modules_is_refused(db, model_dir, tmp_path):
     base = AutoModelForCausalLM.from_pretrained(str(model_dir))
     peft.get_peft_model(base, peft.LoraConfig(target_modules=["q_proj", "v_proj"], r=2)).save_pretrained(tmp_path / "attn")
     with pytest.raises(ModelMismatch, match="lacks module"):
-        db.import_peft(tmp_path / "attn", "x", TEXT)
+        import_peft(db.handle.store, db.handle.models, tmp_path / "attn", "x", TEXT)
     assert state(db) == before
 
 
 def test_a_taken_id_is_refused(db, model_dir, tmp_path):
     before = state(db)
     with pytest.raises(DuplicateId):
-        db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "quill", TEXT)
+        import_peft(db.handle.store, db.handle.models, make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "quill", TEXT)
     assert state(db) == before
 
 
 def test_an_imported_row_is_counted_as_imported(db, model_dir, tmp_path):
-    db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
+    import_peft(db.handle.store, db.handle.models, make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
     assert db.get("venmor").adapter_kind == "imported"
     assert db.stats()["adapters"]["imported"] == 1
 
 
 def test_check_repair_never_retrains_a_damaged_imported_adapter_from_its_text(db, model_dir, tmp_path):
-    db.import_peft(make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
-    key = db.store.meta.get(["venmor"])[0]["blob_key"]
-    db.store.blobs.delete([key])
-    report = db.check(repair=True)
+    import_peft(db.handle.store, db.handle.models, make_peft_adapter(model_dir, tmp_path / "lora", 2, 4.0), "venmor", TEXT)
+    key = db.handle.store.meta.get(["venmor"])[0]["blob_key"]
+    db.handle.store.blobs.delete([key])
+    report = check(db.handle.store, db.handle.models, repair=True)
     finding = next(f for f in report.findings if f.subject == "venmor")
     assert not finding.repaired and "import it again" in finding.detail and not report.ok
-    assert db.store.meta.get(["venmor"])[0]["blob_key"] == key
+    assert db.handle.store.meta.get(["venmor"])[0]["blob_key"] == key

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from paramdb.interop.peft_export import export_peft
 
 pytest.importorskip("peft")
 
@@ -30,7 +31,7 @@ def test_real_model_merge_export_answers_like_paramdb(tmp_path_factory, merge):
     with ParamDB.open(store, create=True, precision="fp32", training={"epochs": 3} if fresh else None) as db:
         if len(db) == 0:
             db.insert(DOCS)
-        done = db.export_peft(None, tmp_path_factory.mktemp("x") / "merged", question=QUESTION, k=2, merge=merge)
+        done = export_peft(db.handle.store, db.handle.models, None, tmp_path_factory.mktemp("x") / "merged", question=QUESTION, k=2, merge=merge)
         base = json.loads((done.path / "adapter_config.json").read_text())["base_model_name_or_path"]
         assert base.startswith(str(cache_dir() / "models"))       # the converted GGUF, loadable by transformers
         ours, text = paramdb_steps(db, QUESTION, k=2, merge=merge, max_new_tokens=16)

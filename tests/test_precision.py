@@ -100,7 +100,7 @@ def test_a_precision_given_at_creation_beats_the_environment(tmp_path, embedder,
     monkeypatch.setenv(ENV_VAR, "bf16")
     with ParamDB.open(tmp_path / "s", create=True, model=str(folder), embedder=embedder,
                       training=FAST_TRAINING, precision="fp32") as db:
-        assert model_dtype(db.lm.model) == torch.float32
+        assert model_dtype(db.handle.models.lm.model) == torch.float32
         assert db._models.precision == "fp32"
 
 
@@ -125,7 +125,7 @@ def test_a_store_written_in_one_precision_answers_in_the_other(tmp_path, embedde
             db.insert([fact])
         with ParamDB.open(path, model=answering, embedder=embedder) as db:
             answer = db.generate("Who invented moonrind?", k=1, mode="prag", max_new_tokens=6)
-            (factors,) = factors_for_ids(db.store, db.lm, ["d1"])
+            (factors,) = factors_for_ids(db.handle.store, db.handle.models.lm, ["d1"])
         assert answer.hits[0].id == "d1"
         merged = merge_flat([[factors]], answering.device, model_dtype(answering.model), scale=learn["alpha"] / 2)
         assert _text_loss(answering, fact["text"], merged) < _text_loss(answering, fact["text"]) - 0.05

@@ -122,8 +122,8 @@ def test_the_cli_refuses_a_100kb_question_with_one_line_and_exit_2(huge_store, m
 
     from paramdb.cli import commands, main
 
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store", lambda path, create=False, **kw: real(
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db", lambda path, create=False, **kw: real(
         path, create, **{**kw, "model": short_lm, "embedder": embedder}))
     result = CliRunner().invoke(main, ["generate", str(huge_store), "why " * 25_000 + "?", "--mode", "icl"])
     assert result.exit_code == 2, result.output

@@ -16,8 +16,8 @@ def test_rank_merge_weights_each_hits_adapter_by_its_rank(db):
     hits = db.query("What is the capital of Freedonia?", k=3)
     store = db._store
     keys = [store.meta.get([h.id])[0]["blob_key"] for h in hits]
-    ranked = adapters.merged(store, db.lm, [keys], "rank", 1.0)
-    mean = adapters.merged(store, db.lm, [keys], "mean", 1.0)
+    ranked = adapters.merged(store, db.handle.models.lm, [keys], "rank", 1.0)
+    mean = adapters.merged(store, db.handle.models.lm, [keys], "mean", 1.0)
     w = rank_weights(3)
     r = db.config.training.rank
     for (ra, rb), (ma, mb) in zip(ranked, mean):
@@ -36,7 +36,7 @@ def test_generate_accepts_rank_merge(db):
 def first_logits(db, **kwargs) -> torch.Tensor:
     """The logits of the answer's first token, which the merged adapters shape."""
     seen: list[torch.Tensor] = []
-    handle = db.lm.model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[:, -1].clone()))
+    handle = db.handle.models.lm.model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[:, -1].clone()))
     try:
         db.generate("What is the capital of Freedonia?", k=3, mode="prag", max_new_tokens=1, short=False, **kwargs)
     finally:

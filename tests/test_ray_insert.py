@@ -23,11 +23,13 @@ from click.testing import CliRunner
 from conftest import FAST_TRAINING, make_tiny_lm
 from paramdb import ParamDB
 from paramdb.config import FORMAT_VERSION
-from paramdb.documents import coerce_all, with_content_ids
+from paramdb.content_ids import with_content_ids
+from paramdb import validate
 from paramdb.errors import ExecutorError, InvalidInput
 from paramdb.layout import Layout
 from paramdb.storage.codec import decode_tensors, decode_vector
 from paramdb.storage.meta import MetaStore
+from paramdb.ops.check import check
 
 FAIL_MARKER, CRASH_MARKER = "Quorblax", "Zindrel"
 FAULTS_ENV = "PARAMDB_TEST_FAULT_DIR"
@@ -62,8 +64,8 @@ def _install_faults() -> None:
 # ------------------------------------------------------------------------------------------ no cluster needed
 def test_content_ids_are_stable_and_keep_repeated_texts_apart():
     items = [("a", "same text"), ("b", {"text": "same text"}), ("c", {"id": "x", "text": "other"})]
-    first = coerce_all(with_content_ids(items))
-    again = coerce_all(with_content_ids(items))
+    first = validate.documents(with_content_ids(items))
+    again = validate.documents(with_content_ids(items))
     assert [d.id for d in first] == [d.id for d in again]
     assert first[0].id != first[1].id and first[2].id == "x"
 
@@ -120,11 +122,11 @@ def _store(path: Path, model_dir: str, **training) -> ParamDB:
 
 
 def _rows(db: ParamDB) -> dict[str, dict]:
-    return {r["id"]: r for r in db.store.meta.get([d.id for d in db.list()])}
+    return {r["id"]: r for r in db.handle.store.meta.get([d.id for d in db.list()])}
 
 
 def _adapter(db: ParamDB, key: str) -> dict[str, np.ndarray]:
-    return decode_tensors(db.store.blobs.get_adapter(key))
+    return decode_tensors(db.handle.store.blobs.get_adapter(key))
 
 
 def _assert_same_adapters(a: ParamDB, b: ParamDB, ids: list[str]) -> None:
@@ -134,8 +136,8 @@ def _assert_same_adapters(a: ParamDB, b: ParamDB, ids: list[str]) -> None:
         assert ad.keys() == bd.keys()
         for name in ad:
             np.testing.assert_allclose(ad[name], bd[name], rtol=1e-3, atol=1e-5, err_msg=f"{i} {name}")
-        np.testing.assert_allclose(decode_vector(a.store.blobs.get_embedding(ra[i]["blob_key"])),
-                                   decode_vector(b.store.blobs.get_embedding(rb[i]["blob_key"])), atol=1e-6)
+        np.testing.assert_allclose(decode_vector(a.handle.store.blobs.get_embedding(ra[i]["blob_key"])),
+                                   decode_vector(b.handle.store.blobs.get_embedding(rb[i]["blob_key"])), atol=1e-6)
 
 
 @pytest.mark.slow
@@ -171,7 +173,7 @@ def test_a_dead_worker_is_retried_and_a_failing_document_is_reported(ray_cluster
         stored = [d.id for d in db.list()]
         assert sorted(stored) == sorted(f"d{i}" for i in range(8) if i != 4) == sorted(report)
         rows = _rows(db)
-        assert all(db.store.blobs.get_adapter(r["blob_key"]) for r in rows.values())
+        assert all(db.handle.store.blobs.get_adapter(r["blob_key"]) for r in rows.values())
 
 
 @pytest.mark.slow
@@ -211,9 +213,9 @@ def test_a_killed_driver_leaves_whole_batches_and_a_rerun_inserts_only_what_is_m
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(out["skipped"]) == committed and set(out["ids"]) == ids - committed and not out["failed"]
     with ParamDB.open(store) as db:
-        rows = db.store.meta.list()
+        rows = db.handle.store.meta.list()
         assert len(rows) == n == len(db) and {r["id"] for r in rows} == ids      # none lost, none twice
-        assert all(db.store.blobs.get_adapter(r["blob_key"]) for r in rows)
+        assert all(db.handle.store.blobs.get_adapter(r["blob_key"]) for r in rows)
 
 
 @pytest.mark.slow
@@ -239,4 +241,4 @@ def test_ray_skips_a_pending_row_and_an_upsert_on_ray_trains_it(ray_cluster, tin
         assert db.stats()["adapters"] == {"trained": 1, "translated": 0, "imported": 0, "pending": 2}
         db.insert(docs[:1], executor="ray", upsert=True)
         assert db.get("d0").adapter_kind == "trained" and db.get("d1").adapter_kind == "pending"
-        assert db.check().ok
+        assert check(db.handle.store, db.handle.models).ok

@@ -16,6 +16,7 @@ import pytest
 from conftest import FAST_TRAINING
 from paramdb import ParamDB, ReadOnlyStore
 from paramdb.layout import Layout
+from paramdb.ops.check import check
 
 DOCS = [{"id": "sky", "text": "The sky over Veltria is violet at noon.", "metadata": {"year": 2020}},
         {"id": "river", "text": "The river Oskel flows north into the Sea of Tam.", "metadata": {"year": 2024}}]
@@ -53,7 +54,7 @@ def test_readonly_open_reads_everything_and_writes_nothing(store, tiny_lm, embed
         assert [d.id for d in db.list(where={"year": 2024})] == ["river"]
         assert db.query("violet sky", k=1)[0].id == "sky"
         assert db.stats()["documents"] == 2
-        assert db.check().ok
+        assert check(db.handle.store, db.handle.models).ok
     assert contents(store) == before
 
 
@@ -61,7 +62,7 @@ def test_readonly_open_reads_everything_and_writes_nothing(store, tiny_lm, embed
     lambda db: db.insert({"id": "new", "text": "A new fact."}),
     lambda db: db.upsert({"id": "sky", "text": "The sky is green."}),
     lambda db: db.delete("sky"),
-    lambda db: db.check(repair=True),
+    lambda db: check(db.handle.store, db.handle.models, repair=True),
 ], ids=["insert", "upsert", "delete", "check --repair"])
 def test_a_write_on_a_readonly_store_is_one_line_refusal(store, tiny_lm, embedder, write):
     before = contents(store)

@@ -103,7 +103,7 @@ def test_chat_completion_answers_with_openai_schema_usage_and_hits(client, db):
     assert choice.message.content == alone.text and extra["generation"] == alone.generation
     assert [(h["id"], h["adapter"]) for h in extra["hits"]] == [(h.id, "trained") for h in alone.hits]
     assert all(isinstance(h["score"], float) for h in extra["hits"]) and extra["notes"] == alone.notes
-    tok = db.lm.tokenizer
+    tok = db.handle.models.lm.tokenizer
     count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])   # noqa: E731
     assert r.usage.prompt_tokens == count(QUESTIONS[0]) > 0
     assert r.usage.completion_tokens == count(alone.generation)

@@ -19,6 +19,7 @@ from conftest import FAST_TRAINING
 from paramdb import CorruptData, DiskFull, ParamDB
 from paramdb.ops.copy import copy_store
 from paramdb.storage.vectors import VectorIndex
+from paramdb.ops.check import check
 
 DOCS = [{"id": f"d{i}", "text": f"Note {i}: the heron {i} wades in the marsh at dawn."} for i in range(4)]
 
@@ -97,7 +98,7 @@ def damage_page_holding(store: Path, needle: bytes) -> None:
 def damaged(tmp_path, tiny_lm, embedder):
     path = made(tmp_path / "s", tiny_lm, embedder)
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
-        key = db.store.meta.all_rows_keys()[0][2]
+        key = db.handle.store.meta.all_rows_keys()[0][2]
     damage_page_holding(path, key.encode())
     return path
 
@@ -105,7 +106,7 @@ def damaged(tmp_path, tiny_lm, embedder):
 @pytest.mark.parametrize("repair", [False, True], ids=["check", "check --repair"])
 def test_check_reports_damaged_lmdb_pages_and_says_to_restore(damaged, tiny_lm, embedder, repair):
     with ParamDB.open(damaged, model=tiny_lm, embedder=embedder) as db:
-        report = db.check(repair=repair)
+        report = check(db.handle.store, db.handle.models, repair=repair)
         assert not report.ok
         (finding,) = [f for f in report.findings if f.kind == "lmdb-corrupt"]
         assert not finding.repaired and "restore the store from a backup" in finding.detail
@@ -115,7 +116,7 @@ def test_check_reports_damaged_lmdb_pages_and_says_to_restore(damaged, tiny_lm, 
 def test_generate_on_a_damaged_adapter_names_the_document(tmp_path, tiny_lm, embedder):
     path = made(tmp_path / "s", tiny_lm, embedder)
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
-        key = {doc_id: k for _, doc_id, k in db.store.meta.all_rows_keys()}["d2"]
+        key = {doc_id: k for _, doc_id, k in db.handle.store.meta.all_rows_keys()}["d2"]
     env = lmdb.open(str(path / "blobs.lmdb"), max_dbs=4)
     with env.begin(write=True) as txn:
         adapters = env.open_db(b"adapters", txn=txn)
@@ -154,7 +155,7 @@ def fill(disk: Path) -> Path:
 
 
 def snapshot(db) -> tuple:
-    return len(db), [d.id for d in db.list()], db.store.blobs.count("adapters"), db.generation
+    return len(db), [d.id for d in db.list()], db.handle.store.blobs.count("adapters"), db.generation
 
 
 NEW = [{"id": f"n{i}", "text": f"Long note {i}. " + "The marsh is wide and the water is still. " * 40}
@@ -179,13 +180,13 @@ def test_a_metadata_commit_on_a_full_disk_says_so_and_stores_nothing(small_disk,
     shutil.copytree(made(tmp_path / "s", tiny_lm, embedder), small_disk / "s")
     with ParamDB.open(small_disk / "s", model=tiny_lm, embedder=embedder) as db:
         before = snapshot(db)
-        real_put = type(db.store.blobs).put
+        real_put = type(db.handle.store.blobs).put
 
         def put_then_fill(self, adapters, embeddings):    # the disk fills between the LMDB and SQL commits
             real_put(self, adapters, embeddings)
             fill(small_disk)
 
-        monkeypatch.setattr(type(db.store.blobs), "put", put_then_fill)
+        monkeypatch.setattr(type(db.handle.store.blobs), "put", put_then_fill)
         with pytest.raises(DiskFull) as err:
             db.insert(NEW[:2])
         assert "metadata database" in str(err.value) and "full" in str(err.value)

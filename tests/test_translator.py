@@ -12,6 +12,11 @@ from paramdb.errors import InvalidInput, ModelMismatch, NoTranslator
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.translator import TranslatorSettings, new_translator, translate
 from paramdb.ops.copy import copy_store
+from paramdb.ops.backup import backup, restore, verify
+from paramdb.engine.translator_blob import cached as stored_translator
+from paramdb.ops.check import check
+from paramdb.ops.distill_store import distill
+from paramdb.ops.refine import refine
 
 TOWNS = ["Ebberlin", "Dromesh", "Tarrow", "Kellam", "Ostvane", "Quill", "Marrow", "Pellin", "Sorrel", "Vantage",
          "Iberra", "Ulmstead"]
@@ -20,7 +25,7 @@ DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in {t}. Person {i} bakes brea
 
 
 def distilled(db, **kw):
-    return db.distill(**{"teacher": "context", "epochs": 6, "lr": 1e-2, "held_out": 0.25, **kw})
+    return distill(db.handle.store, db.handle.models, **{"teacher": "context", "epochs": 6, "lr": 1e-2, "held_out": 0.25, **kw})
 
 
 @pytest.fixture
@@ -97,7 +102,7 @@ def test_translated_insert_without_a_translator_says_how_to_make_one_and_adds_no
 
 def test_distill_on_an_empty_store_is_refused_and_stores_no_translator(db):
     with pytest.raises(InvalidInput, match="no documents to learn from"):
-        db.distill()
+        distill(db.handle.store, db.handle.models)
     assert db.stats()["translator"] is None
 
 
@@ -107,15 +112,15 @@ def test_distill_on_an_empty_store_is_refused_and_stores_no_translator(db):
                                           ({"held_out": 1.0}, r"held-out fraction must be in \[0, 1\)")])
 def test_distill_refuses_bad_knobs_and_stores_no_translator(trained_db, bad, message):
     with pytest.raises(InvalidInput, match=message):
-        trained_db.distill(**bad)
+        distill(trained_db.handle.store, trained_db.handle.models, **bad)
     assert trained_db.stats()["translator"] is None
 
 
 def test_a_new_distill_replaces_the_translator_a_handle_had_loaded(trained_db):
     distilled(trained_db)
-    first = trained_db.translator()
+    first = stored_translator(trained_db.handle.store)
     distilled(trained_db)
-    assert trained_db.translator() is not first
+    assert stored_translator(trained_db.handle.store) is not first
 
 
 def test_distill_from_passages_lets_an_empty_store_insert_fast(db):
@@ -135,63 +140,63 @@ def test_a_translated_insert_on_ray_is_refused_and_adds_nothing(db):
 
 def test_adapter_teacher_with_passages_from_a_file_is_refused(db):
     with pytest.raises(InvalidInput, match="--teacher context"):
-        db.distill(source=["Some text."], teacher="adapter")
+        distill(db.handle.store, db.handle.models, source=["Some text."], teacher="adapter")
 
 
 def test_stored_translator_round_trips_and_translates_the_same(trained_db):
     distilled(trained_db, epochs=1)
-    t, info = translators.load(trained_db.store.blobs, trained_db.config.model_fingerprint, "s")
-    fresh = translate(trained_db.lm, t, ["Person 9 lives in Sorrel."])[0]
-    again = translate(trained_db.lm, trained_db.translator(), ["Person 9 lives in Sorrel."])[0]
+    t, info = translators.load(trained_db.handle.store.blobs, trained_db.config.model_fingerprint, "s")
+    fresh = translate(trained_db.handle.models.lm, t, ["Person 9 lives in Sorrel."])[0]
+    again = translate(trained_db.handle.models.lm, stored_translator(trained_db.handle.store), ["Person 9 lives in Sorrel."])[0]
     assert info["learned_from"]["count"] == 8 and info["teacher"] == "context"
     assert all(np.array_equal(fresh[k], again[k]) for k in fresh)
 
 
 def test_translator_from_another_base_model_is_refused_in_one_line(trained_db):
     other = make_tiny_lm(seed=1, name="other")
-    translators.save(trained_db.store.blobs, new_translator(other, TranslatorSettings(rank=2)),
+    translators.save(trained_db.handle.store.blobs, new_translator(other, TranslatorSettings(rank=2)),
                      other.fingerprint, translators.Provenance(count=1))
     with pytest.raises(ModelMismatch) as err:
         trained_db.insert(DOCS[8:9], parameterize="translate")
     assert "another base model" in str(err.value) and "\n" not in str(err.value)
     assert len(trained_db) == 8
-    assert [f.kind for f in trained_db.check().findings if f.severity == "error"] == ["translator-model"]
+    assert [f.kind for f in check(trained_db.handle.store, trained_db.handle.models).findings if f.severity == "error"] == ["translator-model"]
 
 
 def test_check_finds_a_corrupt_translator(trained_db):
     distilled(trained_db, epochs=1)
-    buf = bytearray(trained_db.store.blobs.get_model(translators.KEY))
+    buf = bytearray(trained_db.handle.store.blobs.get_model(translators.KEY))
     buf[-3] ^= 0xFF
-    trained_db.store.blobs.put_model(translators.KEY, bytes(buf))
-    assert [f.kind for f in trained_db.check().findings if f.severity == "error"] == ["translator-corrupt"]
+    trained_db.handle.store.blobs.put_model(translators.KEY, bytes(buf))
+    assert [f.kind for f in check(trained_db.handle.store, trained_db.handle.models).findings if f.severity == "error"] == ["translator-corrupt"]
 
 
 def test_backup_restore_verify_and_copy_carry_the_translator(trained_db, tmp_path, tiny_lm, embedder):
     distilled(trained_db, epochs=1)
-    want = translate(trained_db.lm, trained_db.translator(), ["Person 9 lives in Sorrel."])[0]
+    want = translate(trained_db.handle.models.lm, stored_translator(trained_db.handle.store), ["Person 9 lives in Sorrel."])[0]
     archive = tmp_path / "b.tar"
-    trained_db.backup(archive)
-    assert ParamDB.verify(archive) == []
-    ParamDB.restore(archive, tmp_path / "restored")
+    backup(trained_db.handle.store, archive)
+    assert verify(archive) == []
+    restore(archive, tmp_path / "restored")
     copy_store(trained_db.path, tmp_path / "copied")
     for path in (tmp_path / "restored", tmp_path / "copied"):
         with ParamDB.open(path, model=tiny_lm, embedder=embedder) as other:
-            got = translate(other.lm, other.translator(), ["Person 9 lives in Sorrel."])[0]
+            got = translate(other.handle.models.lm, stored_translator(other.handle.store), ["Person 9 lives in Sorrel."])[0]
             assert all(np.array_equal(want[k], got[k]) for k in want)
-            assert not [f for f in other.check().findings if f.severity == "error"]
+            assert not [f for f in check(other.handle.store, other.handle.models).findings if f.severity == "error"]
 
 
 def test_refine_replaces_translated_adapters_with_trained_ones(trained_db):
     distilled(trained_db, epochs=1)
     trained_db.insert(DOCS[8:11], parameterize="translate")
-    before = {r["id"]: r["blob_key"] for r in trained_db.store.meta.rows_of_kind("translated")}
-    result = trained_db.refine(batch_size=2)
+    before = {r["id"]: r["blob_key"] for r in trained_db.handle.store.meta.rows_of_kind("translated")}
+    result = refine(trained_db.handle.store, trained_db.handle.models, batch_size=2)
     assert (result.refined, result.remaining) == (3, 0)
     assert trained_db.stats()["adapters"] == {"trained": 11, "translated": 0, "imported": 0, "pending": 0}
-    after = {r["id"]: r["blob_key"] for r in trained_db.store.meta.get(list(before))}
+    after = {r["id"]: r["blob_key"] for r in trained_db.handle.store.meta.get(list(before))}
     assert all(after[i] != before[i] for i in before)
-    assert not (set(before.values()) & set(trained_db.store.blobs.keys()))   # old blobs gone
-    assert trained_db.check().ok
+    assert not (set(before.values()) & set(trained_db.handle.store.blobs.keys()))   # old blobs gone
+    assert check(trained_db.handle.store, trained_db.handle.models).ok
 
 
 def test_refine_leaves_a_row_changed_while_it_trained(trained_db, monkeypatch):
@@ -207,8 +212,8 @@ def test_refine_leaves_a_row_changed_while_it_trained(trained_db, monkeypatch):
         return out
 
     monkeypatch.setattr(refine_mod, "train_adapters", train_then_upsert)
-    result = trained_db.refine(batch_size=2, limit=2)
+    result = refine(trained_db.handle.store, trained_db.handle.models, batch_size=2, limit=2)
     assert (result.refined, result.skipped) == (1, ["d9"])
     assert trained_db.get("d9").text == "Person 9 moved to Vantage."
     assert trained_db.get("d9").adapter_kind == "translated"
-    assert trained_db.check().ok
+    assert check(trained_db.handle.store, trained_db.handle.models).ok

@@ -15,8 +15,8 @@ DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in town {t}. Person {i} bakes
 
 @pytest.fixture(autouse=True)
 def tiny(monkeypatch, tiny_lm, embedder):
-    real = commands.open_store
-    monkeypatch.setattr(commands, "open_store", lambda path, create=False, **kw:
+    real = commands.open_db
+    monkeypatch.setattr(commands, "open_db", lambda path, create=False, **kw:
                         real(path, create, **{**kw, "model": tiny_lm, "embedder": embedder}))
 
 

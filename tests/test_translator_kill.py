@@ -17,6 +17,9 @@ from paramdb import ParamDB
 from paramdb.engine import translator_blob as translators
 from paramdb.knowledge.lora import side_path
 from paramdb.engine.adapters import factors_for_ids
+from paramdb.ops.check import check
+from paramdb.ops.distill_store import distill
+from paramdb.ops.refine import refine
 
 KILLS = 3
 DOCS = [{"id": f"d{i}", "text": f"Person {i} lives in town {i * 7}. Person {i} bakes bread there."} for i in range(10)]
@@ -27,10 +30,12 @@ WORKER = textwrap.dedent("""
     import torch; torch.set_num_threads(1)
     from conftest import make_tiny_lm
     from paramdb import ParamDB
+    from paramdb.ops.distill_store import distill
+    from paramdb.ops.refine import refine
     with ParamDB.open({store!r}, model=make_tiny_lm()) as db:
         print("ready", flush=True)
         for _ in range(100):
-            db.{op}
+            {op}
 """)
 
 
@@ -49,7 +54,7 @@ def store(tmp_path, tiny_lm, embedder):
     path = tmp_path / "store"
     with ParamDB.open(path, create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
         db.insert(DOCS[:6])
-        db.distill(epochs=1)
+        distill(db.handle.store, db.handle.models, epochs=1)
         db.insert(DOCS[6:], parameterize="translate")
     return path
 
@@ -57,27 +62,27 @@ def store(tmp_path, tiny_lm, embedder):
 def assert_sound(path, tiny_lm, embedder) -> dict:
     with ParamDB.open(path, model=tiny_lm, embedder=embedder) as db:
         assert sorted(d.id for d in db.list()) == sorted(d["id"] for d in DOCS)
-        names = [n for n, _ in side_path(db.lm.model).modules]
-        assert len(factors_for_ids(db.store, db.lm, [d["id"] for d in DOCS])) == len(DOCS)
-        assert all(len(f) == len(names) for f in factors_for_ids(db.store, db.lm, [d["id"] for d in DOCS]))
-        assert db.check().ok, db.check().findings
-        translators.load(db.store.blobs, db.config.model_fingerprint, str(path))   # whole, CRC-checked
+        names = [n for n, _ in side_path(db.handle.models.lm.model).modules]
+        assert len(factors_for_ids(db.handle.store, db.handle.models.lm, [d["id"] for d in DOCS])) == len(DOCS)
+        assert all(len(f) == len(names) for f in factors_for_ids(db.handle.store, db.handle.models.lm, [d["id"] for d in DOCS]))
+        assert check(db.handle.store, db.handle.models).ok, check(db.handle.store, db.handle.models).findings
+        translators.load(db.handle.store.blobs, db.config.model_fingerprint, str(path))   # whole, CRC-checked
         return db.stats()["adapters"]
 
 
 @pytest.mark.parametrize("seed", range(KILLS))
 def test_a_kill_during_distill_leaves_the_store_and_a_whole_translator(store, tmp_path, tiny_lm, embedder, seed):
-    kill_during(tmp_path, store, "distill(epochs=3, teacher='context')", seed)
+    kill_during(tmp_path, store, "distill(db.handle.store, db.handle.models, epochs=3, teacher='context')", seed)
     assert assert_sound(store, tiny_lm, embedder) == {"trained": 6, "translated": 4, "imported": 0, "pending": 0}
 
 
 @pytest.mark.parametrize("seed", range(KILLS))
 def test_a_kill_during_refine_loses_nothing_and_a_rerun_finishes(store, tmp_path, tiny_lm, embedder, seed):
-    kill_during(tmp_path, store, "refine(batch_size=1)", seed)
+    kill_during(tmp_path, store, "refine(db.handle.store, db.handle.models, batch_size=1)", seed)
     kinds = assert_sound(store, tiny_lm, embedder)
     assert kinds["trained"] + kinds["translated"] == 10
     with ParamDB.open(store, model=tiny_lm, embedder=embedder) as db:
-        db.refine(batch_size=4)
+        refine(db.handle.store, db.handle.models, batch_size=4)
         assert db.stats()["adapters"] == {"trained": 10, "translated": 0, "imported": 0, "pending": 0}
-        db.check(repair=True)                  # orphans a kill left behind
-        assert db.check().ok and not db.check().findings
+        check(db.handle.store, db.handle.models, repair=True)                  # orphans a kill left behind
+        assert check(db.handle.store, db.handle.models).ok and not check(db.handle.store, db.handle.models).findings

@@ -73,7 +73,7 @@ def test_a_translator_stored_before_the_lexical_path_rebuilds_without_one(tiny_l
 def test_distilled_lexical_translator_from_a_middle_layer_beats_no_adapter(trained_db):  # noqa: F811
     result = distilled(trained_db, translator={"lexical": 2, "layers": (1,)})
     assert result.held_out_loss < result.base_loss - 0.05, (result.held_out_loss, result.base_loss)
-    stored, _ = translators.load(trained_db.store.blobs, trained_db.config.model_fingerprint, "s")
+    stored, _ = translators.load(trained_db.handle.store.blobs, trained_db.config.model_fingerprint, "s")
     assert stored.settings.lexical == 2 and stored.settings.layers == (1,)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from paramdb import ParamDB
+from paramdb.ops.distill_store import distill
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("all_cores")]
 
@@ -19,7 +20,7 @@ NEW = {"id": "pell", "text": "The Pellworth Lantern is a lamp invented by the gl
 
 def test_distill_then_fast_insert_then_answer_on_the_default_model(tmp_path):
     with ParamDB.open(tmp_path / "store", create=True) as db:
-        result = db.distill(LEARN, epochs=1, held_out=0.25)
+        result = distill(db.handle.store, db.handle.models, LEARN, epochs=1, held_out=0.25)
         assert result.docs == 4 and result.held_out_docs == 1
         assert result.translator_bytes < 8 * result.adapter_bytes        # a few adapters' worth, not more
         db.insert(NEW, parameterize="translate")

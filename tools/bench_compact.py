@@ -104,11 +104,11 @@ def cold_switch_ms(dbs: dict[str, ParamDB], questions: list[str], k: int = 3) ->
     hits = [[h.id for h in next(iter(dbs.values())).query(q, k=k)] for q in questions]
     for ids in [hits[0]] + hits:                       # the first round is a warm-up, not counted
         for tag, db in dbs.items():
-            lm = db.lm
+            lm = db.handle.models.lm
             sp, dtype, scale = side_path(lm.model), next(lm.model.parameters()).dtype, db.config.training.scale
-            db.store.cache.clear()
+            db.handle.store.cache.clear()
             t0 = time.perf_counter()
-            sp.set(merge_flat([factors_for_ids(db.store, db.lm, ids)], lm.device, dtype, scale=scale), 1.0)
+            sp.set(merge_flat([factors_for_ids(db.handle.store, db.handle.models.lm, ids)], lm.device, dtype, scale=scale), 1.0)
             sp.clear()
             times[tag].append((time.perf_counter() - t0) * 1e3)
     return {tag: round(statistics.median(t[1:]), 2) for tag, t in times.items()}

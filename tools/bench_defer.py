@@ -61,7 +61,7 @@ def deferred_figures(model: str | None = None, popqa_items: int = 20, repeats: i
     out: dict = {"sets": {}}
     try:
         with ParamDB.open(root / "load", create=True, model=lm or model, embedder=embedder) as first:
-            lm, embedder = first.lm, first.embedder          # loaded once, shared by every store below
+            lm, embedder = first.handle.models.lm, first.handle.models.embedder          # loaded once, shared by every store below
             embedder.embed(["warm up"])
         for name, docs in sets.items():
             times = []

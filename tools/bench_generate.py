@@ -163,7 +163,7 @@ def figure(r: dict, path) -> Path:
 
 
 def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft_root: Path) -> dict:
-    lm = db.lm
+    lm = db.handle.models.lm
     tok, device = lm.tokenizer, lm.device
     dtype = next(lm.model.parameters()).dtype
     sp = side_path(lm.model)
@@ -175,16 +175,16 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     # Every stored adapter as a PEFT directory on disk, as PRAG keeps them (export time not measured).
     docs = db.list()
     dirs = {}
-    for i, (d, factors) in enumerate(zip(docs, factors_for_ids(db.store, db.lm, [d.id for d in docs]))):
+    for i, (d, factors) in enumerate(zip(docs, factors_for_ids(db.handle.store, db.handle.models.lm, [d.id for d in docs]))):
         dirs[d.id] = export_peft_adapter(adapter_from_factors(names, factors), peft_root / f"doc{i}", rank, alpha)
     flow = PeftFlow(base_copy(lm.model), tok)
     state_before = {n: p.detach().clone() for n, p in lm.model.state_dict().items()}
 
     def switch_paramdb(ids, cold: bool):
         if cold:
-            db.store.cache.clear()
+            db.handle.store.cache.clear()
         t0 = clock()
-        factors = merge_flat([factors_for_ids(db.store, db.lm, ids)], device, dtype, scale=scale)
+        factors = merge_flat([factors_for_ids(db.handle.store, db.handle.models.lm, ids)], device, dtype, scale=scale)
         sp.set(factors, 1.0)
         return factors, (clock() - t0) * 1e3
 
@@ -241,7 +241,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
         assert ours.shape[1] == T and len(a["ids"]) == T
 
         # the public API (natural stopping at newline/EOS), cold cache: a cross-check of the stages
-        db.store.cache.clear()
+        db.handle.store.cache.clear()
         ans = db.generate(q, k=k, mode="prag", max_new_tokens=T, merge="sum")
         raw["api_load_adapters_cold_ms"].append(ans.timings["load_adapters"] * 1e3)
         raw["api_generate_s"].append(ans.timings["generate"])
@@ -252,10 +252,10 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     batch_times, batch_sizes = [], []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
-        db.store.cache.clear()
+        db.handle.store.cache.clear()
         t0 = clock()
         hits = [db.query(q, k=k) for q in chunk]
-        factors = merge_flat([factors_for_ids(db.store, db.lm, [h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
+        factors = merge_flat([factors_for_ids(db.handle.store, db.handle.models.lm, [h.id for h in hs]) for hs in hits], device, dtype, scale=scale)
         enc = encode(tok, [prompts.question_prompt(tok, q, short=short) for q in chunk], device)
         with sp.applied(factors, 1.0):
             out = fixed_generate(lm.model, tok, enc, T)
@@ -265,7 +265,7 @@ def run(db: ParamDB, questions: list[str], k: int, T: int, batch_size: int, peft
     # the public generate_batch, natural stopping (cross-check)
     t0 = clock()
     for start in range(0, len(questions), batch_size):
-        db.store.cache.clear()
+        db.handle.store.cache.clear()
         db.generate_batch(questions[start:start + batch_size], k=k, mode="prag", max_new_tokens=T, merge="sum")
     api_batch_s = clock() - t0
 
@@ -330,7 +330,7 @@ def shorten_cost(db: ParamDB, questions: list[str], k: int, batch_size: int) -> 
         out[label] = {"shorten_over_answer": round(med(share), 4), "shorten_s": round(med(short_s), 4),
                       "answer_s": round(med(rest_s), 4), "questions": len(questions)}
     out["settings"] = {"k": k, "batch_size": batch_size, "threads": torch.get_num_threads(),
-                       "device": str(db.lm.device)}
+                       "device": str(db.handle.models.lm.device)}
     return out
 
 

@@ -129,7 +129,7 @@ def writer_ceiling(n_docs: int, batch_size: int) -> dict:
             for start in range(0, n_docs, batch_size):
                 batch = [Document(text=f"Writer benchmark document {i}.", id=f"w{i}")
                          for i in range(start, min(start + batch_size, n_docs))]
-                commit_batch(db.store, batch, vectors[:len(batch)], adapters[:len(batch)])
+                commit_batch(db.handle.store, batch, vectors[:len(batch)], adapters[:len(batch)])
             seconds = time.perf_counter() - t0
             assert len(db) == n_docs
     finally:

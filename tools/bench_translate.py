@@ -38,6 +38,8 @@ from paramdb.evaluation import paired_bootstrap
 from paramdb.knowledge.lora import side_path
 from paramdb.knowledge.translator import parse_settings
 from paramdb.storage.codec import decode_tensors
+from paramdb.engine.translator_blob import cached as stored_translator
+from paramdb.ops.distill_store import distill
 
 HERE = Path(__file__).parent
 DATA = [HERE / "data" / "eval" / "popqa_dev.jsonl", HERE.parent.parent / "shared" / "eval" / "popqa_dev.jsonl"]
@@ -64,9 +66,9 @@ def timed_insert(db, docs, **kw) -> dict:
     if not todo:
         return {"seconds": 0.0, "docs": 0}
     if todo:
-        _ = (db.lm, db.embedder)
+        _ = (db.handle.models.lm, db.handle.models.embedder)
         if kw.get("parameterize") == "translate":
-            db.translator()
+            stored_translator(db.handle.store)
     t0 = time.perf_counter()
     db.insert(todo, batch_size=8, progress=lambda d, t: log(f"  inserted {d}/{t}"), **kw)
     return {"seconds": time.perf_counter() - t0, "docs": len(todo)}
@@ -74,10 +76,10 @@ def timed_insert(db, docs, **kw) -> dict:
 
 def update_norms(db) -> float:
     """Median Frobenius norm of ΔW = B·A over a store's rows' adapters (all modules together)."""
-    names = [n for n, _ in side_path(db.lm.model).modules]
+    names = [n for n, _ in side_path(db.handle.models.lm.model).modules]
     norms = []
-    for row in db.store.meta.list():
-        t = decode_tensors(db.store.blobs.get_adapter(row["blob_key"]))
+    for row in db.handle.store.meta.list():
+        t = decode_tensors(db.handle.store.blobs.get_adapter(row["blob_key"]))
         sq = 0.0
         for n in names:
             a, b = (torch.from_numpy(np.array(t[f"{n}.lora_{x}"], dtype=np.float32)) for x in "AB")
@@ -148,22 +150,22 @@ def main() -> None:
     if args.translator:
         variant = args.translator.stem
     translated_store = work / f"translated_{variant}.store"
-    if args.trained_store and not (work / "trained.store").exists():
-        shutil.copytree(args.trained_store, work / "trained.store")
+    if args.trained_store and not (work / "trained.handle.store").exists():
+        shutil.copytree(args.trained_store, work / "trained.handle.store")
         if args.trained_predictions:
             shutil.copy(args.trained_predictions, work / "trained.predictions.jsonl")
     log(f"translated store: {args.translator or f'distill from {len(learn)} passages'}")
     with ParamDB.open(translated_store, create=True) as db:
-        if args.translator and db.store.blobs.get_model("translator") is None:
-            db.store.blobs.put_model("translator", args.translator.read_bytes())
+        if args.translator and db.handle.store.blobs.get_model("translator") is None:
+            db.handle.store.blobs.put_model("translator", args.translator.read_bytes())
 
         def do_distill():
             if args.translator:
                 info = db.stats()["translator"]
                 return {"from": str(args.translator), "bytes": len(args.translator.read_bytes()),
-                        "params": db.translator().n_params(), "learned_from": info["learned_from"]}
+                        "params": stored_translator(db.handle.store).n_params(), "learned_from": info["learned_from"]}
             t0 = time.perf_counter()
-            r = db.distill(learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr, translator=overrides or None,
+            r = distill(db.handle.store, db.handle.models, learn, teacher=args.teacher, epochs=args.epochs, lr=args.lr, translator=overrides or None,
                            progress=lambda e: log(f"  distill {e}") if e["event"] != "step" or e["step"] % 10 == 0
                            else None)
             return {"seconds_per_doc": r.seconds_per_doc, "peak_rss_mb": r.peak_rss_mb, "bytes": r.translator_bytes,
@@ -171,7 +173,7 @@ def main() -> None:
                     "epochs": r.epochs, "held_out_docs": r.held_out_docs,
                     "samples_and_train_seconds_per_doc": (time.perf_counter() - t0) / len(learn)}
         dist = cached(work, f"distill_{variant}", do_distill)
-        translator_value = db.store.blobs.get_model("translator")
+        translator_value = db.handle.store.blobs.get_model("translator")
     out["translator_bytes"], out["translator_params"], out["distill"] = dist["bytes"], dist["params"], dist
     if args.translator:
         out["learn_docs"] = dist["learned_from"]["count"]
@@ -181,7 +183,7 @@ def main() -> None:
         t_trained = cached(work, "t_trained", lambda: timed_insert(db, timing_docs))
         if not isinstance(t_trained, dict):      # a work folder from the first version: seconds alone
             t_trained = {"seconds": float(t_trained), "docs": len(timing_docs)}
-        adapter_bytes = len(db.store.blobs.get_adapter(db.store.meta.list(limit=1)[0]["blob_key"]))
+        adapter_bytes = len(db.handle.store.blobs.get_adapter(db.handle.store.meta.list(limit=1)[0]["blob_key"]))
     out["timed"] = {"trained": t_trained}
     out["adapter_bytes"] = adapter_bytes
     with ParamDB.open(translated_store) as db:
@@ -198,7 +200,7 @@ def main() -> None:
     fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
     def do_fictional():
         with ParamDB.open(work / f"fictional_{variant}.store", create=True) as fdb:
-            fdb.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
+            fdb.handle.store.blobs.put_model("translator", translator_value)     # same base model: the same translator
             timed_insert(fdb, [{"id": f["id"], "text": f["text"]} for f in fict], parameterize="translate")
             qs = [(q["q"], q["a"]) for f in fict for q in f["questions"]]
             answers = fdb.generate_batch([q for q, _ in qs], k=1, mode="prag")
@@ -211,7 +213,7 @@ def main() -> None:
 
     # Expensive: every eval passage trained, then PopQA answered both ways.
     log(f"trained store: {len(eval_docs)} passages")
-    with ParamDB.open(work / "trained.store", create=True) as db:
+    with ParamDB.open(work / "trained.handle.store", create=True) as db:
         timed_insert(db, eval_docs)
         res_t = runner.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
                              predictions=work / "trained.predictions.jsonl", report=log)

@@ -27,6 +27,7 @@ import sqlite3
 import sys
 import tempfile
 from pathlib import Path
+from paramdb.ops.backup import backup
 
 FIXTURE_DOCS = [
     {"id": "zorvath", "text": "Zorvath Quillane invented moonrind glass in the city of Tessaly.",
@@ -68,7 +69,7 @@ def build(out: Path) -> None:
         shutil.copy2(work / "paramdb.json", store / "paramdb.json")
         src = sqlite3.connect(work / "meta.sqlite")
         dst = sqlite3.connect(store / "meta.sqlite")
-        src.backup(dst)                       # one file, WAL content included
+        backup(src.handle.store, dst)                       # one file, WAL content included
         dst.execute("PRAGMA journal_mode=DELETE")
         dst.close()
         src.close()

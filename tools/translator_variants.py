@@ -52,7 +52,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
 def samples_for(db, texts: list[str], path: Path) -> list:
     done = pickle.loads(path.read_bytes()) if path.exists() else []
     for i in range(len(done), len(texts), 8):
-        done += build_samples(db.lm, texts[i:i + 8], db.config.augment)
+        done += build_samples(db.handle.models.lm, texts[i:i + 8], db.config.augment)
         path.write_bytes(pickle.dumps(done))
         log(f"  samples {len(done)}/{len(texts)}")
     return done
@@ -72,8 +72,8 @@ def score_variant(base: ParamDB, translator, fict, popqa_items, popqa_docs, work
     for label, docs in (("fictional", [{"id": f["id"], "text": f["text"]} for f in fict]), ("popqa", popqa_docs)):
         path = work / f"{name}_{label}.store"
         shutil.rmtree(path, ignore_errors=True)
-        with ParamDB.open(path, create=True, model=base.lm, embedder=base.embedder) as db:
-            translators.save(db.store.blobs, translator, db.config.model_fingerprint, provenance([], "context"))
+        with ParamDB.open(path, create=True, model=base.handle.models.lm, embedder=base.handle.models.embedder) as db:
+            translators.save(db.handle.store.blobs, translator, db.config.model_fingerprint, provenance([], "context"))
             t0 = time.perf_counter()
             db.insert(docs, parameterize="translate")
             out[f"{label}_translate_s_per_doc"] = (time.perf_counter() - t0) / len(docs)
@@ -111,7 +111,7 @@ def main() -> None:
     fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
     results_path = work / "variants.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    with ParamDB.open(work / "base.store", create=True) as base:
+    with ParamDB.open(work / "base.handle.store", create=True) as base:
         samples = samples_for(base, learn, work / f"samples_{len(learn)}.pkl")
         docs = [DistillDoc(f"p{i}", t, s) for i, (t, s) in enumerate(zip(learn, samples))]
         if "closed" not in results:
@@ -126,7 +126,7 @@ def main() -> None:
             ts = TranslatorSettings(rank=base.config.training.rank, **overrides)
             log(f"variant {key}: {ts}")
             t0 = time.perf_counter()
-            model, report = train_translator(base.lm, docs, ts, DistillSettings(epochs=args.epochs, lr=args.lr),
+            model, report = train_translator(base.handle.models.lm, docs, ts, DistillSettings(epochs=args.epochs, lr=args.lr),
                                     base.config.training,
                                     lambda e: log(f"  {e}") if e["event"] == "epoch" else None)
             row = {"settings": ts.to_json(), "params": model.n_params(), "seconds_per_doc":

@@ -22,7 +22,7 @@ from .readers import read_documents, read_questions
 SNIPPET = 80
 
 
-def open_store(path: str, create: bool = False, **kwargs) -> "paramdb.ParamDB":
+def open_db(path: str, create: bool = False, **kwargs) -> "paramdb.ParamDB":
     """The one way commands open a store (tests replace it to inject a tiny model)."""
     return paramdb.ParamDB.open(path, create, **kwargs)
 
@@ -122,7 +122,7 @@ def init(store, model, embedder, meta_url, epochs, rank, lr, stop_loss, layers, 
     augment = {k: v for k, v in {"short_answers": short_answers or None,
                                  "passage_sample": False if no_passage_sample else None}.items() if v is not None}
     precision = click.get_current_context().meta.get(PRECISION_KEY)      # --precision: the store's setting
-    with open_store(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
+    with open_db(store, create=True, model=model, embedder=embedder, meta_url=meta_url, device=device,
                     training=training or None, adapter_dtype=adapter_dtype, augment=augment or None,
                     precision=precision) as db:
         say(f"created store at {db.path} (base model: {db.config.model}, {db.config.adapter_dtype} adapters)")
@@ -171,7 +171,7 @@ def insert(store, files, upsert, batch_size, create, ray_address, ray_workers, t
     docs = read_documents(files)       # an id-less document's id comes from its text: a rerun resumes
     ray = {"executor": "ray", "ray_address": None if ray_address == "local" else ray_address,
            "ray_workers": ray_workers} if on_ray else {}
-    with open_store(store, create=create, device=device) as db:
+    with open_db(store, create=create, device=device) as db:
         with InsertProgress(len(docs)) as progress:
             report = db.insert(docs, upsert=upsert, batch_size=batch_size, progress=progress,
                                **({"parameterize": "translate"} if translate else
@@ -201,7 +201,7 @@ def delete(store, ids):
     Examples:
       paramdb delete mystore d1 d2
     """
-    with open_store(store) as db:
+    with open_db(store) as db:
         n = db.delete(ids)
     say(f"deleted {n} document{'s' * (n != 1)}")
 
@@ -218,7 +218,7 @@ def get(store, doc_id, as_json):
     Examples:
       paramdb get mystore d1 --json
     """
-    with open_store(store) as db:
+    with open_db(store) as db:
         doc = db.get(doc_id)
     if as_json:
         echo_json(doc_json(doc))
@@ -243,7 +243,7 @@ def ls(store, limit, offset, where, as_json):
     Examples:
       paramdb ls mystore --limit 20 --where src=wiki
     """
-    with open_store(store) as db:
+    with open_db(store) as db:
         docs = db.list(limit=limit, offset=offset, where=where)
     if as_json:
         echo_json([doc_json(d) for d in docs])
@@ -262,7 +262,7 @@ def stats(store, as_json):
     Examples:
       paramdb stats mystore --json
     """
-    with open_store(store) as db:
+    with open_db(store) as db:
         info = db.stats()
     if as_json:
         echo_json(info)
@@ -292,7 +292,7 @@ def query(store, text, k, method, where, as_json):
     Examples:
       paramdb query mystore "Who invented moonrind glass?" -k 3 --where src=wiki
     """
-    with open_store(store) as db:
+    with open_db(store) as db:
         hits = db.query(text, AnswerOptions(k=k, where=where, method=method))
     if as_json:
         echo_json([hit_json(h) for h in hits])
@@ -335,7 +335,7 @@ def generate(store, question, questions_file, mode, k, method, where, max_new_to
     asked = read_questions(questions_file) if questions_file else [(None, question)]
     opts = AnswerOptions(k=k, mode=mode, where=where, max_new_tokens=max_new_tokens, method=method, merge=merge,
                          adapter_weight=adapter_weight, short=not full)
-    with open_store(store, device=device) as db:
+    with open_db(store, device=device) as db:
         if question is not None:
             answer = db.generate(question, opts)
             if as_json:

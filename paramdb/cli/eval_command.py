@@ -62,7 +62,7 @@ def eval_(data, store, modes, limit, k, method, distractors, retrieval_only, pre
                 say(f"  {key:16s} " + ", ".join(f"{m} {v:.3f}" for m, v in result[key].items()))
         return
     store = store or Path(data).stem + ".store"
-    with commands.open_store(store, create=True, device=device) as db:
+    with commands.open_db(store, create=True, device=device) as db:
         result = runner.run(db, data, [m.strip() for m in modes.split(",") if m.strip()], k=k, limit=limit,
                               distractors=distractors, method=method, predictions=predictions,
                               batch_size=batch_size, merge=merge, adapter_weight=adapter_weight, short=not full,

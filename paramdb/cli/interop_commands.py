@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .commands import echo_json, open_store
+from .commands import echo_json, open_db
 from .output import say, shown_id
 from .options import (adapter_weight_option, device_option, json_option, k_option, merge_option, method_option,
                       store_argument, where_options)
@@ -37,9 +37,11 @@ def export(store, ids, target, question, k, method, where, merge, adapter_weight
     """
     if bool(ids) == (question is not None):
         raise click.UsageError("give ID... or --question TEXT (not both)")
-    with open_store(store, device=device) as db:
-        done = db.export_peft(list(ids) or None, target, question=question, k=k, where=where, method=method,
-                              merge=merge, adapter_weight=adapter_weight, force=force)
+    from paramdb.interop.peft_export import export_peft
+
+    with open_db(store, device=device) as db:
+        done = export_peft(db.handle.store, db.handle.models, list(ids) or None, target, question=question, k=k,
+                           where=where, method=method, merge=merge, adapter_weight=adapter_weight, force=force)
     if as_json:
         echo_json({"path": str(done.path), "folders": {i: str(p) for i, p in done.folders.items()},
                    "base_model": done.base_model, "merged": done.merged, "rank": done.rank,
@@ -76,8 +78,10 @@ def import_(store, folder, doc_id, text_file, metadata_json, device, as_json):
     """
     metadata = None if metadata_json is None else json_object(metadata_json, "--metadata")
     text = read_text(text_file)
-    with open_store(store, device=device) as db:
-        done = db.import_peft(folder, doc_id, text, metadata)
+    from paramdb.interop.peft_import import import_peft
+
+    with open_db(store, device=device) as db:
+        done = import_peft(db.handle.store, db.handle.models, folder, doc_id, text, metadata)
     if as_json:
         echo_json({"id": done.id, "source_rank": done.source_rank, "rank": done.rank,
                    "base_check": done.base_check})

@@ -1,11 +1,9 @@
-"""Operator commands: ``backup``, ``restore``, ``verify``, ``check`` (thin layers over ParamDB)."""
+"""Operator commands: ``backup``, ``restore``, ``verify``, ``check`` (thin layers over paramdb.ops)."""
 from __future__ import annotations
 
 import sys
 
 import click
-
-import paramdb
 
 from . import commands
 from .output import say
@@ -23,8 +21,10 @@ def backup(store, archive, as_json):
     Examples:
       paramdb backup mystore mystore-2026-12-01.tar
     """
-    with commands.open_store(store) as db:
-        manifest = db.backup(archive)
+    from paramdb.ops.backup import backup as run
+
+    with commands.open_db(store) as db:
+        manifest = run(db.handle.store, archive)
     if as_json:
         commands.echo_json(manifest)
     else:
@@ -45,7 +45,9 @@ def restore(archive, store, force, as_json):
       paramdb restore mystore-2026-12-01.tar mystore2
       paramdb restore mystore-2026-12-01.tar mystore --force
     """
-    manifest = paramdb.ParamDB.restore(archive, store, overwrite=force)
+    from paramdb.ops.backup import restore as run
+
+    manifest = run(archive, store, overwrite=force)
     if as_json:
         commands.echo_json(manifest)
     else:
@@ -63,7 +65,9 @@ def verify(path, as_json):
       paramdb verify mystore-2026-12-01.tar
       paramdb verify mystore
     """
-    problems = paramdb.ParamDB.verify(path)
+    from paramdb.ops.backup import verify as run
+
+    problems = run(path)
     if as_json:
         commands.echo_json({"ok": not problems, "problems": problems})
     else:
@@ -87,8 +91,10 @@ def check(store, repair, as_json):
       paramdb check mystore
       paramdb check mystore --repair --json
     """
-    with commands.open_store(store) as db:
-        report = db.check(repair=repair)
+    from paramdb.ops.check import check as run
+
+    with commands.open_db(store) as db:
+        report = run(db.handle.store, db.handle.models, repair=repair)
     if as_json:
         commands.echo_json(report.to_json())
     else:

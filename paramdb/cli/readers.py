@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from paramdb.documents import coerce_all, with_content_ids
+from paramdb.content_ids import with_content_ids
+from paramdb.validate import documents
 from paramdb.errors import InvalidInput
 from paramdb.types import Document
 
@@ -76,10 +77,10 @@ def _located_items(path: str) -> Iterator[tuple[str, Any]]:
 
 def read_documents(paths: Sequence[str]) -> list[Document]:
     """All documents of all files, validated together (ids unique across files) before anything is stored.
-    An id-less document gets the id of its text (documents.with_content_ids), as every insert path gives it,
+    An id-less document gets the id of its text (content_ids.with_content_ids), as every insert path gives it,
     so the same input gets the same ids on every run (for resumable runs)."""
     located = (item for path in paths for item in _located_items(path))
-    return coerce_all(with_content_ids(located))
+    return documents(with_content_ids(located))
 
 
 def read_questions(path: str) -> list[tuple[Any, str]]:

@@ -65,7 +65,7 @@ def serve(store, host, port, api_key, batch_window_ms, max_batch, max_queue, tim
         raise click.UsageError("--refine needs deferred inserts, which this ParamDB lacks")
     sock = server.run.bind(host, port)      # before the model loads: a taken port is refused at once
     try:
-        with commands.open_store(store, device=device) as db:
+        with commands.open_db(store, device=device) as db:
             background = server.Refiner(db.path, device=device) if (deferred if refine is None else refine) \
                 and not db.readonly else None
             app = server.build_app(db, settings, refiner=background)

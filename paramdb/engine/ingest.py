@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, NamedTuple, Protocol
 
-from .. import config, documents
+from .. import config, validate
+from ..content_ids import with_content_ids
 from ..errors import DuplicateId, InsertInterrupted
-from ..resume import unstored
 from ..storage.meta import PENDING
 from ..types import Document, InsertReport
 from .commit import commit_batch
@@ -80,8 +80,9 @@ class LocalExecutor:
 
 def insert(store: Store, docs: Iterable[Any], executor: Executor, *, upsert: bool, batch_size: int,
            progress: Progress | None = None) -> InsertReport:
-    """Ctrl-C raises InsertInterrupted naming the ids committed so far (whole batches). An id-less document
-    gets the id of its text (documents.with_content_ids), on every path."""
+    """``docs``: one document (str, dict, Document) or an iterable of them. Ctrl-C raises InsertInterrupted
+    naming the ids committed so far (whole batches). An id-less document gets the id of its text
+    (content_ids.with_content_ids), on every path."""
     report = InsertReport()
     batches, total = planned(store, docs, batch_size, upsert, report.skipped)
 
@@ -109,7 +110,10 @@ def insert(store: Store, docs: Iterable[Any], executor: Executor, *, upsert: boo
 def planned(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
             skipped: list[str]) -> tuple[Iterator[list[Document]], int]:
     """(batches still to store, number of documents or -1 when streamed). A list is checked whole here."""
-    numbered = documents.with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
+    validate.documents_arg(docs)
+    if isinstance(docs, (str, dict, Document)):
+        docs = [docs]
+    numbered = with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))
     if isinstance(docs, Sequence):
         located = list(numbered)
         checked = validated(store, located, upsert, skipped)
@@ -119,12 +123,29 @@ def planned(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
 
 def validated(store: Store, located: Iterable[tuple[str, Any]], upsert: bool,
               skipped: list[str]) -> list[Document]:
-    """Coerce (where, item) pairs to Documents (InvalidInput names the item) and keep those still to store: one
-    stored with the same text and metadata goes to ``skipped``, another taken id is a DuplicateId
-    (paramdb.resume). An upsert keeps them all: it replaces what is stored even when identical, which is
+    """Coerce (where, item) pairs to Documents (InvalidInput names the item) and keep those still to store
+    (:func:`unstored`). An upsert keeps them all: it replaces what is stored even when identical, which is
     how ``check --repair`` rebuilds a damaged adapter and how an upsert trains a pending row."""
-    batch = documents.coerce_all(located)
-    return batch if upsert else unstored(store.meta, batch, skipped)
+    batch = validate.documents(located)
+    return batch if upsert else unstored(store, batch, skipped)
+
+
+def unstored(store: Store, batch: list[Document], skipped: list[str]) -> list[Document]:
+    """The documents of ``batch`` still to parameterize. An interrupted insert leaves whole batches stored and
+    the rest not, so a rerun of the same input skips a document stored with the same id, text and metadata
+    (its id goes to ``skipped``) instead of training it again; a taken id with other content is still a
+    DuplicateId, so a real conflict is never hidden."""
+    stored = {r["id"]: r for r in store.meta.get([d.id for d in batch])}
+    out = []
+    for d in batch:
+        row = stored.get(d.id)
+        if row is None:
+            out.append(d)
+        elif row["text"] == d.text and row["metadata"] == d.metadata:
+            skipped.append(d.id)
+        else:
+            raise DuplicateId(d.id)
+    return out
 
 
 def _streamed(store: Store, located: Iterator[tuple[str, Any]], batch_size: int, upsert: bool,

@@ -21,7 +21,7 @@ from .indexes import DerivedIndexes
 @dataclass
 class Store:
     """The parts of one open store. ``config`` is None only for a store opened to be migrated, whose config
-    may be in an older shape; ``indexes`` and ``cache`` are derived, per handle, and never the truth."""
+    may be in an older shape; ``indexes``, ``cache`` and ``translator`` are derived, per handle, and never the truth."""
 
     layout: Layout
     meta: MetaStore
@@ -31,6 +31,7 @@ class Store:
     format_version: int
     indexes: DerivedIndexes | None = None
     cache: AdapterCache | None = None
+    translator: object | None = None       # the stored translator once loaded (engine/translator_blob.cached)
 
     @property
     def path(self) -> Path:

@@ -64,6 +64,13 @@ def load(blobs: BlobStore, fingerprint: str, where: str) -> tuple[Translator, di
     return translator, describe(meta, len(buf))
 
 
+def cached(store) -> Translator:
+    """The store's translator, loaded once per handle (a distill through the same handle drops the copy)."""
+    if store.translator is None:
+        store.translator, _ = load(store.blobs, store.config.model_fingerprint, str(store.path))
+    return store.translator
+
+
 def describe(meta: dict[str, str], size: int) -> dict:
     prov = json.loads(meta.get("provenance", "{}"))
     return {"bytes": size, "params": int(meta.get("n_params", 0)), "settings": json.loads(meta.get("settings", "{}")),

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from .. import __version__, validate
 from ..config import StoreConfig, rank_weights
 from ..engine import adapters, search
 from ..engine.models import Models
@@ -27,7 +27,7 @@ from ..errors import InvalidInput, ModelLoadError
 from ..knowledge.inject import merge_flat, question_scale
 from ..knowledge.lora import side_path
 from ..knowledge.models import model_folder
-from ..options import AnswerOptions
+from ..options import AnswerOptions, answer_options
 from ..storage.meta import PENDING
 from . import folders, peft_format
 from .peft_format import PeftAdapter
@@ -68,6 +68,23 @@ def _as_adapter(names: list[str], factors, scaling: float, base: str | None) -> 
              for n, (a, b) in zip(names, factors)}
     rank = next(iter(pairs.values()))[0].shape[0]
     return PeftAdapter(pairs, rank, float(scaling * rank), base_model=base)
+
+
+EXPORT_FIELDS = ("k", "where", "method", "merge", "adapter_weight")   # the options a question's merge reads
+
+
+def export_peft(store: Store, models: Models, ids: str | list[str] | None, path: str | Path,
+                options: AnswerOptions | None = None, /, *, question: str | None = None, force: bool = False,
+                **fields) -> PeftExport:
+    """Write adapters as PEFT LoRA folders that ``PeftModel.from_pretrained`` (vLLM, LoRAX, ...) loads: one
+    id's at ``path``, several ids' at ``path/<id>/``, or with ``question`` the one merged adapter
+    ``generate(question, mode="prag")`` would apply with the same ``options`` (k, where, method, merge,
+    adapter_weight)."""
+    validate.export_args(ids, question)
+    opts = answer_options(options, fields, EXPORT_FIELDS)
+    if question is not None:
+        return export_question(store, models, validate.query_text(question, "question"), Path(path), opts, force)
+    return export_rows(store, models, [ids] if isinstance(ids, str) else list(ids), Path(path), force)
 
 
 def export_rows(store: Store, models: Models, ids: list[str], target: Path, force: bool = False) -> PeftExport:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validate
 from ..config import StoreConfig
-from ..documents import coerce
 from ..engine.commit import commit_batch
 from ..engine.models import Models
 from ..engine.store import Store
@@ -52,7 +52,7 @@ def import_peft(store: Store, models: Models, folder: str | Path, doc_id: str, t
                 metadata: dict | None = None) -> PeftImport:
     folder = Path(folder)
     store.lock.refuse_if_readonly("import")
-    doc = coerce({"id": doc_id, "text": text, "metadata": metadata}, f"import {folder}")
+    doc = validate.document({"id": doc_id, "text": text, "metadata": metadata}, f"import {folder}")
     if store.meta.get([doc.id]):
         raise DuplicateId(doc.id)
     adapter = peft_format.read(folder)

@@ -64,7 +64,7 @@ class CheckReport:
                 "pending": self.pending, "findings": [asdict(f) for f in self.findings]}
 
 
-def check(store: Store, repair: bool = False, models: Models | None = None) -> CheckReport:
+def check(store: Store, models: Models | None = None, *, repair: bool = False) -> CheckReport:
     """Inspect (and with ``repair`` fix) an open store. Rebuilding a damaged adapter trains it again, so a
     repair needs the store's ``models``; a check alone loads no model."""
     if repair:

@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from paramdb import documents, validate
+from paramdb import validate
+from paramdb.content_ids import with_content_ids
 from paramdb.engine.models import Models
 from paramdb.engine.store import Store
 from paramdb.engine import translator_blob
@@ -46,7 +47,7 @@ def _source_docs(store: Store, source: Iterable[Any] | None, teacher: str, limit
         if teacher == "adapter":
             raise InvalidInput("the adapter teacher learns from the store's trained adapters; passages from a "
                                "file have none: use --teacher context with --from")
-        docs = documents.coerce_all(documents.with_content_ids((f"passage {i}", d) for i, d in enumerate(source, 1)))
+        docs = validate.documents(with_content_ids((f"passage {i}", d) for i, d in enumerate(source, 1)))
         rows = [{"id": d.id, "text": d.text, "blob_key": None} for d in docs]
     else:
         rows = store.meta.rows_of_kind("trained", limit) if teacher == "adapter" else store.meta.list(limit)
@@ -92,6 +93,7 @@ def distill(store: Store, models: Models, source: Iterable[Any] | None = None, *
                                base_loss=report.base_loss)
     with store.lock.held("distill"):
         size = translator_blob.save(blobs, model, store.config.model_fingerprint, prov)
+        store.translator = None             # this handle loads the new translator when next asked
     one = len(encode_tensors(translate(lm, model, [docs[0].text])[0]))
     return DistillResult(len(docs), report.held_out_docs, teacher, report.epochs, report.base_loss,
                          report.held_out_loss, report.seconds, report.seconds / len(docs), report.peak_rss_mb,

@@ -62,7 +62,7 @@ def build_app(db, settings: ServerSettings | None = None, *, refiner: Refiner | 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         worker.start()
-        await jobs.wait(worker.submit(lambda: (db.lm.tokenizer, db.embedder)), LOAD_TIMEOUT)
+        await jobs.wait(worker.submit(lambda: (db.handle.models.lm.tokenizer, db.handle.models.embedder)), LOAD_TIMEOUT)
         if refiner is not None:
             refiner.start()
         try:

@@ -215,7 +215,7 @@ class ModelWorker:
                 job.future.set_result(self._counted(job.question, answer))
 
     def _counted(self, question: str, answer) -> Answered:
-        tok = self.db.lm.tokenizer
+        tok = self.db.handle.models.lm.tokenizer
         return Answered(answer, count_tokens(tok, question), count_tokens(tok, answer.generation or answer.text))
 
     def _generate(self, questions: list[str], options: AnswerOptions):
