@@ -28,7 +28,8 @@ With ``--json`` the last line of output is one JSON object.
 ``--shorten`` measures only what the short-answer pass adds to a prag answer: the public ``generate_batch``
 (natural stopping), ``--batch-size`` questions at a time and one at a time, with ``short=True`` and
 ``short=False`` on the same questions, each twice in alternation; the figure is the median over the
-questions of shorten seconds / (retrieve + load_adapters + generate seconds), from ``Answer.timings``.
+questions of shorten seconds / (retrieve + load_adapters + generate seconds), from ``Answer.timings``, with
+the ratio of the totals (``shorten_over_answer_total``) beside it.
 """
 from __future__ import annotations
 
@@ -327,7 +328,9 @@ def shorten_cost(db: ParamDB, questions: list[str], k: int, batch_size: int) -> 
                     share.append(a.timings["shorten"] / rest)
                     short_s.append(a.timings["shorten"])
                     rest_s.append(rest)
-        out[label] = {"shorten_over_answer": round(med(share), 4), "shorten_s": round(med(short_s), 4),
+        out[label] = {"shorten_over_answer": round(med(share), 4),
+                      "shorten_over_answer_total": round(sum(short_s) / sum(rest_s), 4),   # time-weighted
+                      "shorten_s": round(med(short_s), 4),
                       "answer_s": round(med(rest_s), 4), "questions": len(questions)}
     out["settings"] = {"k": k, "batch_size": batch_size, "threads": torch.get_num_threads(),
                        "device": str(db.handle.models.lm.device)}

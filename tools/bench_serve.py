@@ -14,7 +14,8 @@ then is cut short and the run fails).
 2. Throughput: ``clients`` x ``per-client`` questions (the file's questions, cycled), prag, k=3, short
    answers, are first asked one request at a time, then by ``clients`` concurrent clients, each asking its
    ``per-client`` questions in turn. ``throughput_ratio`` is concurrent questions/s over sequential ones; p50
-   and p95 are the concurrent phase's latencies. ``prag_closed_ratio``: the median latency of the first 16
+   and p95 are the concurrent phase's latencies. ``--full`` asks every question for its whole generation
+   (``short: false``), which leaves the short-answer pass out of both phases. ``prag_closed_ratio``: the median latency of the first 16
    questions asked alone in prag mode over the same 16 asked alone in closed mode.
 3. Insert under load: ``writers`` writers each POST ``writer-docs`` new documents to /documents, one per
    request (deferred where this ParamDB has it, so the server's background refine trains them meanwhile),
@@ -111,10 +112,13 @@ class Tally:
                 self.messages.append(what)
 
 
+SHORT = True     # --full: every request asks for the whole generation (short=false), skipping the extraction
+
+
 def ask(c: httpx.Client, tally: Tally, question: str, model: str = "paramdb-prag", k: int = 3) -> tuple[float, str]:
     t0 = time.perf_counter()
     try:
-        r = c.post("/v1/chat/completions", json={"model": model, "k": k,
+        r = c.post("/v1/chat/completions", json={"model": model, "k": k, "short": SHORT,
                                                  "messages": [{"role": "user", "content": question}]})
     except httpx.HTTPError as exc:
         tally.bad(f"{type(exc).__name__}: {exc}")
@@ -223,8 +227,13 @@ def main() -> None:
     ap.add_argument("--writer-docs", type=int, default=4, help="documents each writer inserts")
     ap.add_argument("--load-clients", type=int, default=8)
     ap.add_argument("--time-limit", type=float, default=900.0, help="seconds for the whole run")
+    ap.add_argument("--full", action="store_true",
+                    help="ask for whole generations (short=false): the batching of generation alone, without the "
+                         "short-answer pass")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    global SHORT
+    SHORT = not args.full
     for name in ("clients", "per_client", "k", "max_batch", "writers", "writer_docs", "load_clients"):
         if not 1 <= getattr(args, name) <= 256:
             raise SystemExit(f"--{name.replace('_', '-')} must be between 1 and 256")
@@ -327,7 +336,7 @@ def bench(args, store: Path, qa: list[tuple[str, list[str]]], budget: Budget) ->
             "prag_correct": f"{correct}/{n}", "batches": batches,
             "mean_batch": round((after["answered"] - before["answered"]) / batches, 2) if batches else None,
             "largest_batch": after["largest_batch"], "clients": args.clients, "per_client": args.per_client,
-            "k": args.k, "batch_window_ms": args.batch_window_ms, "max_batch": args.max_batch,
+            "k": args.k, "short": SHORT, "batch_window_ms": args.batch_window_ms, "max_batch": args.max_batch,
             "insert_under_load": load, "server_exit": code, "server_stop_s": round(stop_s, 1),
             "error_samples": tally.messages}
 

@@ -150,8 +150,8 @@ def main() -> None:
     if args.translator:
         variant = args.translator.stem
     translated_store = work / f"translated_{variant}.store"
-    if args.trained_store and not (work / "trained.handle.store").exists():
-        shutil.copytree(args.trained_store, work / "trained.handle.store")
+    if args.trained_store and not (work / "trained.store").exists():
+        shutil.copytree(args.trained_store, work / "trained.store")
         if args.trained_predictions:
             shutil.copy(args.trained_predictions, work / "trained.predictions.jsonl")
     log(f"translated store: {args.translator or f'distill from {len(learn)} passages'}")
@@ -213,7 +213,7 @@ def main() -> None:
 
     # Expensive: every eval passage trained, then PopQA answered both ways.
     log(f"trained store: {len(eval_docs)} passages")
-    with ParamDB.open(work / "trained.handle.store", create=True) as db:
+    with ParamDB.open(work / "trained.store", create=True) as db:
         timed_insert(db, eval_docs)
         res_t = runner.run(db, eval_file, ["closed", "icl", "prag", "combine"], k=args.k,
                              predictions=work / "trained.predictions.jsonl", report=log)

@@ -111,7 +111,7 @@ def main() -> None:
     fict = [json.loads(line) for line in FICTIONAL.read_text().splitlines() if line.strip()]
     results_path = work / "variants.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    with ParamDB.open(work / "base.handle.store", create=True) as base:
+    with ParamDB.open(work / "base.store", create=True) as base:
         samples = samples_for(base, learn, work / f"samples_{len(learn)}.pkl")
         docs = [DistillDoc(f"p{i}", t, s) for i, (t, s) in enumerate(zip(learn, samples))]
         if "closed" not in results:

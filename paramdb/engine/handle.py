@@ -27,18 +27,8 @@ class Handle:
     store: Store
     models: Models
 
-    @property
-    def path(self) -> Path:
-        return self.store.path
-
     def close(self) -> None:
         self.store.close()
-
-    def __enter__(self) -> "Handle":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def open_handle(path: str | Path, create: bool = False, *, model: LoadedModel | str | None = None,
