@@ -79,8 +79,8 @@ class ParamDB:
     @property
     def handle(self) -> Handle:
         """The open store and its models that this façade works over: what the operator tasks
-        (paramdb.ops: backup, check, refine, distill, ...) and paramdb.interop take, as
-        ``ops.check(db.handle.store, db.handle.models)``, so one opened store serves both."""
+        (paramdb.ops: backup, check, refine, distill, ...) and paramdb.interop take, as in
+        ``paramdb.ops.check.check(db.handle.store, db.handle.models)``, so one opened store serves both."""
         return self._handle
 
     def close(self) -> None:
