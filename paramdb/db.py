@@ -117,7 +117,7 @@ class ParamDB:
         ``adapter_kind`` is "pending", prag and combine answer it from its passage in the prompt (the answer's
         notes name it), and ``refine`` trains it later.
         """
-        validate.insert_args(batch_size, executor, parameterize)
+        validate.insert_args(docs, batch_size, executor, parameterize)
         self._store.lock.refuse_if_readonly("insert")      # before any training, not after it
         if executor == "ray":
             from .distributed.ray_executor import RayExecutor

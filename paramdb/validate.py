@@ -109,11 +109,12 @@ def documents_arg(docs: Any) -> None:
                            f"{type(docs).__name__}")
 
 
-def insert_args(batch_size: Any, executor: Any, parameterize: Any) -> None:
-    """``insert``'s knobs, refused before any model is loaded or any document read (the documents themselves
-    are checked by the insert pipeline as it reads them: :func:`documents_arg`, :func:`documents`)."""
+def insert_args(docs: Any, batch_size: Any, executor: Any, parameterize: Any) -> None:
+    """``insert``'s arguments, refused before any model or translator is loaded or any document read (each
+    document is checked by :func:`documents` as the insert pipeline reads it)."""
     from .config import EXECUTORS, PARAMETERIZE
 
+    documents_arg(docs)
     positive_int(batch_size, "batch size")
     if parameterize not in PARAMETERIZE:
         raise InvalidInput(f"unknown parameterize {parameterize!r}; valid: {', '.join(PARAMETERIZE)}")

@@ -61,6 +61,12 @@ def test_a_batch_with_an_item_of_the_wrong_type_adds_nothing(unchanged):
     message(err, "document 3", "int")
 
 
+def test_an_insert_argument_that_is_no_document_is_refused_before_the_translator_is_looked_for(unchanged):
+    with pytest.raises(InvalidInput) as err:       # this store has no translator: the argument is named first
+        unchanged.insert(5, parameterize="translate")
+    message(err, "insert takes", "int")
+
+
 def test_insert_of_an_id_already_stored_raises_duplicate_id(unchanged):
     with pytest.raises(DuplicateId) as err:
         unchanged.insert([{"id": "owls", "text": "Owls hunt at night."}, {"id": "cats", "text": "Cats again."}])

@@ -80,8 +80,8 @@ def distill(store, from_files, teacher, epochs, lr, limit, held_out, settings, d
     from paramdb.ops.distill_store import distill as run
 
     with commands.open_db(store, device=device) as db:
-        result = run(db.handle.store, db.handle.models, source, teacher=teacher, epochs=epochs, lr=lr, limit=limit, held_out=held_out,
-                     translator=settings, progress=DistillProgress())
+        result = run(db.handle.store, db.handle.models, source, teacher=teacher, epochs=epochs, lr=lr,
+                     limit=limit, held_out=held_out, translator=settings, progress=DistillProgress())
     if as_json:
         echo_json(asdict(result))
         return
@@ -119,16 +119,16 @@ def refine(store, batch_size, limit, watch, interval, device, as_json):
         raise click.UsageError("--interval needs --watch")
     stop = threading.Event()
     with commands.open_db(store, device=device) as db:
-        on = db.handle.store, db.handle.models
-        on[0].lock.refuse_if_readonly("refine")          # before any model is loaded
+        h = db.handle
+        h.store.lock.refuse_if_readonly("refine")          # before any model is loaded
         if watch:
             with _stop_on_signals(stop):
-                result = refine_op.refine(*on, batch_size=batch_size, limit=limit, watch=True, interval=interval,
-                                          stop=stop, on_batch=None if as_json else _batch_line)
+                result = refine_op.refine(h.store, h.models, batch_size=batch_size, limit=limit, watch=True,
+                                          interval=interval, stop=stop, on_batch=None if as_json else _batch_line)
         else:
-            total = refine_op.waiting(on[0].meta)
+            total = refine_op.waiting(h.store.meta)
             with InsertProgress(total if limit is None else min(limit, total)) as progress:
-                result = refine_op.refine(*on, batch_size=batch_size, limit=limit, progress=progress)
+                result = refine_op.refine(h.store, h.models, batch_size=batch_size, limit=limit, progress=progress)
     if as_json:
         echo_json(asdict(result))
     else:

@@ -110,7 +110,6 @@ def insert(store: Store, docs: Iterable[Any], executor: Executor, *, upsert: boo
 def planned(store: Store, docs: Iterable[Any], batch_size: int, upsert: bool,
             skipped: list[str]) -> tuple[Iterator[list[Document]], int]:
     """(batches still to store, number of documents or -1 when streamed). A list is checked whole here."""
-    validate.documents_arg(docs)
     if isinstance(docs, (str, dict, Document)):
         docs = [docs]
     numbered = with_content_ids((f"document {i}", d) for i, d in enumerate(docs, 1))

@@ -62,7 +62,8 @@ def build_app(db, settings: ServerSettings | None = None, *, refiner: Refiner | 
     @asynccontextmanager
     async def lifespan(app: Starlette):
         worker.start()
-        await jobs.wait(worker.submit(lambda: (db.handle.models.lm.tokenizer, db.handle.models.embedder)), LOAD_TIMEOUT)
+        models = db.handle.models
+        await jobs.wait(worker.submit(lambda: (models.lm.tokenizer, models.embedder)), LOAD_TIMEOUT)
         if refiner is not None:
             refiner.start()
         try:
