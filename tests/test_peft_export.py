@@ -138,3 +138,9 @@ def test_a_target_in_a_missing_folder_is_one_clear_error(db, tmp_path):
 def test_ids_and_a_question_together_are_refused(db, tmp_path):
     with pytest.raises(InvalidInput, match="not both"):
         export_peft(db.handle.store, db.handle.models, "quill", tmp_path / "a", question=QUESTION)
+
+
+def test_an_option_a_merge_does_not_read_is_refused_and_nothing_is_written(db, tmp_path):
+    with pytest.raises(InvalidInput, match="unknown option 'mode'") as err:
+        export_peft(db.handle.store, db.handle.models, None, tmp_path / "q", question=QUESTION, mode="icl")
+    assert "\n" not in str(err.value) and not (tmp_path / "q").exists()
