@@ -8,7 +8,8 @@ import pytest
 from conftest import make_tiny_lm
 from paramdb.errors import InvalidInput
 from paramdb.knowledge import cues, spans
-from paramdb.knowledge.shorten import Choice, choose, first_clause, repeats_question, score, shorten, span_of
+from paramdb.knowledge.shorten import (Choice, choose, extraction_prompt, first_clause, prompt_parts, repeats_question,
+                                       score, shorten, span_of)
 
 GEN = "Quillane invented a blue glass called Moonrind in 1987."
 TRAP = "Mara Olwen is a Welsh weaver who opened the Tollan Bakery in 1970."
@@ -38,6 +39,12 @@ def test_candidates_are_phrases_of_the_generation_not_clauses():
     assert all(len(c.split()) <= spans.MAX_SPAN_WORDS for c in _candidates(" ".join(["Word"] * 20)))
 
 
+def test_no_candidate_starts_or_ends_with_a_preposition():
+    got = _candidates("Hindbruth, a harbour town on the river Learkma, lies between Nato and Deska near Vell.")
+    assert "Learkma" in got and "Nato and Deska" in got and "Vell" in got
+    assert not any(c.split()[0] in ("between", "near") for c in got)          # no "between Nato and Deska"
+
+
 QUESTIONS = ["What did Quillane invent?", "When did Quillane invent it?", "Which bakery did Mara Olwen open?",
              "Who opened the Tollan Bakery?", "Where was it?", "How many glasses?"]
 GENS = [GEN, GEN, TRAP, TRAP, "It is in the glass works, by the harbour.", "She made 12 glasses."]
@@ -54,18 +61,44 @@ def test_the_short_answer_is_always_a_span_of_the_generation_or_all_of_it(tiny_l
 
 
 def test_scores_are_spans_of_the_generation_with_their_offsets(tiny_lm):
-    for g, found in zip(GENS, score(tiny_lm, QUESTIONS, GENS)):
+    for g, (found, unasked) in zip(GENS, score(tiny_lm, QUESTIONS, GENS)):
+        assert unasked is None
         assert found and all(g[s.start:s.end] == s.text and s.tokens >= 2 and s.logprob < 0 for s in found)
 
 
+def _close(got, want):
+    assert [(s.start, s.end) for s in got] == [(s.start, s.end) for s in want]
+    assert [s.logprob for s in got] == pytest.approx([s.logprob for s in want], abs=1e-4)
+
+
 def test_batched_and_one_at_a_time_extraction_are_identical(tiny_lm):
-    together = score(tiny_lm, QUESTIONS, GENS, batch_size=len(GENS))       # left-padded prompts, shared pass
-    for q, g, want in zip(QUESTIONS, GENS, together):
-        (alone,) = score(tiny_lm, [q], [g], batch_size=1)
-        assert [(s.start, s.end) for s in alone] == [(s.start, s.end) for s in want]
-        assert [s.logprob for s in alone] == pytest.approx([s.logprob for s in want], abs=1e-4)
+    together = score(tiny_lm, QUESTIONS, GENS, batch_size=len(GENS), prior=True)   # left-padded, shared passes
+    for q, g, (asked, unasked) in zip(QUESTIONS, GENS, together):
+        ((alone, alone_unasked),) = score(tiny_lm, [q], [g], batch_size=1, prior=True)
+        _close(alone, asked)
+        _close(alone_unasked, unasked)
     assert shorten(tiny_lm, QUESTIONS, GENS, batch_size=len(GENS)) == \
         [shorten(tiny_lm, [q], [g], batch_size=1)[0] for q, g in zip(QUESTIONS, GENS)]
+
+
+def test_prompts_sharing_a_prefix_score_as_if_each_were_read_whole(tiny_lm):
+    q, g = QUESTIONS[2], GENS[2]
+    prefix, asked = prompt_parts(q, g)
+    _, unasked = prompt_parts(None, g)
+    ((shared_asked, shared_unasked),) = spans.score_spans(tiny_lm, [prefix], [[asked, unasked]], [g])
+    cut = asked.index("Short answer:")                                   # a prefix that ends elsewhere
+    ((whole_asked,),) = spans.score_spans(tiny_lm, [prefix + asked[:cut]], [[asked[cut:]]], [g])
+    ((whole_unasked,),) = spans.score_spans(tiny_lm, [prefix[:-1]], [[prefix[-1] + unasked]], [g])
+    _close(shared_asked, whole_asked)
+    _close(shared_unasked, whole_unasked)
+    assert [s.logprob for s in shared_asked] != pytest.approx([s.logprob for s in shared_unasked], abs=1e-4)
+
+
+def test_the_question_and_the_prior_prompts_differ_only_by_the_question_line():
+    prefix, asked = prompt_parts("Who opened it?", TRAP)
+    _, unasked = prompt_parts(None, TRAP)
+    assert TRAP in prefix and "Who opened it?" in asked and "Question" not in unasked
+    assert asked.endswith(unasked) and extraction_prompt(None, TRAP) == prefix + unasked
 
 
 def _span(gen: str, text: str, score_: float) -> spans.Span:
@@ -76,11 +109,11 @@ def _span(gen: str, text: str, score_: float) -> spans.Span:
 def test_low_confidence_returns_the_whole_generation():
     close = [_span(TRAP, "weaver", -1.00), _span(TRAP, "Tollan Bakery", -1.05)]
     q = "What did Mara Olwen do?"                                     # no cue applies
-    assert choose(q, TRAP, close, Choice(margin=0.1)) == TRAP          # 0.05 apart: neither is trusted
+    assert choose(q, TRAP, close, Choice(margin=0.1, fallback="whole")) == TRAP   # 0.05 apart: neither trusted
     assert choose(q, TRAP, close, Choice(margin=0.1, fallback="clause")) == first_clause(TRAP)
     assert choose(q, TRAP, close, Choice(margin=0.0)) == "weaver"
     clear = [_span(TRAP, "weaver", -0.5), _span(TRAP, "Tollan Bakery", -1.5)]
-    assert choose(q, TRAP, clear, Choice(margin=0.1)) == "weaver"
+    assert choose(q, TRAP, clear, Choice(margin=0.1, fallback="whole")) == "weaver"
     overlapping = [_span(TRAP, "Tollan Bakery", -0.50), _span(TRAP, "the Tollan Bakery", -0.52)]
     assert choose(q, TRAP, overlapping, Choice(margin=0.1)) == "Tollan Bakery"   # rivals are other spans only
 
@@ -104,10 +137,11 @@ def test_a_question_word_repeated_in_another_tense_still_repeats_it():
 
 def test_the_question_words_choose_against_the_models_preference():
     # the model's scores favour the occupation (as the old few-shot prompt's occupation example made it copy)
-    scored = [_span(TRAP, "weaver", -0.5), _span(TRAP, "Tollan Bakery", -1.2), _span(TRAP, "1970", -1.3)]
-    assert choose("Which bakery did Mara Olwen open?", TRAP, scored) == "Tollan Bakery"
-    assert choose("When did Mara Olwen open the bakery?", TRAP, scored) == "1970"
-    assert choose("What is Mara Olwen's occupation?", TRAP, scored) == "weaver"
+    scored = [_span(TRAP, "weaver", -0.5), _span(TRAP, "Tollan Bakery", -1.15), _span(TRAP, "1970", -1.15)]
+    sure = Choice(margin=0.5)          # below the 0.65 by which the model prefers "weaver" to the others
+    assert choose("Which bakery did Mara Olwen open?", TRAP, scored, sure) == "Tollan Bakery"
+    assert choose("When did Mara Olwen open the bakery?", TRAP, scored, sure) == "1970"
+    assert choose("What is Mara Olwen's occupation?", TRAP, scored, sure) == "weaver"
 
 
 @pytest.mark.parametrize("question, kind", [
@@ -177,3 +211,13 @@ def test_a_span_that_repeats_the_question_is_never_chosen():
     gen = "Fishermen catch fish called silverfin."
     scored = [_span(gen, "fish", -0.1), _span(gen, "silverfin", -2.0)]
     assert choose("What fish do fishermen catch?", gen, scored, Choice(margin=0.0)) == "silverfin"
+
+
+def test_a_question_word_next_to_a_span_marks_it_before_or_right_after():
+    gen = "It was painted by Poldre Grirktho, whose pupil Lelmo Berdam restored it after the flood."
+    q = "Who restored the fresco Vomnum?"
+    near = lambda text: cues.near_question(q, gen, gen.index(text), gen.index(text) + len(text))  # noqa: E731
+    assert near("Lelmo Berdam")                    # its subject: the asked verb follows it
+    assert not near("Poldre Grirktho")             # "painted by" is not the asked relation
+    assert cues.near_question("Who painted it?", gen, gen.index("Poldre"))    # the verb before it
+    assert not cues.near_question("Who painted it?", gen, gen.index("Lelmo"), gen.index("Lelmo") + 12)

@@ -61,7 +61,14 @@ Sentence: {answer}
 Short answer:"""
 
 
-TEMPLATES = {"zero": prompts.SHORTEN_PROMPT, "fewshot": SHORTEN_FEW_SHOT}
+# The zero-shot prompt with the question before the sentence (the default's order until the sentence moved first).
+QUESTION_FIRST = """Copy the short answer to the question from the sentence.
+
+Question: {question}
+Sentence: {answer}
+Short answer:"""
+
+TEMPLATES = {"default": prompts.SHORTEN_PROMPT, "question-first": QUESTION_FIRST, "fewshot": SHORTEN_FEW_SHOT}
 
 
 def gold_of(paths: list[str]) -> dict[str, list[str]]:
@@ -96,33 +103,34 @@ def _key(*parts) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
 
 
-def scored(lm, rows, template: str, asked: bool, cache: Path) -> list:
-    """Spans of each row's generation under ``template`` (with its question, or without: ``asked``)."""
-    path = cache / f"{_key(template, asked, spans.MAX_SPAN_WORDS, sorted(spans.FUNCTION_WORDS))}.jsonl"
+def scored(lm, rows, template: str, cache: Path) -> tuple[list, list]:
+    """Spans of each row's generation under ``template``, with its question and without it (the prior)."""
+    path = cache / f"{_key('v2', template, spans.MAX_SPAN_WORDS, sorted(spans.FUNCTION_WORDS))}.jsonl"
     have = {}
     if path.exists():
         for line in open(path):
             k, v = json.loads(line)
             have[k] = v
-    keys = [_key(r["question"] if asked else None, r["generation"]) for r in rows]
+    keys = [_key(r["question"], r["generation"]) for r in rows]
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        print(f"scoring {len(todo)} generations ({'asked' if asked else 'unasked'})", file=sys.stderr)
+        print(f"scoring {len(todo)} generations", file=sys.stderr)
         with open(path, "a") as f:
             for c in range(0, len(todo), 32):
                 chunk = todo[c:c + 32]
-                got = shorten.score(lm, [rows[i]["question"] if asked else None for i in chunk],
-                                    [rows[i]["generation"] for i in chunk], template=template)
+                got = shorten.score(lm, [rows[i]["question"] for i in chunk], [rows[i]["generation"] for i in chunk],
+                                    template=template, prior=True)
                 for i, g in zip(chunk, got):
-                    v = None if g is None else [list(s.__dict__.values()) for s in g]
+                    v = None if g is None else [[list(s.__dict__.values()) for s in part] for part in g]
                     have[keys[i]] = v
                     f.write(json.dumps([keys[i], v]) + "\n")
-    return [None if have[k] is None else [spans.Span(*x) for x in have[k]] for k in keys]
+    both = [None if have[k] is None else [[spans.Span(*x) for x in part] for part in have[k]] for k in keys]
+    return [b and b[0] for b in both], [b and b[1] for b in both]
 
 
 VARIANTS = {
     "generation": None, "clause (PRAG cut)": "clause", "saved": "saved", "legacy few-shot copy": "legacy",
-    "default (shorten.DEFAULT_CHOICE)": ("zero", shorten.DEFAULT_CHOICE),
+    "default (shorten.DEFAULT_CHOICE)": ("default", shorten.DEFAULT_CHOICE),
 }
 
 
@@ -156,7 +164,7 @@ def legacy_copy(lm, rows, cache: Path) -> list[str]:
 
 def variants() -> dict:
     out = {}
-    for tmpl in ("zero", "fewshot"):
+    for tmpl in TEMPLATES:
         for prior in (0.0, 0.5, 1.0):
             for cue in (0.0, 0.5, 1.0):
                 for near in (0.0, 0.3, 0.6):
@@ -175,7 +183,7 @@ def main() -> None:
     ap.add_argument("predictions", nargs="+")
     ap.add_argument("--data", nargs="*", default=[])
     ap.add_argument("--cache", default="out/shorten/cache")
-    ap.add_argument("--templates", default="zero,fewshot")
+    ap.add_argument("--templates", default="default,question-first")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--show", help="print the answers of this variant")
     ap.add_argument("--legacy", action="store_true", help="also run the previous extractor (a greedy copy after seven few-shot examples)")
@@ -189,9 +197,10 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     rows = load_rows(args.predictions, gold_of(args.data))
     lm = load_model()
-    tmpls = list(dict.fromkeys(["zero"] + args.templates.split(",")))   # zero: the default's own template
-    asked = {t: scored(lm, rows, TEMPLATES[t], True, cache) for t in tmpls}
-    unasked = {t: scored(lm, rows, TEMPLATES[t], False, cache) for t in tmpls}
+    tmpls = list(dict.fromkeys(["default"] + args.templates.split(",")))
+    asked, unasked = {}, {}
+    for t in tmpls:
+        asked[t], unasked[t] = scored(lm, rows, TEMPLATES[t], cache)
     legacy = legacy_copy(lm, rows, cache) if args.legacy else [r["generation"] for r in rows]
     groups = defaultdict(list)
     for i, r in enumerate(rows):

@@ -90,9 +90,16 @@ def stem(word: str) -> str:
     return word
 
 
-def near_question(question: str, generation: str, start: int, window: int = 3) -> bool:
-    """True when one of the ``window`` words before the span (in its clause) is a content word of the
-    question: "published by Ivo Carr" for "Who published ...?", "opened the Tollan Bakery" for "... open?"."""
-    before = re.split(r"[.,;:!?\n]", generation[:start])[-1]
+def near_question(question: str, generation: str, start: int, end: int | None = None, window: int = 3) -> bool:
+    """True when a content word of the question stands next to the span in its clause: one of the ``window``
+    words before it ("published by Ivo Carr" for "Who published ...?", "opened the Tollan Bakery" for "...
+    open?"), or the word right after it, where the span is that word's subject ("Lelmo Berdam restored it"
+    for "Who restored ...?"). ``end`` None looks before the span only."""
     asked = {stem(w) for w in _tokens(question) if w.lower() not in _QUESTION_WORDS and len(w) > 2}
-    return any(stem(w) in asked for w in _tokens(before)[-window:])
+    before = re.split(r"[.,;:!?\n]", generation[:start])[-1]
+    if any(stem(w) in asked for w in _tokens(before)[-window:]):
+        return True
+    if end is None:
+        return False
+    after = re.split(r"[.,;:!?\n]", generation[end:])[0]
+    return any(stem(w) in asked for w in _tokens(after)[:1])

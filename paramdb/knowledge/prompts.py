@@ -153,9 +153,12 @@ Rewrite:"""
 # Answers: the prompt under which every span of a generated answer is scored as the short answer
 # (knowledge/shorten.py). Zero-shot on purpose: a few-shot version was followed where its examples' relations
 # resembled the question more than the sentence did ("weaver" for "Which bakery ...?" after an occupation
-# example), and scoring spans needs no example of the output's form.
+# example), and scoring spans needs no example of the output's form. The sentence comes before the question:
+# the prompts with and without the question (the span's prior) then share the instruction and the sentence,
+# read once (knowledge/spans.py), and on the dev sets this order chose better spans than question-first
+# (docs/evaluation.md).
 SHORTEN_PROMPT = """Copy the short answer to the question from the sentence.
 
-Question: {question}
 Sentence: {answer}
+Question: {question}
 Short answer:"""

@@ -16,8 +16,10 @@ occupation). Two more rules:
 - a span that only repeats the question's words ("Fish" for "What fish do fishermen catch?") or the
   exchange's own ("The answer") is no answer, unless the question offers a choice ("A or B?").
 The best span is kept only if it beats every span that does not overlap it by ``Choice.margin``; otherwise no
-span is trusted and the answer is the whole generation. So ``Answer.text`` is always a span of
-``Answer.generation`` or all of it.
+single span is trusted and the answer is the shortest stretch of the generation holding the best span and its
+close rivals ("Poldre Grirktho, whose pupil Lelmo Berdam" when both could have restored the painting): the
+answer stays in, with less of the sentence around it than the whole generation. So ``Answer.text`` is always
+a span of ``Answer.generation`` or all of it.
 """
 from __future__ import annotations
 
@@ -35,11 +37,11 @@ class Choice:
     """How a short answer is chosen from the scored spans (the defaults are the measured choice)."""
 
     cue_bonus: float = 1.0      # added to the score of a span that fits the question's answer type
-    near_bonus: float = 0.6     # added where a content word of the question comes just before the span
+    near_bonus: float = 0.6     # added where a content word of the question stands next to the span
     prior: float = 0.5          # weight of the span's score without the question, subtracted (PMI-like)
-    margin: float = 0.6         # the best span must beat the best non-overlapping rival by this much
-    fallback: str = "whole"     # "whole": the generation; "clause": its first clause (PRAG's cut); "cover": the
-    #                             stretch of the generation holding the best span and its close rivals
+    margin: float = 0.8         # the best span must beat the best non-overlapping rival by this much
+    fallback: str = "cover"     # "cover": the stretch of the generation holding the best span and its close
+    #                             rivals; "whole": the generation; "clause": its first clause (PRAG's cut)
 
 
 DEFAULT_CHOICE = Choice()
@@ -92,7 +94,7 @@ def choose(question: str, generation: str, scored: list[spans.Span], choice: Cho
     kind = cues.kind_of(question)
     value = {s: s.score - choice.prior * prior.get((s.start, s.end), 0.0)
              + (choice.cue_bonus if cues.fits(kind, s.text) else 0.0)
-             + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start)
+             + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start, s.end)
                 else 0.0) for s in kept}
     best = max(kept, key=lambda s: (value[s], -s.start, s.end - s.start))
     close = [s for s in kept if (s.end <= best.start or s.start >= best.end)
@@ -106,28 +108,42 @@ def choose(question: str, generation: str, scored: list[spans.Span], choice: Cho
     return generation[start:end]
 
 
-def extraction_prompt(question: str | None, shown: str, template: str = SHORTEN_PROMPT) -> str:
-    """The scoring prompt; ``question`` None leaves it out (the span's prior, for ``Choice.prior``)."""
+_ASKED = "Question: {question}\n"
+
+
+def prompt_parts(question: str | None, shown: str, template: str = SHORTEN_PROMPT) -> tuple[str, str]:
+    """The scoring prompt as (prefix, suffix): the prefix is the template up to its question line (the
+    instruction and, in the default template, the generation), shared by the prompts with and without the
+    question; ``question`` None leaves the question line out (the span's prior, for ``Choice.prior``)."""
+    at = template.index(_ASKED)
+    head, tail = template[:at], template[at:]
     if question is None:
-        return template.split("Question: {question}\n")[0] + "Sentence: " + shown + "\nShort answer:"
-    return template.format(question=question, answer=shown)
+        return head.format(answer=shown), tail.replace(_ASKED, "").format(answer=shown)
+    return head.format(answer=shown), tail.format(question=question, answer=shown)
 
 
-def score(lm, questions: list[str | None], generations: list[str], batch_size: int = 8,
-          template: str = SHORTEN_PROMPT) -> list[list[spans.Span] | None]:
-    """The scored spans of each generation (None where it is empty or the prompt does not fit the context);
-    a question None scores the spans without one."""
+def extraction_prompt(question: str | None, shown: str, template: str = SHORTEN_PROMPT) -> str:
+    """The whole scoring prompt (prefix and suffix of :func:`prompt_parts`)."""
+    return "".join(prompt_parts(question, shown, template))
+
+
+def score(lm, questions: list[str], generations: list[str], batch_size: int = 8, template: str = SHORTEN_PROMPT,
+          prior: bool = False) -> list[tuple[list[spans.Span], list[spans.Span] | None] | None]:
+    """The scored spans of each generation: (with the question, without it where ``prior``), or None where the
+    generation is empty or the prompt does not fit the model's context."""
     room = budget.context_window(lm) - spans.MAX_CONTINUATION_TOKENS
     jobs = []
     for j, (q, g) in enumerate(zip(questions, generations)):
         shown = budget.clip(lm.tokenizer, g, GENERATION_TOKENS)[0]
-        prompt = extraction_prompt(q, shown, template)
-        if shown.strip() and budget.count(lm.tokenizer, prompt, room + 1) <= room:
-            jobs.append((j, prompt, shown))
-    out: list[list[spans.Span] | None] = [None] * len(generations)
-    found = spans.score_spans(lm, [p for _, p, _ in jobs], [s for _, _, s in jobs], batch_size=batch_size)
-    for (j, _, _), got in zip(jobs, found):
-        out[j] = got
+        prefix, asked = prompt_parts(q, shown, template)
+        if shown.strip() and budget.count(lm.tokenizer, prefix + asked, room + 1) <= room:
+            ends = [asked, prompt_parts(None, shown, template)[1]] if prior else [asked]
+            jobs.append((j, prefix, ends, shown))
+    out: list[tuple[list[spans.Span], list[spans.Span] | None] | None] = [None] * len(generations)
+    found = spans.score_spans(lm, [p for _, p, _, _ in jobs], [e for _, _, e, _ in jobs],
+                              [s for _, _, _, s in jobs], batch_size=batch_size)
+    for (j, _, _, _), got in zip(jobs, found):
+        out[j] = (got[0], got[1] if prior else None)
     return out
 
 
@@ -135,12 +151,6 @@ def shorten(lm, questions: list[str], generations: list[str], batch_size: int = 
             choice: Choice = DEFAULT_CHOICE) -> list[str]:
     """The short answer of each (question, generation): a span of the generation, or the generation itself
     (where no span is trusted, the generation is empty, or the model's context cannot hold the prompt)."""
-    n = len(questions)
-    if choice.prior:              # the same spans without the question, in the same batched passes
-        both = score(lm, list(questions) + [None] * n, list(generations) * 2, batch_size)
-        asked, unasked = both[:n], both[n:]
-    else:
-        asked, unasked = score(lm, questions, generations, batch_size), [None] * n
-    return [g if got is None else choose(q, g, got, choice, prior)
-            for q, g, got, prior in zip(questions, generations, asked, unasked)]
-
+    scored = score(lm, questions, generations, batch_size, prior=bool(choice.prior))
+    return [g if got is None else choose(q, g, got[0], choice, got[1])
+            for q, g, got in zip(questions, generations, scored)]

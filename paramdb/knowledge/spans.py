@@ -6,10 +6,12 @@ the prompt (question, generation, "Short answer:"), plus the likelihood of stopp
 or end of text), divided by its token count plus one. The question's own words add answer-type cues
 (:mod:`paramdb.knowledge.cues`), and a margin decides whether any span is trusted at all.
 
-Cost: one batched forward pass over the prompts, whose key/value cache is then shared by one short
-continuation per start word (the generation's words from there on, at most ``max_words`` of them), all
-questions' continuations in a second batched pass. Every span ending inside a start's continuation is scored
-from that one row, so n words cost n short rows, not n² candidates.
+Cost: one batched forward pass over the prompts' shared prefix (the instruction and the generation), whose
+key/value cache is copied for each suffix (the question, or none for the span's prior) in a second pass, and
+then shared by one short continuation per start word (the generation's words from there on, at most
+``max_words`` of them), all prompts' continuations in a third batched pass. Every span ending inside a start's
+continuation is scored from that one row, so n words cost n short rows, not n² candidates. Only the
+continuations' and the suffixes' last positions go through the output layer.
 """
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from .models import LoadedModel
 
 MAX_SPAN_WORDS = 6
 MAX_CONTINUATION_TOKENS = 48    # a start's continuation is cut to this; spans ending past it are not scored
-# A span never starts or ends with one of these (no answer is "of Paris" or "Paris was"). A span may start
-# with an article, which scoring ignores (SQuAD normalisation drops it), but never end with one.
+# A span never starts or ends with one of these (no answer is "of Paris", "between A and B" or "Paris was"). A
+# span may start with an article, which scoring ignores (SQuAD normalisation drops it), but never end with one.
 FUNCTION_WORDS = frozenset("""a an the of in on at by to for from with and or but was were is are be been has had
 have who whom whose which that this these those it its he she his her they their them as into than then also
-where when while after before during until since""".split())
+where when while after before during until since between among across through about over under around
+against along within without upon toward towards beside beyond behind below above beneath via onto near""".split())
 # Nor holds one of these inside: a span with a copula or a relative pronoun is a clause, not an answer.
 CLAUSE_WORDS = frozenset("is was are were be been being has had have who whom whose which that".split())
 _WORD = re.compile(r"\S+")
@@ -108,61 +111,83 @@ def _continuation(tokenizer, text: str, lead: str) -> tuple[list[int], list[int]
     return list(enc.input_ids)[:n], [e - len(lead) for _, e in enc.offset_mapping][:n]
 
 
-def score_spans(lm: LoadedModel, prompts: list[str], generations: list[str], lead: str = " ",
-                max_words: int = MAX_SPAN_WORDS, batch_size: int = 8) -> list[list[Span]]:
-    """Every candidate span of each generation, scored as the continuation of its prompt.
+def score_spans(lm: LoadedModel, prefixes: list[str], suffixes: list[list[str]], generations: list[str],
+                lead: str = " ", max_words: int = MAX_SPAN_WORDS, batch_size: int = 8) -> list[list[list[Span]]]:
+    """Every candidate span of each generation, scored as the continuation of each of its prompts.
 
+    Generation j's prompts are ``prefixes[j] + suffix`` for each suffix in ``suffixes[j]`` (every list the same
+    length): the prefix is read once and its key/value cache shared by the suffixes (the question, and the
+    prompt without it for the prior). Returns ``out[j][v]``, the spans under generation j's v-th prompt.
     ``lead`` is what precedes the answer after the prompt (a space after "Short answer:"). Spans whose end
     does not fall on a token boundary are not scored (they are not what the model would write)."""
-    out: list[list[Span]] = []
-    for i in range(0, len(prompts), batch_size):
-        out += _score_batch(lm, prompts[i:i + batch_size], generations[i:i + batch_size], lead, max_words)
+    out: list[list[list[Span]]] = []
+    for i in range(0, len(prefixes), batch_size):
+        sl = slice(i, i + batch_size)
+        out += _score_batch(lm, prefixes[sl], suffixes[sl], generations[sl], lead, max_words)
     return out
 
 
+def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and mask, padded on the left so that every sequence ends at the last column."""
+    width = max(len(e) for e in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for b, e in enumerate(seqs):
+        if e:
+            ids[b, width - len(e):] = torch.tensor(e)
+            mask[b, width - len(e):] = 1
+    return ids, mask
+
+
 @torch.no_grad()
-def _score_batch(lm, prompts, generations, lead, max_words) -> list[list[Span]]:
+def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[list[list[Span]]]:
     tok, model, dev = lm.tokenizer, lm.model, lm.device
-    stop = _stop_ids(tok).to(dev)
-    rows = []          # (question index, start char, token ids, token end offsets, [(end word char, j)])
+    n_suffix = len(suffixes[0])
+    result: list[list[list[Span]]] = [[[] for _ in range(n_suffix)] for _ in generations]
+    conts = []         # (generation index, start char, token ids, token end offsets, [end char of each span])
     for q, g in enumerate(generations):
         ws = words(g)
         for i, ends in starts(g, max_words):
             s = ws[i][0]
-            last = ws[ends[-1]][1]
-            ids, offs = _continuation(tok, g[s:last], lead)
+            ids, offs = _continuation(tok, g[s:ws[ends[-1]][1]], lead)
             if ids:
-                rows.append((q, s, ids, offs, [ws[j][1] - s for j in ends]))
-    result: list[list[Span]] = [[] for _ in generations]
-    if not rows:
+                conts.append((q, s, ids, offs, [ws[j][1] - s for j in ends]))
+    if not conts:
         return result
-    enc = [tok(p, add_special_tokens=False).input_ids for p in prompts]
-    width = max(len(e) for e in enc)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    ids = torch.full((len(enc), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for b, e in enumerate(enc):                       # left padding: every prompt ends at the same column
-        ids[b, width - len(e):] = torch.tensor(e)
-        mask[b, width - len(e):] = 1
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    ids, mask, pos = ids.to(dev), mask.to(dev), pos.to(dev)
-    first = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    # 1. the shared prefixes; only their cache is kept (no logits)
+    ids, mask = _left_padded([tok(p, add_special_tokens=False).input_ids for p in prefixes], pad)
+    ids, mask = ids.to(dev), mask.to(dev)
+    cache = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+                  use_cache=True, logits_to_keep=1).past_key_values
+    # 2. each prefix's suffixes, on copies of its cache; the last position's distribution is the first token's
+    owner = torch.tensor([q for q in range(len(prefixes)) for _ in range(n_suffix)], device=dev)
+    sids, smask = _left_padded([tok(x, add_special_tokens=False).input_ids for xs in suffixes for x in xs], pad)
+    sids, smask = sids.to(dev), smask.to(dev)
+    cache.reorder_cache(owner)
+    mask = torch.cat([mask[owner], smask], 1)
+    pos = mask.sum(1, keepdim=True) - smask.sum(1, keepdim=True) + (smask.cumsum(1) - 1).clamp(min=0)
+    first = model(input_ids=sids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True,
+                  logits_to_keep=1)
     first_lp = torch.log_softmax(first.logits[:, -1].float(), -1)
     cache = first.past_key_values
-    qi = torch.tensor([r[0] for r in rows], device=dev)
-    cache.reorder_cache(qi)                           # each continuation row reads its own prompt's cache
-    length = max(len(r[2]) for r in rows)
+    # 3. one continuation row per (prompt, start word), each reading its prompt's cache
+    rows = [(c[0] * n_suffix + v, c) for c in conts for v in range(n_suffix)]
+    qi = torch.tensor([r for r, _ in rows], device=dev)
+    cache.reorder_cache(qi)
+    length = max(len(c[2]) for c in conts)
     cids = torch.full((len(rows), length), pad, dtype=torch.long)
-    for r, row in enumerate(rows):
-        cids[r, :len(row[2])] = torch.tensor(row[2])
+    for r, (_, c) in enumerate(rows):
+        cids[r, :len(c[2])] = torch.tensor(c[2])
     cids = cids.to(dev)
     cmask = torch.cat([mask[qi], torch.ones((len(rows), length), dtype=torch.long, device=dev)], 1)
     cpos = mask.sum(1)[qi, None] + torch.arange(length, device=dev)[None]
     logits = model(input_ids=cids, attention_mask=cmask, position_ids=cpos, cache=cache).logits
     lp = torch.log_softmax(logits.float(), -1)
-    for r, (q, s, tids, offs, ends) in enumerate(rows):
+    stop = _stop_ids(tok).to(dev)
+    for r, (prompt, (q, s, tids, offs, ends)) in enumerate(rows):
         n = len(tids)
-        tok_lp = [float(first_lp[q, tids[0]])] + [float(lp[r, t - 1, tids[t]]) for t in range(1, n)]
+        tok_lp = [float(first_lp[prompt, tids[0]])] + [float(lp[r, t - 1, tids[t]]) for t in range(1, n)]
         stop_lp = torch.logsumexp(lp[r, :n][:, stop], -1).tolist()
         cum = 0.0
         at_end = {}
@@ -172,8 +197,8 @@ def _score_batch(lm, prompts, generations, lead, max_words) -> list[list[Span]]:
         for e in ends:
             if e in at_end:
                 t, c = at_end[e]
-                result[q].append(Span(s, s + e, generations[q][s:s + e], c + stop_lp[t], t + 2, tok_lp[0],
-                                     stop_lp[t]))
+                result[q][prompt % n_suffix].append(
+                    Span(s, s + e, generations[q][s:s + e], c + stop_lp[t], t + 2, tok_lp[0], stop_lp[t]))
     return result
 
 
