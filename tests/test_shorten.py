@@ -221,3 +221,17 @@ def test_a_question_word_next_to_a_span_marks_it_before_or_right_after():
     assert not near("Poldre Grirktho")             # "painted by" is not the asked relation
     assert cues.near_question("Who painted it?", gen, gen.index("Poldre"))    # the verb before it
     assert not cues.near_question("Who painted it?", gen, gen.index("Lelmo"), gen.index("Lelmo") + 12)
+
+
+def test_a_date_is_no_answer_unless_the_question_asks_a_date():
+    assert cues.off_kind(cues.kind_of("What is John Bell's occupation?"), "12 May 1763")
+    assert cues.off_kind(None, "1970") and not cues.off_kind("date", "1970")
+    assert not cues.off_kind("number", "12") and not cues.off_kind(None, "surgeon")
+
+
+def test_a_span_inside_parentheses_is_an_aside():
+    gen = "John Bell (12 May 1763 – 15 April 1820) was a Scottish anatomist and surgeon."
+    assert cues.aside(gen, gen.index("12 May"), gen.index("12 May") + 11)
+    assert not cues.aside(gen, gen.index("surgeon"), gen.index("surgeon") + 7)
+    scored = [_span(gen, "12 May 1763", -0.2), _span(gen, "surgeon", -0.3)]     # the model prefers the date
+    assert choose("What is John Bell's occupation?", gen, scored) == "surgeon"

@@ -77,6 +77,18 @@ def fits(kind: str | None, span: str) -> bool:
     return any(w[0].isupper() and _singular(w.lower()) == noun for w in ws) and _capitalised(span)
 
 
+def off_kind(kind: str | None, span: str) -> bool:
+    """True when ``span`` is a date but the question asks for something else: "1751-19 March 1793" is no
+    answer to "What is his occupation?" (a question whose kind is unknown asks no date either)."""
+    return kind not in ("date", "number") and fits("date", span)
+
+
+def aside(generation: str, start: int, end: int) -> bool:
+    """True when the span lies inside parentheses: an aside (life dates, a name in another script), rarely
+    what a question asks."""
+    return generation[:start].count("(") > generation[:start].count(")") and ")" in generation[end:]
+
+
 _QUESTION_WORDS = frozenset("what which who whom whose when where why how does did do is was are were the a an of "
                             "in on at to by for from with and or name called".split())
 

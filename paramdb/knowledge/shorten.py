@@ -94,6 +94,7 @@ def choose(question: str, generation: str, scored: list[spans.Span], choice: Cho
     kind = cues.kind_of(question)
     value = {s: s.score - choice.prior * prior.get((s.start, s.end), 0.0)
              + (choice.cue_bonus if cues.fits(kind, s.text) else 0.0)
+             - (choice.cue_bonus if cues.off_kind(kind, s.text) or cues.aside(generation, s.start, s.end) else 0.0)
              + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start, s.end)
                 else 0.0) for s in kept}
     best = max(kept, key=lambda s: (value[s], -s.start, s.end - s.start))
