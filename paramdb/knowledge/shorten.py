@@ -10,9 +10,11 @@ The choice cannot leave the generation: every word-boundary span of it is a cand
 (no adapter, no passages) as the answer to the question (knowledge/spans.py: length-normalised likelihood, one
 batched pass). No few-shot examples steer it: an earlier extractor that copied freely after seven examples
 followed them, not the question ("weaver" for "Which bakery did Mara Olwen open?" because an example asked an
-occupation). Two more rules:
+occupation). Two more kinds of rule:
 - answer-type cues from the question's own words (knowledge/cues.py: "Which bakery" -> a name holding
-  "Bakery", "When" -> a date, "Who" -> a name) add ``Choice.cue_bonus`` to the spans that fit;
+  "Bakery", "When" -> a date, "Who" -> a name) add ``Choice.cue_bonus`` to the spans that fit, and take it
+  from a date where the question asks none and from an aside in parentheses ("John Bell (12 May 1763 - ...)");
+  a content word of the question next to the span adds ``Choice.near_bonus``;
 - a span that only repeats the question's words ("Fish" for "What fish do fishermen catch?") or the
   exchange's own ("The answer") is no answer, unless the question offers a choice ("A or B?").
 The best span is kept only if it beats every span that does not overlap it by ``Choice.margin``; otherwise no
