@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -40,6 +41,7 @@ def sigint_on_batch(monkeypatch):
         state["docs"] += batch
         if state["batches"] == state["at"]:
             os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)        # a real batch trains for seconds: the signal lands before the batch ends
         return real(models, batch)
     monkeypatch.setattr(ingest, "parameterize", parameterize)
 
