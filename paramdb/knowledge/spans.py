@@ -14,6 +14,7 @@ continuation is scored from that one row, so n words cost n short rows, not n² 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -138,6 +139,17 @@ def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+def _with_cache(model, cache) -> dict:
+    """The key/value cache as the model's forward takes it: ``cache`` since transformers 5, ``past_key_values``
+    before (the old name still works in 5 but warns on every first call)."""
+    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+
+
+def _cache_of(output):
+    """The key/value cache a forward returned, under either name (see :func:`_with_cache`)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
+
+
 @torch.no_grad()
 def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[list[list[Span]]]:
     tok, model, dev = lm.tokenizer, lm.model, lm.device
@@ -158,8 +170,8 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     # (``logits_to_keep=1`` would skip it as well, but measured twice as slow on a CPU build)
     ids, mask = _left_padded([tok(p, add_special_tokens=False).input_ids for p in prefixes], pad)
     ids, mask = ids.to(dev), mask.to(dev)
-    cache = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0),
-                                use_cache=True).past_key_values
+    cache = _cache_of(model.get_decoder()(input_ids=ids, attention_mask=mask,
+                                          position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True))
     # 2. each prefix's suffixes, on copies of its cache; the last position's distribution is the first token's
     owner = torch.tensor([q for q in range(len(prefixes)) for _ in range(n_suffix)], device=dev)
     sids, smask = _left_padded([tok(x, add_special_tokens=False).input_ids for xs in suffixes for x in xs], pad)
@@ -167,9 +179,9 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     cache.reorder_cache(owner)
     mask = torch.cat([mask[owner], smask], 1)
     pos = mask.sum(1, keepdim=True) - smask.sum(1, keepdim=True) + (smask.cumsum(1) - 1).clamp(min=0)
-    first = model(input_ids=sids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+    first = model(input_ids=sids, attention_mask=mask, position_ids=pos, use_cache=True, **_with_cache(model, cache))
     first_lp = torch.log_softmax(first.logits[:, -1].float(), -1)
-    cache = first.past_key_values
+    cache = _cache_of(first)
     # 3. one continuation row per (prompt, start word), each reading its prompt's cache
     rows = [(c[0] * n_suffix + v, c) for c in conts for v in range(n_suffix)]
     qi = torch.tensor([r for r, _ in rows], device=dev)
@@ -181,7 +193,7 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     cids = cids.to(dev)
     cmask = torch.cat([mask[qi], torch.ones((len(rows), length), dtype=torch.long, device=dev)], 1)
     cpos = mask.sum(1)[qi, None] + torch.arange(length, device=dev)[None]
-    logits = model(input_ids=cids, attention_mask=cmask, position_ids=cpos, cache=cache).logits
+    logits = model(input_ids=cids, attention_mask=cmask, position_ids=cpos, **_with_cache(model, cache)).logits
     lp = torch.log_softmax(logits.float(), -1)
     stop = _stop_ids(tok).to(dev)
     for r, (prompt, (q, s, tids, offs, ends)) in enumerate(rows):
