@@ -68,7 +68,36 @@ Question: {question}
 Sentence: {answer}
 Short answer:"""
 
-TEMPLATES = {"default": prompts.SHORTEN_PROMPT, "question-first": QUESTION_FIRST, "fewshot": SHORTEN_FEW_SHOT}
+
+# Few-shot examples whose relations no evaluation set asks (lengths, crops, instruments, materials, counts), each
+# sentence holding a distracting date or name: they show the form of a short answer, not a relation to copy.
+VARIED_FEW_SHOT = """Copy the short answer to the question from the sentence.
+
+Sentence: The Selwyn Tunnel, which opened in 1904, runs for 3 kilometres under the Harrow Hills.
+Question: How long is the Selwyn Tunnel?
+Short answer: 3 kilometres
+
+Sentence: On the terraces above the valley of Montal the farmers grew barley and rye for the winter.
+Question: What did the farmers of Montal grow on the terraces?
+Short answer: barley and rye
+
+Sentence: Tomas Ferrer joined the Lindell Quartet in 2010 and plays the cello, while his sister Ana sings.
+Question: Which instrument does Tomas Ferrer play?
+Short answer: the cello
+
+Sentence: The footbridge over the Ashby Canal is made of cast iron and was restored by Peter Hale in 1998.
+Question: What is the Ashby footbridge made of?
+Short answer: cast iron
+
+Sentence: Built by the Morrow family in 1872, the Marlow Hotel has 48 rooms and a walled garden.
+Question: How many rooms does the Marlow Hotel have?
+Short answer: 48
+
+Sentence: {answer}
+Question: {question}
+Short answer:"""
+
+TEMPLATES = {"default": prompts.SHORTEN_PROMPT, "question-first": QUESTION_FIRST, "fewshot": SHORTEN_FEW_SHOT, "varied": VARIED_FEW_SHOT}
 
 
 def gold_of(paths: list[str]) -> dict[str, list[str]]:
