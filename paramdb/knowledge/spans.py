@@ -14,6 +14,7 @@ continuation is scored from that one row, so n words cost n short rows, not n² 
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -139,10 +140,16 @@ def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
+@functools.lru_cache(maxsize=None)
+def _cache_name(model_type: type) -> str:
+    """The keyword a model class's forward takes its key/value cache by: ``cache`` since transformers 5,
+    ``past_key_values`` before (the old name still works in 5 but warns once per process)."""
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
+
+
 def _with_cache(model, cache) -> dict:
-    """The key/value cache as the model's forward takes it: ``cache`` since transformers 5, ``past_key_values``
-    before (the old name still works in 5 but warns on every first call)."""
-    return {"cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values": cache}
+    """The key/value cache as ``model``'s forward takes it (read off its class once, not per forward)."""
+    return {_cache_name(type(model)): cache}
 
 
 def _cache_of(output):
