@@ -95,3 +95,23 @@ def test_the_translators_context_teacher_asks_a_short_sample_in_the_short_style(
         assert _question_of(tok, prompt) == ("Who invented moonrind?", short)
         assert _with_passage(tok, prompt, SENT) == prompts.question_prompt(tok, "Who invented moonrind?", [SENT],
                                                                            short=short)
+
+
+@pytest.mark.parametrize("mode, short, asked_short", [
+    ("closed", True, True), ("icl", True, True),         # no adapter learned a sentence: ask for a short answer
+    ("closed", False, False), ("icl", False, False),     # the whole generation wanted: the plain prompt
+    ("prag", True, False), ("combine", True, False),     # as the adapters were trained (sentence answers)
+])
+def test_a_store_without_short_answers_asks_for_one_only_where_no_adapter_answers(tmp_path, tiny_lm, embedder,
+                                                                                  monkeypatch, mode, short,
+                                                                                  asked_short):
+    import paramdb.engine.answer as dbmod
+
+    seen = []
+    with ParamDB.open(tmp_path / "s", create=True, model=tiny_lm, embedder=embedder, training=FAST_TRAINING) as db:
+        db.insert([{"id": "d1", "text": SENT}])
+        monkeypatch.setattr(dbmod, "greedy", lambda lm, ps, n, **kw: seen.extend(ps) or ["x"] * len(ps))
+        db.generate("What did Quillane invent?", k=1, mode=mode, short=short)
+    passages = [SENT] if mode in ("icl", "combine") else None
+    assert seen == [prompts.question_prompt(tiny_lm.tokenizer, "What did Quillane invent?", passages,
+                                            short=asked_short)]

@@ -236,3 +236,10 @@ def test_a_span_inside_parentheses_is_an_aside():
     scored = [_span(gen, "12 May 1763", -0.2), _span(gen, "surgeon", -0.3)]     # the model prefers the date
     # the subject's name just before the parenthesis marks the date as near the question; the aside undoes it
     assert choose("What is John Bell's occupation?", gen, scored, Choice(margin=0.2)) == "surgeon"
+
+
+def test_a_name_keeps_its_initials_and_abbreviations_but_a_sentence_still_ends_at_its_period():
+    got = _candidates("The first governor was John C. Calhoun of St. Louis. He was born in the U.S. Army camp.")
+    assert "John C. Calhoun" in got and "St. Louis" in got and "U.S. Army camp" in got
+    assert not any("Louis. He" in c for c in got)
+    assert "No" in _candidates("No. They were born in different years.") and "No. They" not in _candidates("No. They were")

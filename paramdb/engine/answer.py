@@ -1,6 +1,7 @@
 """Answering a batch of questions: retrieve each one's documents, merge their adapters and/or put their
 passages in the prompt (by mode), generate all answers in one batched greedy decode, and (``short``) copy
-each answer's short answer out of its generation. Every prompt fits the model's context: an over-long
+each answer's short answer out of its generation. Without adapters (closed, icl) a short answer is also asked
+for in the prompt: the generation is then short already and the copy has little to lose. Every prompt fits the model's context: an over-long
 question is refused, passages are cut and the answer's notes say so.
 
 A pending hit (a row inserted with ``parameterize="later"``, no adapter yet) is never dropped: in prag and
@@ -42,7 +43,9 @@ def answer_batch(store: Store, models: Models, questions: list[str], opts: Answe
     factors = adapters.merged(store, lm, [[key for h, key in f if h.adapter_kind != PENDING] for f in found],
                               merge, weight) if with_adapters else None
     t2 = time.perf_counter()
-    short_prompt = store.config.augment.short_answers     # asked as the store's adapters were trained
+    # prag and combine ask as the store's adapters were trained; closed and icl, which no adapter speaks in,
+    # ask for the short answer itself when one is wanted (docs/evaluation.md: what the span choice then loses)
+    short_prompt = store.config.augment.short_answers or (short and not with_adapters)
     fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, _passages(mode, hs), room, context, short=short_prompt)
               for q, hs in zip(questions, hits)]
     texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
