@@ -1,8 +1,8 @@
 """Answering a batch of questions: retrieve each one's documents, merge their adapters and/or put their
 passages in the prompt (by mode), generate all answers in one batched greedy decode, and (``short``) copy
 each answer's short answer out of its generation. Without adapters (closed, icl) a short answer is also asked
-for in the prompt: the generation is then short already and the copy has little to lose. Every prompt fits the model's context: an over-long
-question is refused, passages are cut and the answer's notes say so.
+for in the prompt: the generation is then short already and the copy has little to lose. Every prompt fits
+the model's context: an over-long question is refused, passages are cut and the answer's notes say so.
 
 A pending hit (a row inserted with ``parameterize="later"``, no adapter yet) is never dropped: in prag and
 combine mode its passage is put in the prompt (as icl would for that hit) and it is left out of the merge,
