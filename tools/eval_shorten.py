@@ -97,7 +97,8 @@ Sentence: {answer}
 Question: {question}
 Short answer:"""
 
-TEMPLATES = {"default": prompts.SHORTEN_PROMPT, "question-first": QUESTION_FIRST, "fewshot": SHORTEN_FEW_SHOT, "varied": VARIED_FEW_SHOT}
+TEMPLATES = {"default": prompts.SHORTEN_PROMPT, "question-first": QUESTION_FIRST, "fewshot": SHORTEN_FEW_SHOT,
+             "varied": VARIED_FEW_SHOT}
 
 
 def gold_of(paths: list[str]) -> dict[str, list[str]]:
