@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from conftest import FAST_TRAINING
 from paramdb.cli import commands, main
+from paramdb.knowledge import prompts
 from paramdb.layout import Layout
 
 ITEMS = [
@@ -47,8 +48,10 @@ def test_eval_reports_each_mode_recall_and_writes_predictions(data, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(result["modes"]) == {"closed", "prag"} and result["items"] == 2
     assert set(result["modes"]["prag"]) == {"em", "f1", "em_generation", "s_per_q", "settings"}
-    assert result["modes"]["prag"]["settings"] == {"k": 2, "method": "hybrid", "merge": "rank", "adapter_weight": 1.0,
-                                                   "store_generation": 1, "short": True}
+    settings = dict(result["modes"]["prag"]["settings"])
+    assert len(settings.pop("prompt")) == 12
+    assert settings == {"k": 2, "method": "hybrid", "merge": "rank", "adapter_weight": 1.0, "store_generation": 1,
+                        "short": True}
     assert result["recall_at_k"] == 1.0          # two distinct gold passages in a store of two
     assert set(result["paired"]) == {"prag-closed"} and set(result["paired"]["prag-closed"]) == {"em", "f1"}
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -80,6 +83,16 @@ def test_eval_rerun_with_full_answers_asks_every_mode_again_and_scores_the_whole
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert sorted(x["settings"]["short"] for x in rows) == [False] * 4 + [True] * 4
     assert all(x["prediction"] == x["generation"] for x in rows if not x["settings"]["short"])
+
+
+def test_eval_rerun_with_other_prompt_words_asks_again_only_the_modes_asked_with_them(data, tmp_path, monkeypatch):
+    _eval(data, tmp_path)
+    monkeypatch.setattr(prompts, "SHORT_CLOSED_SYSTEM", "Answer in one or two words.")   # closed asks with it
+    r = _eval(data, tmp_path)
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert sorted(x["mode"] for x in rows) == ["closed"] * 4 + ["prag"] * 2
+    assert len({x["settings"]["prompt"] for x in rows if x["mode"] == "closed"}) == 2
 
 
 def test_eval_rerun_on_a_changed_store_asks_the_retrieval_modes_again(data, tmp_path):

@@ -13,6 +13,7 @@ A new mode is a new branch here (which of adapters and passages it uses) plus it
 """
 from __future__ import annotations
 
+import hashlib
 import time
 
 from ..knowledge import prompts
@@ -43,9 +44,7 @@ def answer_batch(store: Store, models: Models, questions: list[str], opts: Answe
     factors = adapters.merged(store, lm, [[key for h, key in f if h.adapter_kind != PENDING] for f in found],
                               merge, weight) if with_adapters else None
     t2 = time.perf_counter()
-    # prag and combine ask as the store's adapters were trained; closed and icl, which no adapter speaks in,
-    # ask for the short answer itself when one is wanted (docs/evaluation.md: what the span choice then loses)
-    short_prompt = store.config.augment.short_answers or (short and not with_adapters)
+    short_prompt = asks_short(store.config, mode, short)
     fitted = [prompts.fitted_question_prompt(lm.tokenizer, q, _passages(mode, hs), room, context, short=short_prompt)
               for q, hs in zip(questions, hits)]
     texts = greedy(lm, [prompt for prompt, _ in fitted], max_new_tokens, factors=factors,
@@ -86,3 +85,21 @@ def _unrefined(hits) -> list[str]:
     ids = [h.id for h in hits if h.adapter_kind == "translated"]
     return [f"answered with translated adapters not yet refined ({', '.join(ids)}); `paramdb refine` trains "
             f"them"] if ids else []
+
+
+def asks_short(config, mode: str, short: bool) -> bool:
+    """Whether a question in ``mode`` is asked for a short answer. prag and combine ask as the store's adapters
+    were trained; closed and icl, which no adapter speaks in, ask for the short answer itself when one is wanted
+    (docs/evaluation.md: what the span choice then loses)."""
+    return config.augment.short_answers or (short and mode not in ("prag", "combine"))
+
+
+def prompt_signature(config, mode: str, short: bool) -> str:
+    """A digest of the words a question in ``mode`` is asked with (instructions with and without passages, the
+    plain models' cue) and, with ``short``, of the short-answer pass's prompt. A record of answers keyed by it
+    (``paramdb eval``'s predictions) asks again once those words change, instead of resuming from old ones."""
+    s = asks_short(config, mode, short)
+    words = [prompts.system_prompt(True, s), prompts.system_prompt(False, s), prompts.answer_cue(s)]
+    if short:
+        words.append(prompts.SHORTEN_PROMPT)
+    return hashlib.sha256("\0".join(words).encode()).hexdigest()[:12]

@@ -13,6 +13,7 @@ from typing import Callable
 
 from .. import validate
 from ..config import DEFAULT_MERGE, adapter_weight_for
+from ..engine.answer import prompt_signature
 from .data import corpus, gold_ids, load_items, passage_id
 from .scoring import em_in_output, paired_bootstrap, recall_at_k, score
 
@@ -20,13 +21,14 @@ Report = Callable[[str], None]
 
 
 def _settings(mode: str, k: int, method: str, merge: str, adapter_weight: float | None, generation: int,
-              short: bool) -> dict:
-    """What an answer in ``mode`` depends on, as recorded with each prediction: a rerun with other settings, or
-    on a store that has changed since (other passages to retrieve from), asks again instead of resuming from
-    answers made another way. Closed-book answers depend only on ``short``."""
+              short: bool, prompt: str) -> dict:
+    """What an answer in ``mode`` depends on, as recorded with each prediction: a rerun with other settings, other
+    prompt words (``prompt``: engine.answer.prompt_signature), or on a store that has changed since (other
+    passages to retrieve from), asks again instead of resuming from answers made another way. Closed-book
+    answers depend only on ``short`` and the prompt."""
     if mode == "closed":
-        return {"short": short}
-    s: dict = {"k": k, "method": method, "store_generation": generation, "short": short}
+        return {"short": short, "prompt": prompt}
+    s: dict = {"k": k, "method": method, "store_generation": generation, "short": short, "prompt": prompt}
     if mode in ("prag", "combine"):
         s |= {"merge": merge, "adapter_weight": adapter_weight_for(mode, adapter_weight)}
     return s
@@ -69,7 +71,8 @@ def run(db, data: str | Path, modes: list[str], k: int = 3, limit: int | None = 
               "modes": {}}
     with open(pred_path, "a") as out:
         for mode in modes:
-            settings = _settings(mode, k, method, merge, adapter_weight, db.generation, short)
+            settings = _settings(mode, k, method, merge, adapter_weight, db.generation, short,
+                                 prompt_signature(db.handle.store.config, mode, short))
             todo = [it for it in items if _key(mode, it.id, settings) not in done]
             for i in range(0, len(todo), batch_size):
                 chunk = todo[i:i + batch_size]

@@ -24,12 +24,22 @@ def _chat(tokenizer, system: str, user: str) -> str | None:
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
+def system_prompt(with_passages: bool, short: bool = False) -> str:
+    """The instruction a chat model is asked under: with or without passages in context, short or not."""
+    if with_passages:
+        return SHORT_ANSWER_SYSTEM if short else ANSWER_SYSTEM
+    return SHORT_CLOSED_SYSTEM if short else CLOSED_SYSTEM
+
+
+def answer_cue(short: bool = False) -> str:
+    """What a plain (template-less) model's prompt ends with."""
+    return "Short answer:" if short else "Answer:"
+
+
 def question_prompt(tokenizer, question: str, passages: list[str] | None = None, short: bool = False) -> str:
     """The prompt that asks ``question``; with ``passages`` they are put in context (icl, combine); ``short``
     asks for a short answer (chat models: in the system prompt; plain models: "Short answer:")."""
-    system = (SHORT_ANSWER_SYSTEM if short else ANSWER_SYSTEM) if passages else \
-        (SHORT_CLOSED_SYSTEM if short else CLOSED_SYSTEM)
-    cue = "Short answer:" if short else "Answer:"
+    system, cue = system_prompt(bool(passages), short), answer_cue(short)
     if passages:
         context = "\n\n".join(p.strip() for p in passages)
         return (_chat(tokenizer, system, f"Context: {context}\n\nQuestion: {question}")
