@@ -4,6 +4,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from conftest import make_tiny_lm
 from paramdb.errors import InvalidInput
@@ -92,6 +93,22 @@ def test_prompts_sharing_a_prefix_score_as_if_each_were_read_whole(tiny_lm):
     _close(shared_asked, whole_asked)
     _close(shared_unasked, whole_unasked)
     assert [s.logprob for s in shared_asked] != pytest.approx([s.logprob for s in shared_unasked], abs=1e-4)
+
+
+def test_a_span_scores_its_log_likelihood_and_stop_as_one_plain_forward_pass_reads_them(tiny_lm):
+    q, g = QUESTIONS[0], GENS[0]
+    prefix, asked = prompt_parts(q, g)
+    ((found,),) = spans.score_spans(tiny_lm, [prefix], [[asked]], [g])     # shared prefix, packed continuations
+    tok, stop = tiny_lm.tokenizer, spans._stop_ids(tiny_lm.tokenizer)
+    assert len(found) > 3
+    for span in found:
+        context = tok(prefix + asked, add_special_tokens=False).input_ids
+        answer = tok(" " + span.text, add_special_tokens=False).input_ids
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_lm.model(torch.tensor([context + answer])).logits[0].float(), -1)
+        want = sum(float(lp[len(context) + t - 1, a]) for t, a in enumerate(answer)) + \
+            float(torch.logsumexp(lp[-1, stop], -1))
+        assert span.logprob == pytest.approx(want, abs=1e-4) and span.tokens == len(answer) + 1
 
 
 def test_the_question_and_the_prior_prompts_differ_only_by_the_question_line():

@@ -7,13 +7,17 @@ or end of text), divided by its token count plus one. The question's own words a
 (:mod:`paramdb.knowledge.cues`), and a margin decides whether any span is trusted at all.
 
 Cost: one batched forward pass over the prompts' shared prefix (the instruction and the generation), whose
-key/value cache is copied for each suffix (the question, or none for the span's prior) in a second pass, and
-then shared by one short continuation per start word (the generation's words from there on, at most
-``max_words`` of them), all prompts' continuations in a third batched pass. Every span ending inside a start's
-continuation is scored from that one row, so n words cost n short rows, not n² candidates.
+key/value cache is copied for each suffix (the question, or none for the span's prior) in a second pass. A third
+pass reads one short continuation per start word (the generation's words from there on, at most ``max_words`` of
+them), all of a prompt's continuations packed end to end in that prompt's one row: an attention mask lets each
+see the prompt's cache and its own earlier tokens only, so the cache is not copied per start and no row is padded
+to the longest continuation, and the output layer reads only the positions that hold a token. Every span ending
+inside a start's continuation is scored from that one stretch, so n words cost n short stretches, not n²
+candidates.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -201,35 +205,83 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     first = model(input_ids=sids, attention_mask=mask, position_ids=pos, use_cache=True, **_with_cache(model, cache))
     first_lp = torch.log_softmax(first.logits[:, -1].float(), -1)
     cache = _cache_of(first)
-    # 3. one continuation row per (prompt, start word), each reading its prompt's cache
-    rows = [(c[0] * n_suffix + v, c) for c in conts for v in range(n_suffix)]
-    qi = torch.tensor([r for r, _ in rows], device=dev)
-    cache.reorder_cache(qi)
-    length = max(len(c[2]) for c in conts)
-    cids = torch.full((len(rows), length), pad, dtype=torch.long)
-    for r, (_, c) in enumerate(rows):
-        cids[r, :len(c[2])] = torch.tensor(c[2])
-    cids = cids.to(dev)
-    cmask = torch.cat([mask[qi], torch.ones((len(rows), length), dtype=torch.long, device=dev)], 1)
-    cpos = mask.sum(1)[qi, None] + torch.arange(length, device=dev)[None]
-    logits = model(input_ids=cids, attention_mask=cmask, position_ids=cpos, **_with_cache(model, cache)).logits
-    lp = torch.log_softmax(logits.float(), -1)
-    stop = _stop_ids(tok).to(dev)
-    for r, (prompt, (q, s, tids, offs, ends)) in enumerate(rows):
-        n = len(tids)
-        tok_lp = [float(first_lp[prompt, tids[0]])] + [float(lp[r, t - 1, tids[t]]) for t in range(1, n)]
-        stop_lp = torch.logsumexp(lp[r, :n][:, stop], -1).tolist()
-        cum = 0.0
-        at_end = {}
-        for t in range(n):
-            cum += tok_lp[t]
-            at_end[offs[t]] = (t, cum)
-        for e in ends:
-            if e in at_end:
-                t, c = at_end[e]
-                result[q][prompt % n_suffix].append(
-                    Span(s, s + e, generations[q][s:s + e], c + stop_lp[t], t + 2, tok_lp[0], stop_lp[t]))
+    # 3. every start word's continuation under a prompt, packed into that prompt's one row: each continuation
+    # attends to the prompt's cache and to its own earlier tokens only (_packed), so no cache is copied per start
+    packed = [[c for c in conts if c[0] == p // n_suffix] for p in range(len(owner))]
+    cids, after, seg, offset = _packed([[c[2] for c in row] for row in packed], pad)
+    read = seg >= 0
+    cmask = _segment_mask(mask, seg, model.dtype).to(dev)
+    cpos = mask.sum(1, keepdim=True) + offset.to(dev)
+    with _logits_only_at(model, read.to(dev)):
+        logits = model(input_ids=cids.to(dev), attention_mask=cmask, position_ids=cpos,
+                       **_with_cache(model, cache)).logits
+    logits = logits.reshape(-1, logits.shape[-1]).float()            # one row per read position, in row order
+    norm = torch.logsumexp(logits, -1)
+    next_lp = (logits.gather(1, after[read].to(dev)[:, None])[:, 0] - norm).tolist()
+    stop_lp = (torch.logsumexp(logits[:, _stop_ids(tok).to(dev)], -1) - norm).tolist()
+    at = 0
+    for prompt, row in enumerate(packed):
+        for q, s, tids, offs, ends in row:
+            n = len(tids)
+            tok_lp = [float(first_lp[prompt, tids[0]])] + next_lp[at:at + n - 1]
+            row_stop = stop_lp[at:at + n]
+            at += n
+            cum = 0.0
+            at_end = {}
+            for t in range(n):
+                cum += tok_lp[t]
+                at_end[offs[t]] = (t, cum)
+            for e in ends:
+                if e in at_end:
+                    t, c = at_end[e]
+                    result[q][prompt % n_suffix].append(
+                        Span(s, s + e, generations[q][s:s + e], c + row_stop[t], t + 2, tok_lp[0], row_stop[t]))
     return result
+
+
+def _packed(rows: list[list[list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each row's sequences laid end to end, rows padded on the right to one width: the ids, the id each
+    position must predict (the next one of its sequence; ``pad`` at a sequence's end), each position's sequence
+    index (-1 for padding) and its offset within its sequence (its position after the prompt)."""
+    width = max(sum(map(len, r)) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    after = torch.full((len(rows), width), pad, dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    offset = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, seqs in enumerate(rows):
+        at = 0
+        for i, e in enumerate(seqs):
+            n = len(e)
+            ids[r, at:at + n] = torch.tensor(e)
+            after[r, at:at + n - 1] = ids[r, at + 1:at + n]
+            seg[r, at:at + n] = i
+            offset[r, at:at + n] = torch.arange(n)
+            at += n
+    return ids, after, seg, offset
+
+
+def _segment_mask(prompt_mask: torch.Tensor, seg: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive 4D attention mask (rows, 1, queries, cache + queries) of packed rows: a position sees its
+    prompt's unpadded cache and the earlier positions of its own sequence; padding sees the cache only."""
+    n = seg.shape[1]
+    causal = torch.ones((n, n), dtype=torch.bool).tril()
+    own = (seg[:, :, None] == seg[:, None, :]) & causal & (seg[:, :, None] >= 0)
+    seen = torch.cat([prompt_mask.bool().cpu()[:, None, :].expand(-1, n, -1), own], 2)
+    out = torch.zeros(seen.shape, dtype=dtype)
+    return out.masked_fill_(~seen, torch.finfo(dtype).min)[:, None]
+
+
+@contextlib.contextmanager
+def _logits_only_at(model, read: torch.Tensor):
+    """Within the block, ``model``'s output layer reads only the positions where ``read`` is True (flattened to
+    one sequence): the padding of the continuation rows, a third of their positions, gets no logits. Done in the
+    model's own forward, so whatever it does to its logits (softcapping, scaling) is still done."""
+    head = model.get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda _module, args: (args[0][read][None], *args[1:]))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def softmax_mass(spans: list[Span]) -> list[float]:
