@@ -178,15 +178,16 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     tok, model, dev = lm.tokenizer, lm.model, lm.device
     n_suffix = len(suffixes[0])
     result: list[list[list[Span]]] = [[[] for _ in range(n_suffix)] for _ in generations]
-    conts = []         # (generation index, start char, token ids, token end offsets, [end char of each span])
+    conts = []         # per generation: (its index, start char, token ids, token end offsets, [end char of each span])
     for q, g in enumerate(generations):
         ws = words(g)
+        conts.append([])
         for i, ends in starts(g, max_words):
             s = ws[i][0]
             ids, offs = _continuation(tok, g[s:ws[ends[-1]][1]], lead)
             if ids:
-                conts.append((q, s, ids, offs, [ws[j][1] - s for j in ends]))
-    if not conts:
+                conts[q].append((q, s, ids, offs, [ws[j][1] - s for j in ends]))
+    if not any(conts):
         return result
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     # 1. the shared prefixes; only their cache is kept, so the decoder runs without the output layer
@@ -207,7 +208,7 @@ def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[l
     cache = _cache_of(first)
     # 3. every start word's continuation under a prompt, packed into that prompt's one row: each continuation
     # attends to the prompt's cache and to its own earlier tokens only (_packed), so no cache is copied per start
-    packed = [[c for c in conts if c[0] == p // n_suffix] for p in range(len(owner))]
+    packed = [conts[p // n_suffix] for p in range(len(owner))]
     cids, after, seg, offset = _packed([[c[2] for c in row] for row in packed], pad)
     read = seg >= 0
     cmask = _segment_mask(mask, seg, model.dtype).to(dev)
@@ -274,7 +275,7 @@ def _segment_mask(prompt_mask: torch.Tensor, seg: torch.Tensor, dtype: torch.dty
 @contextlib.contextmanager
 def _logits_only_at(model, read: torch.Tensor):
     """Within the block, ``model``'s output layer reads only the positions where ``read`` is True (flattened to
-    one sequence): the padding of the continuation rows, a third of their positions, gets no logits. Done in the
+    one sequence): the padding at the end of the packed rows gets no logits. Done in the
     model's own forward, so whatever it does to its logits (softcapping, scaling) is still done."""
     head = model.get_output_embeddings()
     handle = head.register_forward_pre_hook(lambda _module, args: (args[0][read][None], *args[1:]))
