@@ -82,6 +82,20 @@ def test_batched_and_one_at_a_time_extraction_are_identical(tiny_lm):
         [shorten(tiny_lm, [q], [g], batch_size=1)[0] for q, g in zip(QUESTIONS, GENS)]
 
 
+def test_spans_that_only_repeat_the_question_are_not_scored_and_the_choice_is_the_same(tiny_lm):
+    q, g = "Which bakery did Mara Olwen open?", "Mara Olwen opened the Tollan Bakery in 1970."
+    prefix, asked = prompt_parts(q, g)
+    _, unasked = prompt_parts(None, g)
+    (every,) = spans.score_spans(tiny_lm, [prefix], [[asked, unasked]], [g])
+    got = score(tiny_lm, [q], [g], prior=True)[0]
+    assert {s.text for s in every[0]} - {s.text for s in got[0]} >= {"Mara Olwen", "Mara Olwen opened"}
+    assert all(not repeats_question(s.text, q) for s in got[0])
+    _close(got[0], [s for s in every[0] if not repeats_question(s.text, q)])
+    for margin in (0.0, 0.8):
+        c = Choice(margin=margin)
+        assert choose(q, g, got[0], c, got[1]) == choose(q, g, every[0], c, every[1])
+
+
 def test_prompts_sharing_a_prefix_score_as_if_each_were_read_whole(tiny_lm):
     q, g = QUESTIONS[2], GENS[2]
     prefix, asked = prompt_parts(q, g)
@@ -98,7 +112,7 @@ def test_prompts_sharing_a_prefix_score_as_if_each_were_read_whole(tiny_lm):
 def test_a_span_scores_its_log_likelihood_and_stop_as_one_plain_forward_pass_reads_them(tiny_lm):
     q, g = QUESTIONS[0], GENS[0]
     prefix, asked = prompt_parts(q, g)
-    ((found,),) = spans.score_spans(tiny_lm, [prefix], [[asked]], [g])     # shared prefix, packed continuations
+    ((found,),) = spans.score_spans(tiny_lm, [prefix], [[asked]], [g])     # prefix, suffix and continuations in one row
     tok, stop = tiny_lm.tokenizer, spans._stop_ids(tiny_lm.tokenizer)
     assert len(found) > 3
     for span in found:

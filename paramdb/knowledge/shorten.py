@@ -79,6 +79,18 @@ def repeats_question(candidate: str, question: str) -> bool:
     return "or" not in asked and all(cues.stem(w) in known for w in _words(candidate))
 
 
+def answers(question: str, shown: str) -> list[tuple[int, list[int]]]:
+    """The candidate spans of ``shown`` (as :func:`spans.starts` gives them) less those that only repeat the
+    question, which :func:`choose` would discard: they are not scored at all."""
+    ws = spans.words(shown)
+    out = []
+    for i, ends in spans.starts(shown):
+        kept = [e for e in ends if not repeats_question(shown[ws[i][0]:ws[e][1]], question)]
+        if kept:
+            out.append((i, kept))
+    return out
+
+
 def first_clause(generation: str) -> str:
     """The generation up to its first ".", "," or newline (PRAG's scorer cuts predictions there)."""
     return re.split(r"[.,\n]", generation, maxsplit=1)[0].strip() or generation
@@ -144,7 +156,8 @@ def score(lm, questions: list[str], generations: list[str], batch_size: int = 8,
             jobs.append((j, prefix, ends, shown))
     out: list[tuple[list[spans.Span], list[spans.Span] | None] | None] = [None] * len(generations)
     found = spans.score_spans(lm, [p for _, p, _, _ in jobs], [e for _, _, e, _ in jobs],
-                              [s for _, _, _, s in jobs], batch_size=batch_size)
+                              [s for _, _, _, s in jobs], batch_size=batch_size,
+                              candidates=[answers(questions[j], s) for j, _, _, s in jobs])
     for (j, _, _, _), got in zip(jobs, found):
         out[j] = (got[0], got[1] if prior else None)
     return out

@@ -6,20 +6,19 @@ the prompt (generation, question, "Short answer:"), plus the likelihood of stopp
 or end of text), divided by its token count plus one. The question's own words add answer-type cues
 (:mod:`paramdb.knowledge.cues`), and a margin decides whether any span is trusted at all.
 
-Cost: one batched forward pass over the prompts' shared prefix (the instruction and the generation), whose
-key/value cache is copied for each suffix (the question, or none for the span's prior) in a second pass. A third
-pass reads one short continuation per start word (the generation's words from there on, at most ``max_words`` of
-them), all of a prompt's continuations packed end to end in that prompt's one row: an attention mask lets each
-see the prompt's cache and its own earlier tokens only, so the cache is not copied per start and no row is padded
-to the longest continuation, and the output layer reads only the positions that hold a token. Every span ending
-inside a start's continuation is scored from that one stretch, so n words cost n short stretches, not n²
-candidates.
+Cost: one forward pass per batch, over one row per generation. The row holds the prompts' shared prefix (the
+instruction and the generation), each suffix (the question, or none for the span's prior) and, for every start
+word and every suffix, one short continuation (the generation's words from there on, at most ``max_words`` of
+them), laid end to end. An attention mask lets each suffix see the prefix and itself, and each continuation the
+prefix, its suffix and its own earlier tokens, so nothing is read twice and no key/value cache is copied; the
+output layer reads only the positions whose next token is scored. Every span ending inside a start's
+continuation is scored from that one stretch, so n words cost n short stretches, not n² candidates. On a CPU a
+forward pass of this 135M model costs ~40 ms before its first token (its weights are read from memory once per
+pass), so one pass, not three, is most of the saving.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import math
 import re
 from dataclasses import dataclass
@@ -129,145 +128,127 @@ def _continuation(tokenizer, text: str, lead: str) -> tuple[list[int], list[int]
 
 
 def score_spans(lm: LoadedModel, prefixes: list[str], suffixes: list[list[str]], generations: list[str],
-                lead: str = " ", max_words: int = MAX_SPAN_WORDS, batch_size: int = 8) -> list[list[list[Span]]]:
+                lead: str = " ", max_words: int = MAX_SPAN_WORDS, batch_size: int = 8,
+                candidates: list[list[tuple[int, list[int]]]] | None = None) -> list[list[list[Span]]]:
     """Every candidate span of each generation, scored as the continuation of each of its prompts.
 
     Generation j's prompts are ``prefixes[j] + suffix`` for each suffix in ``suffixes[j]`` (every list the same
-    length): the prefix is read once and its key/value cache shared by the suffixes (the question, and the
-    prompt without it for the prior). Returns ``out[j][v]``, the spans under generation j's v-th prompt.
-    ``lead`` is what precedes the answer after the prompt (a space after "Short answer:"). Spans whose end
-    does not fall on a token boundary are not scored (they are not what the model would write)."""
+    length): the prefix is read once and seen by every suffix (the question, and the prompt without it for the
+    prior). Returns ``out[j][v]``, the spans under generation j's v-th prompt. ``lead`` is what precedes the
+    answer after the prompt (a space after "Short answer:"). ``candidates[j]``: the spans to score, as
+    :func:`starts` gives them (the default); a caller that will discard some spans passes fewer, so that they
+    cost nothing. Spans whose end does not fall on a token boundary are not scored (they are not what the model
+    would write)."""
+    candidates = candidates if candidates is not None else [starts(g, max_words) for g in generations]
     out: list[list[list[Span]]] = []
     for i in range(0, len(prefixes), batch_size):
         sl = slice(i, i + batch_size)
-        out += _score_batch(lm, prefixes[sl], suffixes[sl], generations[sl], lead, max_words)
+        out += _score_batch(lm, prefixes[sl], suffixes[sl], generations[sl], candidates[sl], lead)
     return out
 
 
-def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ids and mask, padded on the left so that every sequence ends at the last column."""
-    width = max(len(e) for e in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for b, e in enumerate(seqs):
-        if e:
-            ids[b, width - len(e):] = torch.tensor(e)
-            mask[b, width - len(e):] = 1
-    return ids, mask
+@dataclass
+class _Row:
+    """One generation's prompts and continuations laid end to end: ids, each position's sequence (0 the prefix,
+    1 + v suffix v, then the continuations), the suffix it answers (``under``) and its position id."""
 
+    ids: list[int]
+    seg: list[int]
+    under: list[int]
+    pos: list[int]
 
-@functools.lru_cache(maxsize=None)
-def _cache_name(model_type: type) -> str:
-    """The keyword a model class's forward takes its key/value cache by: ``cache`` since transformers 5,
-    ``past_key_values`` before (the old name still works in 5 but warns once per process)."""
-    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
-
-
-def _with_cache(model, cache) -> dict:
-    """The key/value cache as ``model``'s forward takes it (read off its class once, not per forward)."""
-    return {_cache_name(type(model)): cache}
-
-
-def _cache_of(output):
-    """The key/value cache a forward returned, under either name (see :func:`_with_cache`)."""
-    return output["cache"] if "cache" in output else output["past_key_values"]
+    def add(self, ids: list[int], under: int, start: int) -> int:
+        """Append one sequence that sees the prefix and sequence ``under``; returns its first column."""
+        at, seg = len(self.ids), (self.seg[-1] + 1 if self.seg else 0)
+        self.ids += ids
+        self.seg += [seg] * len(ids)
+        self.under += [under] * len(ids)
+        self.pos += list(range(start, start + len(ids)))
+        return at
 
 
 @torch.no_grad()
-def _score_batch(lm, prefixes, suffixes, generations, lead, max_words) -> list[list[list[Span]]]:
+def _score_batch(lm, prefixes, suffixes, generations, candidates, lead) -> list[list[list[Span]]]:
     tok, model, dev = lm.tokenizer, lm.model, lm.device
     n_suffix = len(suffixes[0])
     result: list[list[list[Span]]] = [[[] for _ in range(n_suffix)] for _ in generations]
-    conts = []         # per generation: (its index, start char, token ids, token end offsets, [end char of each span])
+    rows, conts = [], []    # conts: (generation, prompt, start char, ids, end offsets, span ends, row, first column)
+    asked_at = []           # per generation, per prompt: the column of the suffix's last token (the first answer token's)
     for q, g in enumerate(generations):
         ws = words(g)
-        conts.append([])
-        for i, ends in starts(g, max_words):
+        row = _Row([], [], [], [])
+        p = tok(prefixes[q], add_special_tokens=False).input_ids
+        row.add(p, 0, 0)
+        ends_at = []
+        for v, x in enumerate(suffixes[q]):
+            ids = tok(x, add_special_tokens=False).input_ids
+            at = row.add(ids, 1 + v, len(p))
+            ends_at.append((at + len(ids) - 1, len(p) + len(ids)))
+        asked_at.append([col for col, _ in ends_at])
+        for i, ends in candidates[q]:
             s = ws[i][0]
             ids, offs = _continuation(tok, g[s:ws[ends[-1]][1]], lead)
             if ids:
-                conts[q].append((q, s, ids, offs, [ws[j][1] - s for j in ends]))
-    if not any(conts):
+                for v, (_, start) in enumerate(ends_at):
+                    at = row.add(ids, 1 + v, start)
+                    conts.append((q, v, s, ids, offs, [ws[j][1] - s for j in ends], len(rows), at))
+        rows.append(row)
+    if not conts:
         return result
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    # 1. the shared prefixes; only their cache is kept, so the decoder runs without the output layer
-    # (``logits_to_keep=1`` would skip it as well, but measured twice as slow on a CPU build)
-    ids, mask = _left_padded([tok(p, add_special_tokens=False).input_ids for p in prefixes], pad)
-    ids, mask = ids.to(dev), mask.to(dev)
-    cache = _cache_of(model.get_decoder()(input_ids=ids, attention_mask=mask,
-                                          position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True))
-    # 2. each prefix's suffixes, on copies of its cache; the last position's distribution is the first token's
-    owner = torch.tensor([q for q in range(len(prefixes)) for _ in range(n_suffix)], device=dev)
-    sids, smask = _left_padded([tok(x, add_special_tokens=False).input_ids for xs in suffixes for x in xs], pad)
-    sids, smask = sids.to(dev), smask.to(dev)
-    cache.reorder_cache(owner)
-    mask = torch.cat([mask[owner], smask], 1)
-    pos = mask.sum(1, keepdim=True) - smask.sum(1, keepdim=True) + (smask.cumsum(1) - 1).clamp(min=0)
-    first = model(input_ids=sids, attention_mask=mask, position_ids=pos, use_cache=True, **_with_cache(model, cache))
-    first_lp = torch.log_softmax(first.logits[:, -1].float(), -1)
-    cache = _cache_of(first)
-    # 3. every start word's continuation under a prompt, packed into that prompt's one row: each continuation
-    # attends to the prompt's cache and to its own earlier tokens only (_packed), so no cache is copied per start
-    packed = [conts[p // n_suffix] for p in range(len(owner))]
-    cids, after, seg, offset = _packed([[c[2] for c in row] for row in packed], pad)
-    read = seg >= 0
-    cmask = _segment_mask(mask, seg, model.dtype).to(dev)
-    cpos = mask.sum(1, keepdim=True) + offset.to(dev)
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    under = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r.ids)
+        ids[b, :n], seg[b, :n], under[b, :n], pos[b, :n] = (torch.tensor(x) for x in (r.ids, r.seg, r.under, r.pos))
+    # the output layer reads the suffixes' last positions and every continuation position
+    read = torch.zeros((len(rows), width), dtype=torch.bool)
+    for b, cols in enumerate(asked_at):
+        read[b, cols] = True
+    for _, _, _, t, _, _, b, at in conts:
+        read[b, at:at + len(t)] = True
+    index = (read.flatten().cumsum(0) - 1).reshape(read.shape)       # (row, column) -> its logits row
     with _logits_only_at(model, read.to(dev)):
-        logits = model(input_ids=cids.to(dev), attention_mask=cmask, position_ids=cpos,
-                       **_with_cache(model, cache)).logits
-    logits = logits.reshape(-1, logits.shape[-1]).float()            # one row per read position, in row order
+        logits = model(input_ids=ids.to(dev), attention_mask=_visibility(seg, under, model.dtype).to(dev),
+                       position_ids=pos.to(dev)).logits
+    logits = logits.reshape(-1, logits.shape[-1]).float()
     norm = torch.logsumexp(logits, -1)
-    next_lp = (logits.gather(1, after[read].to(dev)[:, None])[:, 0] - norm).tolist()
     stop_lp = (torch.logsumexp(logits[:, _stop_ids(tok).to(dev)], -1) - norm).tolist()
-    at = 0
-    for prompt, row in enumerate(packed):
-        for q, s, tids, offs, ends in row:
-            n = len(tids)
-            tok_lp = [float(first_lp[prompt, tids[0]])] + next_lp[at:at + n - 1]
-            row_stop = stop_lp[at:at + n]
-            at += n
-            cum = 0.0
-            at_end = {}
-            for t in range(n):
-                cum += tok_lp[t]
-                at_end[offs[t]] = (t, cum)
-            for e in ends:
-                if e in at_end:
-                    t, c = at_end[e]
-                    result[q][prompt % n_suffix].append(
-                        Span(s, s + e, generations[q][s:s + e], c + row_stop[t], t + 2, tok_lp[0], row_stop[t]))
+    # each token's log-probability is read where the position before it predicts it
+    at_row, of_id = [], []
+    for q, v, _, t, _, _, b, at in conts:
+        at_row += [int(index[b, asked_at[q][v]])] + index[b, at:at + len(t) - 1].tolist()
+        of_id += t
+    rows_t = torch.tensor(at_row, device=dev)
+    tok_lp = (logits[rows_t, torch.tensor(of_id, device=dev)] - norm[rows_t]).tolist()
+    k = 0
+    for q, v, s, t, offs, ends, b, at in conts:
+        n = len(t)
+        lps, stops = tok_lp[k:k + n], [stop_lp[i] for i in index[b, at:at + n].tolist()]
+        k += n
+        cum, at_end = 0.0, {}
+        for i in range(n):
+            cum += lps[i]
+            at_end[offs[i]] = (i, cum)
+        for e in ends:
+            if e in at_end:
+                i, c = at_end[e]
+                result[q][v].append(Span(s, s + e, generations[q][s:s + e], c + stops[i], i + 2, lps[0], stops[i]))
     return result
 
 
-def _packed(rows: list[list[list[int]]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each row's sequences laid end to end, rows padded on the right to one width: the ids, the id each
-    position must predict (the next one of its sequence; ``pad`` at a sequence's end), each position's sequence
-    index (-1 for padding) and its offset within its sequence (its position after the prompt)."""
-    width = max(sum(map(len, r)) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    after = torch.full((len(rows), width), pad, dtype=torch.long)
-    seg = torch.full((len(rows), width), -1, dtype=torch.long)
-    offset = torch.zeros((len(rows), width), dtype=torch.long)
-    for r, seqs in enumerate(rows):
-        at = 0
-        for i, e in enumerate(seqs):
-            n = len(e)
-            ids[r, at:at + n] = torch.tensor(e)
-            after[r, at:at + n - 1] = ids[r, at + 1:at + n]
-            seg[r, at:at + n] = i
-            offset[r, at:at + n] = torch.arange(n)
-            at += n
-    return ids, after, seg, offset
-
-
-def _segment_mask(prompt_mask: torch.Tensor, seg: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The additive 4D attention mask (rows, 1, queries, cache + queries) of packed rows: a position sees its
-    prompt's unpadded cache and the earlier positions of its own sequence; padding sees the cache only."""
+def _visibility(seg: torch.Tensor, under: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The additive 4D attention mask (rows, 1, width, width) of the packed rows: a position sees the earlier
+    positions of its own sequence, of the prefix (sequence 0) and of the suffix it answers; a suffix answers
+    itself, so it sees the prefix and its own tokens only. Padding (sequence -1) sees no real position."""
     n = seg.shape[1]
     causal = torch.ones((n, n), dtype=torch.bool).tril()
-    own = (seg[:, :, None] == seg[:, None, :]) & causal & (seg[:, :, None] >= 0)
-    seen = torch.cat([prompt_mask.bool().cpu()[:, None, :].expand(-1, n, -1), own], 2)
+    key = seg[:, None, :]
+    seen = causal & (seg[:, :, None] >= 0) & ((key == seg[:, :, None]) | (key == 0) | (key == under[:, :, None]))
+    seen |= torch.eye(n, dtype=torch.bool)              # every row attends somewhere (padding: itself)
     out = torch.zeros(seen.shape, dtype=dtype)
     return out.masked_fill_(~seen, torch.finfo(dtype).min)[:, None]
 
