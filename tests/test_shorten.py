@@ -179,6 +179,8 @@ def test_the_question_words_choose_against_the_models_preference():
     ("Which bakery did Mara Olwen open?", "noun:bakery"),
     ("In which museum does the painting hang?", "noun:museum"),
     ("In what year was the bridge built?", "date"),
+    ("What is the birthday of the actress?", "date"),
+    ("What was the name of the ship?", "noun:name"),
     ("When did she open it?", "date"),
     ("Whose army won the battle?", "name"),
     ("Where is the company based?", "place"),
@@ -267,6 +269,13 @@ def test_a_span_inside_parentheses_is_an_aside():
     scored = [_span(gen, "12 May 1763", -0.2), _span(gen, "surgeon", -0.3)]     # the model prefers the date
     # the subject's name just before the parenthesis marks the date as near the question; the aside undoes it
     assert choose("What is John Bell's occupation?", gen, scored, Choice(margin=0.2)) == "surgeon"
+
+
+def test_an_aside_that_holds_what_the_question_asks_is_not_penalised():
+    gen = "John Bell (12 May 1763 – 15 April 1820) was a Scottish anatomist and surgeon."
+    scored = [_span(gen, "12 May 1763", -0.6), _span(gen, "surgeon", -0.3)]     # the model prefers the occupation
+    assert choose("What is the birthday of John Bell?", gen, scored, Choice(margin=0.2)) == "12 May 1763"
+    assert choose("When was John Bell born?", gen, scored, Choice(margin=0.2)) == "12 May 1763"
 
 
 def test_a_name_keeps_its_initials_and_abbreviations_but_a_sentence_still_ends_at_its_period():

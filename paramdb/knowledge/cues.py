@@ -2,7 +2,7 @@
 
 - "Which bakery ...", "In what museum ...": the noun after which/what names the kind of thing asked for; a
   span holding it as part of a name ("the Tollan Bakery", "the Fulcas Press") is of that kind.
-- "When ...", "In what year ...": a date (a year, a month, a century).
+- "When ...", "In what year ...", "What is the birthday of ...": a date (a year, a month, a century).
 - "Who/Whom/Whose ...": a name (capitalised words).
 - "Where ...": a place name (capitalised words).
 - "How many/much ...": a number.
@@ -20,6 +20,9 @@ _NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten elev
                           "fifty hundred thousand million dozen".split())
 _PRONOUNS = frozenset("it he she they we i you his her its their this that there".split())
 _CONNECTORS = frozenset("of de la le van von der den du di da the and y".split())
+# Nouns that ask for a date: "In what year ...", "What is the birthday of ...".
+DATE_NOUNS = frozenset("year years date dates decade century month day birthday birthdate anniversary".split())
+_COPULAS = frozenset("is was are were".split())
 _YEAR = re.compile(r"\b(1[0-9]{3}|20[0-9]{2})s?\b")
 
 
@@ -33,9 +36,11 @@ def kind_of(question: str) -> str | None:
     for i, w in enumerate(low):
         if w in ("which", "what") and i + 1 < len(low):
             nxt = low[i + 1]
-            if nxt in ("year", "years", "date", "decade", "century", "month", "day"):
+            if nxt in _COPULAS and low[i + 2:i + 3] == ["the"] and i + 3 < len(low):
+                nxt = low[i + 3]        # "What is the birthday of ...": the head noun after the copula
+            if nxt in DATE_NOUNS:
                 return "date"
-            if nxt not in AUXILIARIES:
+            if nxt not in AUXILIARIES and nxt != "the":
                 return "noun:" + nxt
             return None
         if w == "when":

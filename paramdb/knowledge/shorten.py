@@ -13,7 +13,8 @@ followed them, not the question ("weaver" for "Which bakery did Mara Olwen open?
 occupation). Two more kinds of rule:
 - answer-type cues from the question's own words (knowledge/cues.py: "Which bakery" -> a name holding
   "Bakery", "When" -> a date, "Who" -> a name) add ``Choice.cue_bonus`` to the spans that fit, and take it
-  from a date where the question asks none and from an aside in parentheses ("John Bell (12 May 1763 - ...)");
+  from a date where the question asks none and from an aside in parentheses ("John Bell (12 May 1763 - ...)")
+  unless the aside is of the kind asked (the date for "When was John Bell born?");
   a content word of the question next to the span adds ``Choice.near_bonus``;
 - a span that only repeats the question's words ("Fish" for "What fish do fishermen catch?") or the
   exchange's own ("The answer") is no answer, unless the question offers a choice ("A or B?").
@@ -108,7 +109,8 @@ def choose(question: str, generation: str, scored: list[spans.Span], choice: Cho
     kind = cues.kind_of(question)
     value = {s: s.score - choice.prior * prior.get((s.start, s.end), 0.0)
              + (choice.cue_bonus if cues.fits(kind, s.text) else 0.0)
-             - (choice.cue_bonus if cues.off_kind(kind, s.text) or cues.aside(generation, s.start, s.end) else 0.0)
+             - (choice.cue_bonus if cues.off_kind(kind, s.text)
+                or (cues.aside(generation, s.start, s.end) and not cues.fits(kind, s.text)) else 0.0)
              + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start, s.end)
                 else 0.0) for s in kept}
     best = max(kept, key=lambda s: (value[s], -s.start, s.end - s.start))
