@@ -17,19 +17,13 @@ from typing import Iterator
 
 from . import budget, prompts
 from .generate import greedy
+from .abbreviations import ends_with_abbreviation
 from .models import LoadedModel
 from .settings import AugmentSettings
 from .shorten import span_of
 from .train import Sample
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-# A full stop that ends a title, an initial or a dotted abbreviation does not end the sentence: "Dr. Ruth
-# Westheimer", "J. R. R. Tolkien", "the U.S. Army". Split there, the target sentence would stop mid-name and the
-# adapter would learn to answer "... founded by Dr." (about one PopQA or HotpotQA passage in nine had such a cut).
-_ABBREVIATION = re.compile(r"(?:^|[\s(\"'])(?:[A-Za-z]|(?:[A-Za-z]\.)+[A-Za-z]|ca|approx|incl|est|"
-                           r"Dr|Mr|Mrs|Ms|Prof|St|Mt|Ft|Jr|Sr|Gen|Col|Capt|Lt|Sgt|Rev|Gov|Sen|Rep|Hon|"
-                           r"No|Nos|vs|Inc|Ltd|Co|Corp|Bros|"
-                           r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.$")
 
 
 # A "sentence" longer than this (a text without full stops, a table, a hostile 1 MB line) is cut into pieces
@@ -60,7 +54,7 @@ def _split(text: str) -> Iterator[str]:
     held: list[str] = []
     for part in _SENTENCE_END.split(text):
         held.append(part)
-        if not _ABBREVIATION.search(part[-16:]):     # an abbreviation ends the part: its tail says
+        if not ends_with_abbreviation(part):     # split at "Dr.", the adapter would learn "... founded by Dr."
             yield " ".join(held)
             held = []
     if held:

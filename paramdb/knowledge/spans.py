@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .abbreviations import ends_with_abbreviation
 from .generate import _newline_ids
 from .models import LoadedModel
 
@@ -75,21 +76,11 @@ def words(generation: str) -> list[tuple[int, int]]:
     return out
 
 
-# Words whose period abbreviates them: it ends no clause ("St. Louis", "Martin Luther King Jr.").
-ABBREVIATIONS = frozenset("mr mrs ms dr st jr sr mt ft vs".split())
-
-
-def _abbreviated(word: str) -> bool:
-    """True for a word that a period after it abbreviates: an initial ("C" of "John C. Calhoun"), a word with
-    dots inside ("F.C", "U.S"; edge punctuation is already trimmed) or a title such as "St"."""
-    return (len(word) == 1 and word.isupper()) or "." in word or word.lower() in ABBREVIATIONS
-
-
 def _clause_break(generation: str, a: tuple[int, int], b: tuple[int, int]) -> bool:
     """True where a clause ends between word ``a`` and the next word ``b`` (punctuation or a newline): a span
     holds one phrase ("Dimwam", not "Dimwam, a small town"), but a name keeps its initials ("John C. Calhoun")."""
     gap = generation[a[1]:b[0]]
-    if gap.strip() == "." and _abbreviated(generation[a[0]:a[1]]):
+    if gap.strip() == "." and ends_with_abbreviation(generation[max(0, a[0] - 1):a[1]] + "."):
         return False
     return "\n" in gap or any(ch in gap for ch in ".!?;:,()\"")
 
