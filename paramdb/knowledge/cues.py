@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 AUXILIARIES = frozenset("is was are were did does do has had have can could will would should may might "
-                        "must shall kind sort type one ones of".split())
+                        "must shall kind sort type one ones of the".split())
 _MONTHS = ("january february march april may june july august september october november december").split()
 _NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve twenty thirty forty "
                           "fifty hundred thousand million dozen".split())
@@ -40,7 +40,7 @@ def kind_of(question: str) -> str | None:
                 nxt = low[i + 3]        # "What is the birthday of ...": the head noun after the copula
             if nxt in DATE_NOUNS:
                 return "date"
-            if nxt not in AUXILIARIES and nxt != "the":
+            if nxt not in AUXILIARIES:
                 return "noun:" + nxt
             return None
         if w == "when":
