@@ -107,12 +107,15 @@ def choose(question: str, generation: str, scored: list[spans.Span], choice: Cho
     if not kept:
         return fallback
     kind = cues.kind_of(question)
-    value = {s: s.score - choice.prior * prior.get((s.start, s.end), 0.0)
-             + (choice.cue_bonus if cues.fits(kind, s.text) else 0.0)
-             - (choice.cue_bonus if cues.off_kind(kind, s.text)
-                or (cues.aside(generation, s.start, s.end) and not cues.fits(kind, s.text)) else 0.0)
-             + (choice.near_bonus if choice.near_bonus and cues.near_question(question, generation, s.start, s.end)
-                else 0.0) for s in kept}
+
+    def worth(s: spans.Span) -> float:
+        fit = cues.fits(kind, s.text)
+        wrong = cues.off_kind(kind, s.text) or (not fit and cues.aside(generation, s.start, s.end))
+        near = choice.near_bonus and cues.near_question(question, generation, s.start, s.end)
+        return (s.score - choice.prior * prior.get((s.start, s.end), 0.0) + (choice.cue_bonus if fit else 0.0)
+                - (choice.cue_bonus if wrong else 0.0) + (choice.near_bonus if near else 0.0))
+
+    value = {s: worth(s) for s in kept}
     best = max(kept, key=lambda s: (value[s], -s.start, s.end - s.start))
     close = [s for s in kept if (s.end <= best.start or s.start >= best.end)
              and value[best] - value[s] < choice.margin]
